@@ -1,0 +1,31 @@
+//! The contract between the secretd broker and the places secrets live.
+//!
+//! A backend implements [`SecretStore`] and speaks only to its own server;
+//! the broker puts authentication, policy and caching in front of it. This
+//! crate holds what every backend shares: validated names ([`SecretName`]),
+//! values that wipe themselves ([`SecretValue`]), tags and their scoping
+//! ([`TagScope`], [`ScopedStore`]), one error vocabulary ([`StoreError`]),
+//! the AES-256-GCM envelope for stores that encrypt at rest ([`Envelope`]),
+//! and, behind the `conformance` feature, the suite every backend must pass
+//! unchanged.
+
+mod envelope;
+mod error;
+mod name;
+mod scope;
+mod store;
+mod tags;
+mod value;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+pub use envelope::{Envelope, EnvelopeError, MIN_SECRET_LEN};
+pub use error::{ErrorKind, StoreError};
+pub use name::{Key, Namespace, SecretName, Tenant, DEFAULT_TENANT};
+pub use scope::{ScopedStore, TagScope};
+pub use store::{Capabilities, Page, PageRequest, Secret, SecretMetadata, SecretStore, Version};
+pub use tags::Tags;
+pub use value::SecretValue;

@@ -1,0 +1,86 @@
+//! Test helpers for code that sits in front of a store (the broker, the
+//! cache): a wrapper that counts backend calls and can slow them down.
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+
+use crate::{
+    Capabilities, Namespace, Page, PageRequest, Secret, SecretName, SecretStore, SecretValue,
+    StoreError, Tags, Tenant, Version,
+};
+
+/// Counts the calls that reach the wrapped store.
+pub struct CountingStore {
+    inner: Arc<dyn SecretStore>,
+    gets: AtomicUsize,
+    /// Added to every `get`, so concurrent misses overlap in tests.
+    get_delay: Duration,
+}
+
+impl CountingStore {
+    pub fn new(inner: Arc<dyn SecretStore>, get_delay: Duration) -> Self {
+        Self {
+            inner,
+            gets: AtomicUsize::new(0),
+            get_delay,
+        }
+    }
+
+    pub fn gets(&self) -> usize {
+        self.gets.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl SecretStore for CountingStore {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn get(
+        &self,
+        name: &SecretName,
+        version: Option<&Version>,
+    ) -> Result<Secret, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        if !self.get_delay.is_zero() {
+            tokio::time::sleep(self.get_delay).await;
+        }
+        self.inner.get(name, version).await
+    }
+
+    async fn put(
+        &self,
+        name: &SecretName,
+        value: &SecretValue,
+        tags: &Tags,
+        description: Option<&str>,
+    ) -> Result<Version, StoreError> {
+        self.inner.put(name, value, tags, description).await
+    }
+
+    async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
+        self.inner.delete(name).await
+    }
+
+    async fn list(
+        &self,
+        tenant: &Tenant,
+        namespace: &Namespace,
+        filter: &Tags,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        self.inner.list(tenant, namespace, filter, page).await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.inner.health().await
+    }
+}

@@ -9,12 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile([proto], ["proto"])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     // The descriptor set also feeds gRPC server reflection.
-    std::fs::write(
-        out_dir.join("secretd_descriptor.bin"),
-        prost::Message::encode_to_vec(&descriptors),
-    )?;
-    tonic_prost_build::configure()
-        .bytes(".secretd.v1")
-        .compile_fds(descriptors)?;
+    std::fs::write(out_dir.join("secretd_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
+    tonic_prost_build::configure().bytes(".secretd.v1").compile_fds(descriptors)?;
     Ok(())
 }

@@ -13,8 +13,8 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 use futures::future::join_all;
 
 use crate::{
-    ErrorKind, Key, Namespace, PageRequest, ScopedStore, SecretName, SecretStore, SecretValue,
-    StoreError, TagScope, Tags, Tenant, Version,
+    ErrorKind, Key, Namespace, PageRequest, ScopedStore, SecretName, SecretStore, SecretValue, StoreError, TagScope,
+    Tags, Tenant, Version,
 };
 
 /// The largest value every backend must store: the broker's default
@@ -68,16 +68,11 @@ macro_rules! conformance_suite {
 /// A fresh namespace no other case or run uses.
 fn fresh_namespace(case: &str) -> Namespace {
     let n: u64 = rand::random();
-    Namespace::parse(&format!("conf.{}.r{n:016x}", case.replace('_', "-")))
-        .expect("valid namespace")
+    Namespace::parse(&format!("conf.{}.r{n:016x}", case.replace('_', "-"))).expect("valid namespace")
 }
 
 fn name(ns: &Namespace, key: &str) -> SecretName {
-    SecretName::new(
-        Tenant::parse(TENANT).unwrap(),
-        ns.clone(),
-        Key::parse(key).expect("valid key"),
-    )
+    SecretName::new(Tenant::parse(TENANT).unwrap(), ns.clone(), Key::parse(key).expect("valid key"))
 }
 
 fn value(bytes: &[u8]) -> SecretValue {
@@ -89,69 +84,34 @@ fn tags(pairs: &[(&str, &str)]) -> Tags {
 }
 
 async fn put(store: &Arc<dyn SecretStore>, name: &SecretName, bytes: &[u8], t: &Tags) -> Version {
-    store
-        .put(name, &value(bytes), t, None)
-        .await
-        .unwrap_or_else(|e| panic!("put {name}: {e} ({:?})", e.kind()))
+    store.put(name, &value(bytes), t, None).await.unwrap_or_else(|e| panic!("put {name}: {e} ({:?})", e.kind()))
 }
 
-async fn get_bytes(
-    store: &Arc<dyn SecretStore>,
-    name: &SecretName,
-    version: Option<&Version>,
-) -> Vec<u8> {
-    let secret = store
-        .get(name, version)
-        .await
-        .unwrap_or_else(|e| panic!("get {name}: {e} ({:?})", e.kind()));
+async fn get_bytes(store: &Arc<dyn SecretStore>, name: &SecretName, version: Option<&Version>) -> Vec<u8> {
+    let secret = store.get(name, version).await.unwrap_or_else(|e| panic!("get {name}: {e} ({:?})", e.kind()));
     secret.value.expose().to_vec()
 }
 
 fn assert_kind<T>(result: Result<T, StoreError>, kind: ErrorKind, what: &str) {
     match result {
         Ok(_) => panic!("{what}: expected {kind:?}, got Ok"),
-        Err(e) => assert_eq!(
-            e.kind(),
-            kind,
-            "{what}: expected {kind:?}, got {:?}: {e}",
-            e.kind()
-        ),
+        Err(e) => assert_eq!(e.kind(), kind, "{what}: expected {kind:?}, got {:?}: {e}", e.kind()),
     }
 }
 
 /// Every key of a namespace, following pages of `size`.
-async fn list_all(
-    store: &Arc<dyn SecretStore>,
-    ns: &Namespace,
-    filter: &Tags,
-    size: usize,
-) -> Vec<String> {
+async fn list_all(store: &Arc<dyn SecretStore>, ns: &Namespace, filter: &Tags, size: usize) -> Vec<String> {
     let tenant = Tenant::parse(TENANT).unwrap();
     let mut keys = Vec::new();
     let mut token = None;
     for _ in 0..1000 {
         let page = store
-            .list(
-                &tenant,
-                ns,
-                filter,
-                &PageRequest {
-                    size,
-                    token: token.clone(),
-                },
-            )
+            .list(&tenant, ns, filter, &PageRequest { size, token: token.clone() })
             .await
             .unwrap_or_else(|e| panic!("list {ns}: {e}"));
-        assert!(
-            page.items.len() <= size,
-            "a page of size {size} held {} items",
-            page.items.len()
-        );
+        assert!(page.items.len() <= size, "a page of size {size} held {} items", page.items.len());
         for item in &page.items {
-            assert_eq!(
-                &item.name.namespace, ns,
-                "list returned a secret of another namespace"
-            );
+            assert_eq!(&item.name.namespace, ns, "list returned a secret of another namespace");
             keys.push(item.name.key.as_str().to_owned());
         }
         match page.next_token {
@@ -177,15 +137,8 @@ pub async fn round_trip_binary_values(store: Arc<dyn SecretStore>) {
         let n = name(&ns, key);
         let version = put(&store, &n, bytes, &Tags::new()).await;
         let secret = store.get(&n, None).await.unwrap();
-        assert_eq!(
-            secret.value.expose(),
-            &bytes[..],
-            "value of {key} changed in the round trip"
-        );
-        assert_eq!(
-            secret.metadata.version, version,
-            "get returned another version than put made"
-        );
+        assert_eq!(secret.value.expose(), &bytes[..], "value of {key} changed in the round trip");
+        assert_eq!(secret.metadata.version, version, "get returned another version than put made");
         assert_eq!(secret.metadata.name, n);
     }
 }
@@ -196,22 +149,12 @@ pub async fn round_trip_tags(store: Arc<dyn SecretStore>) {
     }
     let ns = fresh_namespace("round_trip_tags");
     let n = name(&ns, "tagged");
-    let t = tags(&[
-        ("application", "prod"),
-        ("owner", "team-data"),
-        ("note", "Ünïcode ok"),
-    ]);
+    let t = tags(&[("application", "prod"), ("owner", "team-data"), ("note", "Ünïcode ok")]);
     put(&store, &n, b"v", &t).await;
     assert_eq!(store.get(&n, None).await.unwrap().metadata.tags, t);
     let untagged = name(&ns, "untagged");
     put(&store, &untagged, b"v", &Tags::new()).await;
-    assert!(store
-        .get(&untagged, None)
-        .await
-        .unwrap()
-        .metadata
-        .tags
-        .is_empty());
+    assert!(store.get(&untagged, None).await.unwrap().metadata.tags.is_empty());
 }
 
 pub async fn overwrite_creates_new_version(store: Arc<dyn SecretStore>) {
@@ -224,11 +167,7 @@ pub async fn overwrite_creates_new_version(store: Arc<dyn SecretStore>) {
     assert_eq!(latest.value.expose(), b"second");
     assert_eq!(latest.metadata.version, v2);
     if store.capabilities().tags {
-        assert_eq!(
-            latest.metadata.tags,
-            tags(&[("rev", "2")]),
-            "the latest version's tags apply"
-        );
+        assert_eq!(latest.metadata.tags, tags(&[("rev", "2")]), "the latest version's tags apply");
     }
 }
 
@@ -238,38 +177,22 @@ pub async fn pinned_versions(store: Arc<dyn SecretStore>) {
     let v1 = put(&store, &n, b"one", &Tags::new()).await;
     let v2 = put(&store, &n, b"two", &Tags::new()).await;
     if !store.capabilities().versions {
-        assert_kind(
-            store.get(&n, Some(&v1)).await,
-            ErrorKind::Unsupported,
-            "pinned read without versions",
-        );
+        assert_kind(store.get(&n, Some(&v1)).await, ErrorKind::Unsupported, "pinned read without versions");
         return;
     }
     assert_eq!(get_bytes(&store, &n, Some(&v1)).await, b"one");
     assert_eq!(get_bytes(&store, &n, Some(&v2)).await, b"two");
     assert_eq!(store.get(&n, Some(&v1)).await.unwrap().metadata.version, v1);
     for bogus in ["999999999", "no-such-version", "0"] {
-        assert_kind(
-            store.get(&n, Some(&Version(bogus.into()))).await,
-            ErrorKind::NotFound,
-            "unknown version",
-        );
+        assert_kind(store.get(&n, Some(&Version(bogus.into()))).await, ErrorKind::NotFound, "unknown version");
     }
     let other = name(&ns, "other");
-    assert_kind(
-        store.get(&other, Some(&v1)).await,
-        ErrorKind::NotFound,
-        "version of a missing secret",
-    );
+    assert_kind(store.get(&other, Some(&v1)).await, ErrorKind::NotFound, "version of a missing secret");
 }
 
 pub async fn missing_secret_is_not_found(store: Arc<dyn SecretStore>) {
     let ns = fresh_namespace("missing_secret_is_not_found");
-    assert_kind(
-        store.get(&name(&ns, "absent"), None).await,
-        ErrorKind::NotFound,
-        "missing secret",
-    );
+    assert_kind(store.get(&name(&ns, "absent"), None).await, ErrorKind::NotFound, "missing secret");
 }
 
 pub async fn delete_removes_all_versions(store: Arc<dyn SecretStore>) {
@@ -280,38 +203,19 @@ pub async fn delete_removes_all_versions(store: Arc<dyn SecretStore>) {
     let neighbour = name(&ns, "neighbour");
     put(&store, &neighbour, b"stays", &Tags::new()).await;
     store.delete(&n).await.unwrap();
-    assert_kind(
-        store.get(&n, None).await,
-        ErrorKind::NotFound,
-        "latest after delete",
-    );
+    assert_kind(store.get(&n, None).await, ErrorKind::NotFound, "latest after delete");
     if store.capabilities().versions {
-        assert_kind(
-            store.get(&n, Some(&v1)).await,
-            ErrorKind::NotFound,
-            "old version after delete",
-        );
+        assert_kind(store.get(&n, Some(&v1)).await, ErrorKind::NotFound, "old version after delete");
     }
-    assert_eq!(
-        get_bytes(&store, &neighbour, None).await,
-        b"stays",
-        "delete touched another secret"
-    );
+    assert_eq!(get_bytes(&store, &neighbour, None).await, b"stays", "delete touched another secret");
     if store.capabilities().list {
-        assert_eq!(
-            list_all(&store, &ns, &Tags::new(), 10).await,
-            vec!["neighbour".to_owned()]
-        );
+        assert_eq!(list_all(&store, &ns, &Tags::new(), 10).await, vec!["neighbour".to_owned()]);
     }
 }
 
 pub async fn delete_missing_is_not_found(store: Arc<dyn SecretStore>) {
     let ns = fresh_namespace("delete_missing_is_not_found");
-    assert_kind(
-        store.delete(&name(&ns, "absent")).await,
-        ErrorKind::NotFound,
-        "delete of a missing secret",
-    );
+    assert_kind(store.delete(&name(&ns, "absent")).await, ErrorKind::NotFound, "delete of a missing secret");
 }
 
 pub async fn put_after_delete_starts_afresh(store: Arc<dyn SecretStore>) {
@@ -322,10 +226,7 @@ pub async fn put_after_delete_starts_afresh(store: Arc<dyn SecretStore>) {
     put(&store, &n, b"new", &Tags::new()).await;
     let secret = store.get(&n, None).await.unwrap();
     assert_eq!(secret.value.expose(), b"new");
-    assert!(
-        secret.metadata.tags.is_empty(),
-        "tags of the deleted secret came back"
-    );
+    assert!(secret.metadata.tags.is_empty(), "tags of the deleted secret came back");
 }
 
 pub async fn list_one_namespace_only(store: Arc<dyn SecretStore>) {
@@ -336,14 +237,8 @@ pub async fn list_one_namespace_only(store: Arc<dyn SecretStore>) {
     let child = Namespace::parse(&format!("{ns}.child")).unwrap();
     put(&store, &name(&ns, "here"), b"1", &Tags::new()).await;
     put(&store, &name(&child, "below"), b"2", &Tags::new()).await;
-    assert_eq!(
-        list_all(&store, &ns, &Tags::new(), 100).await,
-        vec!["here".to_owned()]
-    );
-    assert_eq!(
-        list_all(&store, &child, &Tags::new(), 100).await,
-        vec!["below".to_owned()]
-    );
+    assert_eq!(list_all(&store, &ns, &Tags::new(), 100).await, vec!["here".to_owned()]);
+    assert_eq!(list_all(&store, &child, &Tags::new(), 100).await, vec!["below".to_owned()]);
 }
 
 pub async fn list_pagination(store: Arc<dyn SecretStore>) {
@@ -360,44 +255,15 @@ pub async fn list_pagination(store: Arc<dyn SecretStore>) {
     for size in [1, 7, 23, 100] {
         let keys = list_all(&store, &ns, &Tags::new(), size).await;
         let unique: BTreeSet<String> = keys.iter().cloned().collect();
-        assert_eq!(
-            unique.len(),
-            keys.len(),
-            "page size {size}: a key was listed twice"
-        );
-        assert_eq!(
-            unique, expected,
-            "page size {size}: the listing lost or invented keys"
-        );
-        assert_eq!(
-            keys,
-            expected.iter().cloned().collect::<Vec<_>>(),
-            "page size {size}: not ordered by key"
-        );
+        assert_eq!(unique.len(), keys.len(), "page size {size}: a key was listed twice");
+        assert_eq!(unique, expected, "page size {size}: the listing lost or invented keys");
+        assert_eq!(keys, expected.iter().cloned().collect::<Vec<_>>(), "page size {size}: not ordered by key");
     }
     let tenant = Tenant::parse(TENANT).unwrap();
-    let page = store
-        .list(
-            &tenant,
-            &ns,
-            &Tags::new(),
-            &PageRequest {
-                size: 100,
-                token: None,
-            },
-        )
-        .await
-        .unwrap();
-    let item = page
-        .items
-        .iter()
-        .find(|m| m.name.key.as_str() == "key-05")
-        .unwrap();
+    let page = store.list(&tenant, &ns, &Tags::new(), &PageRequest { size: 100, token: None }).await.unwrap();
+    let item = page.items.iter().find(|m| m.name.key.as_str() == "key-05").unwrap();
     let latest = store.get(&name(&ns, "key-05"), None).await.unwrap();
-    assert_eq!(
-        item.version, latest.metadata.version,
-        "list must show the latest version"
-    );
+    assert_eq!(item.version, latest.metadata.version, "list must show the latest version");
 }
 
 pub async fn list_tag_filter(store: Arc<dyn SecretStore>) {
@@ -405,57 +271,21 @@ pub async fn list_tag_filter(store: Arc<dyn SecretStore>) {
         return;
     }
     let ns = fresh_namespace("list_tag_filter");
-    put(
-        &store,
-        &name(&ns, "prod-a"),
-        b"1",
-        &tags(&[("env", "prod"), ("team", "a")]),
-    )
-    .await;
-    put(
-        &store,
-        &name(&ns, "prod-b"),
-        b"2",
-        &tags(&[("env", "prod"), ("team", "b")]),
-    )
-    .await;
-    put(
-        &store,
-        &name(&ns, "dev-a"),
-        b"3",
-        &tags(&[("env", "dev"), ("team", "a")]),
-    )
-    .await;
+    put(&store, &name(&ns, "prod-a"), b"1", &tags(&[("env", "prod"), ("team", "a")])).await;
+    put(&store, &name(&ns, "prod-b"), b"2", &tags(&[("env", "prod"), ("team", "b")])).await;
+    put(&store, &name(&ns, "dev-a"), b"3", &tags(&[("env", "dev"), ("team", "a")])).await;
     put(&store, &name(&ns, "plain"), b"4", &Tags::new()).await;
     // A secret whose latest version dropped the tag must not match.
-    put(
-        &store,
-        &name(&ns, "was-prod"),
-        b"5",
-        &tags(&[("env", "prod")]),
-    )
-    .await;
+    put(&store, &name(&ns, "was-prod"), b"5", &tags(&[("env", "prod")])).await;
     put(&store, &name(&ns, "was-prod"), b"6", &Tags::new()).await;
-    assert_eq!(
-        list_all(&store, &ns, &tags(&[("env", "prod")]), 1).await,
-        ["prod-a", "prod-b"]
-    );
-    assert_eq!(
-        list_all(&store, &ns, &tags(&[("env", "prod"), ("team", "a")]), 10).await,
-        ["prod-a"]
-    );
-    assert_eq!(
-        list_all(&store, &ns, &tags(&[("env", "staging")]), 10).await,
-        Vec::<String>::new()
-    );
+    assert_eq!(list_all(&store, &ns, &tags(&[("env", "prod")]), 1).await, ["prod-a", "prod-b"]);
+    assert_eq!(list_all(&store, &ns, &tags(&[("env", "prod"), ("team", "a")]), 10).await, ["prod-a"]);
+    assert_eq!(list_all(&store, &ns, &tags(&[("env", "staging")]), 10).await, Vec::<String>::new());
     assert_eq!(list_all(&store, &ns, &Tags::new(), 10).await.len(), 5);
 }
 
 fn prod_scope() -> TagScope {
-    TagScope {
-        tags: tags(&[("application", "prod")]),
-        ..Default::default()
-    }
+    TagScope { tags: tags(&[("application", "prod")]), ..Default::default() }
 }
 
 pub async fn tag_scoping_hides_out_of_scope_secrets(store: Arc<dyn SecretStore>) {
@@ -465,37 +295,14 @@ pub async fn tag_scoping_hides_out_of_scope_secrets(store: Arc<dyn SecretStore>)
     let ns = fresh_namespace("tag_scoping_hides_out_of_scope_secrets");
     let scoped = ScopedStore::wrap(store.clone(), prod_scope());
     put(&store, &name(&ns, "untagged"), b"x", &Tags::new()).await;
-    put(
-        &store,
-        &name(&ns, "dev"),
-        b"x",
-        &tags(&[("application", "dev")]),
-    )
-    .await;
-    put(
-        &store,
-        &name(&ns, "prod"),
-        b"p",
-        &tags(&[("application", "prod")]),
-    )
-    .await;
-    assert_kind(
-        scoped.get(&name(&ns, "untagged"), None).await,
-        ErrorKind::NotFound,
-        "untagged via scope",
-    );
-    assert_kind(
-        scoped.get(&name(&ns, "dev"), None).await,
-        ErrorKind::NotFound,
-        "other scope via scope",
-    );
+    put(&store, &name(&ns, "dev"), b"x", &tags(&[("application", "dev")])).await;
+    put(&store, &name(&ns, "prod"), b"p", &tags(&[("application", "prod")])).await;
+    assert_kind(scoped.get(&name(&ns, "untagged"), None).await, ErrorKind::NotFound, "untagged via scope");
+    assert_kind(scoped.get(&name(&ns, "dev"), None).await, ErrorKind::NotFound, "other scope via scope");
     assert_eq!(get_bytes(&scoped, &name(&ns, "prod"), None).await, b"p");
     if store.capabilities().list {
         assert_eq!(list_all(&scoped, &ns, &Tags::new(), 1).await, ["prod"]);
-        assert_eq!(
-            list_all(&scoped, &ns, &tags(&[("application", "dev")]), 10).await,
-            Vec::<String>::new()
-        );
+        assert_eq!(list_all(&scoped, &ns, &tags(&[("application", "dev")]), 10).await, Vec::<String>::new());
     }
     // A pinned version that predates the tag is outside the scope too.
     if store.capabilities().versions {
@@ -503,11 +310,7 @@ pub async fn tag_scoping_hides_out_of_scope_secrets(store: Arc<dyn SecretStore>)
         let v1 = put(&store, &n, b"old", &Tags::new()).await;
         put(&store, &n, b"new", &tags(&[("application", "prod")])).await;
         assert_eq!(get_bytes(&scoped, &n, None).await, b"new");
-        assert_kind(
-            scoped.get(&n, Some(&v1)).await,
-            ErrorKind::NotFound,
-            "untagged old version via scope",
-        );
+        assert_kind(scoped.get(&n, Some(&v1)).await, ErrorKind::NotFound, "untagged old version via scope");
     }
 }
 
@@ -520,28 +323,14 @@ pub async fn tag_scoping_stamps_writes(store: Arc<dyn SecretStore>) {
     let n = name(&ns, "stamped");
     put(&scoped, &n, b"v", &tags(&[("owner", "me")])).await;
     let raw = store.get(&n, None).await.unwrap();
-    assert_eq!(
-        raw.metadata.tags,
-        tags(&[("application", "prod"), ("owner", "me")])
-    );
+    assert_eq!(raw.metadata.tags, tags(&[("application", "prod"), ("owner", "me")]));
     assert_eq!(get_bytes(&scoped, &n, None).await, b"v");
     assert_kind(
-        scoped
-            .put(
-                &name(&ns, "conflict"),
-                &value(b"v"),
-                &tags(&[("application", "dev")]),
-                None,
-            )
-            .await,
+        scoped.put(&name(&ns, "conflict"), &value(b"v"), &tags(&[("application", "dev")]), None).await,
         ErrorKind::InvalidName,
         "a put contradicting the scope",
     );
-    assert_kind(
-        store.get(&name(&ns, "conflict"), None).await,
-        ErrorKind::NotFound,
-        "a refused put wrote something",
-    );
+    assert_kind(store.get(&name(&ns, "conflict"), None).await, ErrorKind::NotFound, "a refused put wrote something");
 }
 
 pub async fn tag_scoping_refuses_out_of_scope_delete(store: Arc<dyn SecretStore>) {
@@ -552,24 +341,12 @@ pub async fn tag_scoping_refuses_out_of_scope_delete(store: Arc<dyn SecretStore>
     let scoped = ScopedStore::wrap(store.clone(), prod_scope());
     let n = name(&ns, "not-yours");
     put(&store, &n, b"keep me", &Tags::new()).await;
-    assert_kind(
-        scoped.delete(&n).await,
-        ErrorKind::NotFound,
-        "scoped delete of an untagged secret",
-    );
-    assert_eq!(
-        get_bytes(&store, &n, None).await,
-        b"keep me",
-        "the scoped delete removed it anyway"
-    );
+    assert_kind(scoped.delete(&n).await, ErrorKind::NotFound, "scoped delete of an untagged secret");
+    assert_eq!(get_bytes(&store, &n, None).await, b"keep me", "the scoped delete removed it anyway");
     let mine = name(&ns, "mine");
     put(&scoped, &mine, b"v", &Tags::new()).await;
     scoped.delete(&mine).await.unwrap();
-    assert_kind(
-        store.get(&mine, None).await,
-        ErrorKind::NotFound,
-        "in-scope delete",
-    );
+    assert_kind(store.get(&mine, None).await, ErrorKind::NotFound, "in-scope delete");
 }
 
 pub async fn tag_scoping_does_not_take_over_other_scopes(store: Arc<dyn SecretStore>) {
@@ -577,22 +354,12 @@ pub async fn tag_scoping_does_not_take_over_other_scopes(store: Arc<dyn SecretSt
         return;
     }
     let ns = fresh_namespace("tag_scoping_does_not_take_over_other_scopes");
-    let dev = ScopedStore::wrap(
-        store.clone(),
-        TagScope {
-            tags: tags(&[("application", "dev")]),
-            ..Default::default()
-        },
-    );
+    let dev =
+        ScopedStore::wrap(store.clone(), TagScope { tags: tags(&[("application", "dev")]), ..Default::default() });
     let prod = ScopedStore::wrap(store.clone(), prod_scope());
     let n = name(&ns, "shared-name");
     put(&dev, &n, b"dev value", &Tags::new()).await;
-    assert_kind(
-        prod.put(&n, &value(b"prod value"), &Tags::new(), None)
-            .await,
-        ErrorKind::AlreadyExists,
-        "take-over",
-    );
+    assert_kind(prod.put(&n, &value(b"prod value"), &Tags::new(), None).await, ErrorKind::AlreadyExists, "take-over");
     assert_eq!(get_bytes(&dev, &n, None).await, b"dev value");
 }
 
@@ -608,63 +375,30 @@ pub async fn excluded_tags_hide_secrets(store: Arc<dyn SecretStore>) {
     };
     let scoped = ScopedStore::wrap(store.clone(), scope);
     put(&store, &name(&ns, "live"), b"1", &tags(&[("team", "data")])).await;
-    put(
-        &store,
-        &name(&ns, "retired"),
-        b"2",
-        &tags(&[("team", "data"), ("retired", "true")]),
-    )
-    .await;
-    put(
-        &store,
-        &name(&ns, "other-team"),
-        b"3",
-        &tags(&[("team", "web")]),
-    )
-    .await;
+    put(&store, &name(&ns, "retired"), b"2", &tags(&[("team", "data"), ("retired", "true")])).await;
+    put(&store, &name(&ns, "other-team"), b"3", &tags(&[("team", "web")])).await;
     assert_eq!(get_bytes(&scoped, &name(&ns, "live"), None).await, b"1");
-    assert_kind(
-        scoped.get(&name(&ns, "retired"), None).await,
-        ErrorKind::NotFound,
-        "excluded tag",
-    );
-    assert_kind(
-        scoped.get(&name(&ns, "other-team"), None).await,
-        ErrorKind::NotFound,
-        "filter-on-tags",
-    );
+    assert_kind(scoped.get(&name(&ns, "retired"), None).await, ErrorKind::NotFound, "excluded tag");
+    assert_kind(scoped.get(&name(&ns, "other-team"), None).await, ErrorKind::NotFound, "filter-on-tags");
     if store.capabilities().list {
         assert_eq!(list_all(&scoped, &ns, &Tags::new(), 10).await, ["live"]);
     }
     // filter-on-tags is read visibility only: a write is not stamped.
     let written = name(&ns, "written");
     put(&scoped, &written, b"4", &Tags::new()).await;
-    assert!(store
-        .get(&written, None)
-        .await
-        .unwrap()
-        .metadata
-        .tags
-        .is_empty());
+    assert!(store.get(&written, None).await.unwrap().metadata.tags.is_empty());
 }
 
 pub async fn names_differing_in_unstorable_characters_do_not_collide(store: Arc<dyn SecretStore>) {
     let ns = fresh_namespace("names_differing_in_unstorable_characters");
     // Backends with narrow alphabets (Azure: letters, digits, dashes; case
     // folding) must still keep all of these apart.
-    let keys = [
-        "a.b", "a_b", "a-b", "a/b", "ab", "A.B", "a--b", "a-2d-b", "a_2e_b", "a.b/c", "a/b.c", "x",
-        "X",
-    ];
+    let keys = ["a.b", "a_b", "a-b", "a/b", "ab", "A.B", "a--b", "a-2d-b", "a_2e_b", "a.b/c", "a/b.c", "x", "X"];
     for key in keys {
         put(&store, &name(&ns, key), key.as_bytes(), &Tags::new()).await;
     }
     for key in keys {
-        assert_eq!(
-            get_bytes(&store, &name(&ns, key), None).await,
-            key.as_bytes(),
-            "key {key:?} collided"
-        );
+        assert_eq!(get_bytes(&store, &name(&ns, key), None).await, key.as_bytes(), "key {key:?} collided");
     }
     let ns_dash = Namespace::parse(&format!("{ns}.x-y")).unwrap();
     let ns_under = Namespace::parse(&format!("{ns}.x_y")).unwrap();
@@ -673,18 +407,10 @@ pub async fn names_differing_in_unstorable_characters_do_not_collide(store: Arc<
         put(&store, &name(space, "k"), &[i as u8 + 1], &Tags::new()).await;
     }
     for (i, space) in [&ns_dash, &ns_under, &ns_dot].into_iter().enumerate() {
-        assert_eq!(
-            get_bytes(&store, &name(space, "k"), None).await,
-            [i as u8 + 1],
-            "namespace {space} collided"
-        );
+        assert_eq!(get_bytes(&store, &name(space, "k"), None).await, [i as u8 + 1], "namespace {space} collided");
     }
     // The boundary between namespace and key is part of the name too.
-    let split_a = SecretName::new(
-        Tenant::parse(TENANT).unwrap(),
-        ns_dot.clone(),
-        Key::parse("z").unwrap(),
-    );
+    let split_a = SecretName::new(Tenant::parse(TENANT).unwrap(), ns_dot.clone(), Key::parse("z").unwrap());
     let split_b = SecretName::new(
         Tenant::parse(TENANT).unwrap(),
         Namespace::parse(&format!("{ns}.x")).unwrap(),
@@ -706,30 +432,14 @@ pub async fn names_differing_in_unstorable_characters_do_not_collide(store: Arc<
 pub async fn tenants_are_isolated(store: Arc<dyn SecretStore>) {
     let ns = fresh_namespace("tenants_are_isolated");
     let key = Key::parse("shared").unwrap();
-    let a = SecretName::new(
-        Tenant::parse("conformance-a").unwrap(),
-        ns.clone(),
-        key.clone(),
-    );
-    let b = SecretName::new(
-        Tenant::parse("conformance-b").unwrap(),
-        ns.clone(),
-        key.clone(),
-    );
+    let a = SecretName::new(Tenant::parse("conformance-a").unwrap(), ns.clone(), key.clone());
+    let b = SecretName::new(Tenant::parse("conformance-b").unwrap(), ns.clone(), key.clone());
     put(&store, &a, b"for a", &Tags::new()).await;
-    assert_kind(
-        store.get(&b, None).await,
-        ErrorKind::NotFound,
-        "another tenant's secret",
-    );
+    assert_kind(store.get(&b, None).await, ErrorKind::NotFound, "another tenant's secret");
     put(&store, &b, b"for b", &Tags::new()).await;
     assert_eq!(get_bytes(&store, &a, None).await, b"for a");
     store.delete(&b).await.unwrap();
-    assert_eq!(
-        get_bytes(&store, &a, None).await,
-        b"for a",
-        "delete crossed tenants"
-    );
+    assert_eq!(get_bytes(&store, &a, None).await, b"for a", "delete crossed tenants");
 }
 
 pub async fn concurrent_writers_lose_nothing(store: Arc<dyn SecretStore>) {
@@ -741,61 +451,35 @@ pub async fn concurrent_writers_lose_nothing(store: Arc<dyn SecretStore>) {
         let n = n.clone();
         tokio::spawn(async move {
             let bytes = format!("writer-{i}").into_bytes();
-            let version = store
-                .put(&n, &SecretValue::new(bytes.clone()), &Tags::new(), None)
-                .await;
+            let version = store.put(&n, &SecretValue::new(bytes.clone()), &Tags::new(), None).await;
             (version, bytes)
         })
     });
-    let results: Vec<_> = join_all(writes)
-        .await
-        .into_iter()
-        .map(|r| r.expect("writer task"))
-        .collect();
+    let results: Vec<_> = join_all(writes).await.into_iter().map(|r| r.expect("writer task")).collect();
     let mut versions = BTreeSet::new();
     for (version, _) in &results {
-        let version = version
-            .as_ref()
-            .unwrap_or_else(|e| panic!("a concurrent put failed: {e} ({:?})", e.kind()));
-        assert!(
-            versions.insert(version.clone()),
-            "two concurrent puts got version {version}"
-        );
+        let version = version.as_ref().unwrap_or_else(|e| panic!("a concurrent put failed: {e} ({:?})", e.kind()));
+        assert!(versions.insert(version.clone()), "two concurrent puts got version {version}");
     }
     if store.capabilities().versions {
         for (version, bytes) in &results {
             let version = version.as_ref().unwrap();
-            assert_eq!(
-                &get_bytes(&store, &n, Some(version)).await,
-                bytes,
-                "version {version} lost its value"
-            );
+            assert_eq!(&get_bytes(&store, &n, Some(version)).await, bytes, "version {version} lost its value");
         }
     }
     let latest = get_bytes(&store, &n, None).await;
-    assert!(
-        results.iter().any(|(_, b)| *b == latest),
-        "latest is none of the written values"
-    );
+    assert!(results.iter().any(|(_, b)| *b == latest), "latest is none of the written values");
 
     // Writers on different keys of one namespace do not disturb each other.
     let keys: Vec<SecretName> = (0..WRITERS).map(|i| name(&ns, &format!("k{i}"))).collect();
     let writes = keys.iter().cloned().map(|k| {
         let store = store.clone();
         tokio::spawn(async move {
-            store
-                .put(
-                    &k,
-                    &SecretValue::from_slice(k.key.as_str().as_bytes()),
-                    &Tags::new(),
-                    None,
-                )
-                .await
+            store.put(&k, &SecretValue::from_slice(k.key.as_str().as_bytes()), &Tags::new(), None).await
         })
     });
     for r in join_all(writes).await {
-        r.expect("writer task")
-            .expect("concurrent put on distinct keys");
+        r.expect("writer task").expect("concurrent put on distinct keys");
     }
     for k in &keys {
         assert_eq!(get_bytes(&store, k, None).await, k.key.as_str().as_bytes());
@@ -810,27 +494,17 @@ pub async fn longest_names_round_trip_or_are_invalid(store: Arc<dyn SecretStore>
     let n = SecretName::new(Tenant::parse(&"t".repeat(63)).unwrap(), long_ns, long_key);
     match store.put(&n, &value(b"long"), &Tags::new(), None).await {
         Ok(_) => assert_eq!(get_bytes(&store, &n, None).await, b"long"),
-        Err(e) => assert_eq!(
-            e.kind(),
-            ErrorKind::InvalidName,
-            "a name the backend cannot hold must be InvalidName: {e}"
-        ),
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::InvalidName, "a name the backend cannot hold must be InvalidName: {e}")
+        }
     }
 }
 
 pub async fn bad_names_are_invalid_name(_store: Arc<dyn SecretStore>) {
-    for (tenant, ns, key) in [
-        ("", "", "k"),
-        ("", "a..b", "k"),
-        ("", "a", "../etc/passwd"),
-        ("UPPER", "a", "k"),
-        ("", "a", "k*"),
-    ] {
-        assert_kind(
-            SecretName::parse(tenant, ns, key),
-            ErrorKind::InvalidName,
-            "bad name",
-        );
+    for (tenant, ns, key) in
+        [("", "", "k"), ("", "a..b", "k"), ("", "a", "../etc/passwd"), ("UPPER", "a", "k"), ("", "a", "k*")]
+    {
+        assert_kind(SecretName::parse(tenant, ns, key), ErrorKind::InvalidName, "bad name");
     }
 }
 
@@ -843,16 +517,10 @@ pub async fn timestamps_are_ordered(store: Arc<dyn SecretStore>) {
     put(&store, &n, b"2", &Tags::new()).await;
     let second = store.get(&n, None).await.unwrap().metadata;
     assert!(first.created_at <= first.updated_at);
-    assert_eq!(
-        first.created_at, second.created_at,
-        "created_at must stay the first write's time"
-    );
+    assert_eq!(first.created_at, second.created_at, "created_at must stay the first write's time");
     assert!(second.updated_at >= first.updated_at);
 }
 
 pub async fn health_is_ok(store: Arc<dyn SecretStore>) {
-    store
-        .health()
-        .await
-        .expect("a reachable store reports healthy");
+    store.health().await.expect("a reachable store reports healthy");
 }

@@ -55,10 +55,8 @@ impl Envelope {
         let mut key = Zeroizing::new([0u8; 32]);
         let mut key_id = [0u8; KEY_ID_LEN];
         // Expanding 32 or 8 bytes from SHA-256 HKDF cannot fail.
-        hkdf.expand(b"aes-256-gcm key", key.as_mut())
-            .expect("32 bytes is a valid HKDF-SHA256 length");
-        hkdf.expand(b"key id", &mut key_id)
-            .expect("8 bytes is a valid HKDF-SHA256 length");
+        hkdf.expand(b"aes-256-gcm key", key.as_mut()).expect("32 bytes is a valid HKDF-SHA256 length");
+        hkdf.expand(b"key id", &mut key_id).expect("8 bytes is a valid HKDF-SHA256 length");
         let cipher = Aes256Gcm::new_from_slice(key.as_ref()).expect("the key is 32 bytes");
         Ok(Self { cipher, key_id })
     }
@@ -69,23 +67,12 @@ impl Envelope {
     }
 
     /// Encrypts `value` for `name` at `version`.
-    pub fn seal(
-        &self,
-        name: &SecretName,
-        version: &str,
-        value: &SecretValue,
-    ) -> Result<Vec<u8>, StoreError> {
+    pub fn seal(&self, name: &SecretName, version: &str, value: &SecretValue) -> Result<Vec<u8>, StoreError> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let aad = associated_data(name, version);
         let ciphertext = self
             .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: value.expose(),
-                    aad: &aad,
-                },
-            )
+            .encrypt(&nonce, Payload { msg: value.expose(), aad: &aad })
             .map_err(|_| StoreError::internal(format!("encrypting secret {name} failed")))?;
         let mut out = Vec::with_capacity(HEADER_LEN + ciphertext.len());
         out.push(FORMAT_V1);
@@ -96,12 +83,7 @@ impl Envelope {
     }
 
     /// Decrypts what [`seal`](Self::seal) wrote for the same name and version.
-    pub fn open(
-        &self,
-        name: &SecretName,
-        version: &str,
-        sealed: &[u8],
-    ) -> Result<SecretValue, StoreError> {
+    pub fn open(&self, name: &SecretName, version: &str, sealed: &[u8]) -> Result<SecretValue, StoreError> {
         if sealed.len() < HEADER_LEN + 16 || sealed[0] != FORMAT_V1 {
             return Err(StoreError::corrupt(format!(
                 "secret {name} version {version}: stored ciphertext is not in secretd's envelope format"
@@ -128,21 +110,14 @@ impl Envelope {
 
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Envelope")
-            .field("key_id", &self.key_id())
-            .finish_non_exhaustive()
+        f.debug_struct("Envelope").field("key_id", &self.key_id()).finish_non_exhaustive()
     }
 }
 
 /// Length-prefixed parts, so that no two different names encode alike.
 fn associated_data(name: &SecretName, version: &str) -> Vec<u8> {
     let mut aad = b"secretd/v1".to_vec();
-    for part in [
-        name.tenant.as_str(),
-        name.namespace.as_str(),
-        name.key.as_str(),
-        version,
-    ] {
+    for part in [name.tenant.as_str(), name.namespace.as_str(), name.key.as_str(), version] {
         aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
         aad.extend_from_slice(part.as_bytes());
     }
@@ -176,26 +151,16 @@ mod tests {
     #[test]
     fn bound_to_name_and_version() {
         let env = Envelope::from_secret(SECRET).unwrap();
-        let sealed = env
-            .seal(&name("k"), "1", &SecretValue::from_slice(b"v"))
-            .unwrap();
-        assert_eq!(
-            env.open(&name("other"), "1", &sealed).unwrap_err().kind(),
-            ErrorKind::Corrupt
-        );
-        assert_eq!(
-            env.open(&name("k"), "2", &sealed).unwrap_err().kind(),
-            ErrorKind::Corrupt
-        );
+        let sealed = env.seal(&name("k"), "1", &SecretValue::from_slice(b"v")).unwrap();
+        assert_eq!(env.open(&name("other"), "1", &sealed).unwrap_err().kind(), ErrorKind::Corrupt);
+        assert_eq!(env.open(&name("k"), "2", &sealed).unwrap_err().kind(), ErrorKind::Corrupt);
     }
 
     #[test]
     fn wrong_key_names_key_ids() {
         let a = Envelope::from_secret(SECRET).unwrap();
         let b = Envelope::from_secret("another-secret-of-32-characters!!").unwrap();
-        let sealed = a
-            .seal(&name("k"), "1", &SecretValue::from_slice(b"v"))
-            .unwrap();
+        let sealed = a.seal(&name("k"), "1", &SecretValue::from_slice(b"v")).unwrap();
         let err = b.open(&name("k"), "1", &sealed).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt);
         assert!(err.message().contains(&a.key_id()), "{}", err.message());
@@ -204,31 +169,17 @@ mod tests {
     #[test]
     fn tampering_and_garbage_are_corrupt() {
         let env = Envelope::from_secret(SECRET).unwrap();
-        let mut sealed = env
-            .seal(&name("k"), "1", &SecretValue::from_slice(b"value"))
-            .unwrap();
+        let mut sealed = env.seal(&name("k"), "1", &SecretValue::from_slice(b"value")).unwrap();
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
-        assert_eq!(
-            env.open(&name("k"), "1", &sealed).unwrap_err().kind(),
-            ErrorKind::Corrupt
-        );
-        assert_eq!(
-            env.open(&name("k"), "1", b"").unwrap_err().kind(),
-            ErrorKind::Corrupt
-        );
-        assert_eq!(
-            env.open(&name("k"), "1", &[1u8; 10]).unwrap_err().kind(),
-            ErrorKind::Corrupt
-        );
+        assert_eq!(env.open(&name("k"), "1", &sealed).unwrap_err().kind(), ErrorKind::Corrupt);
+        assert_eq!(env.open(&name("k"), "1", b"").unwrap_err().kind(), ErrorKind::Corrupt);
+        assert_eq!(env.open(&name("k"), "1", &[1u8; 10]).unwrap_err().kind(), ErrorKind::Corrupt);
     }
 
     #[test]
     fn short_secret_refused() {
-        assert_eq!(
-            Envelope::from_secret("short").unwrap_err(),
-            EnvelopeError::TooShort(5)
-        );
+        assert_eq!(Envelope::from_secret("short").unwrap_err(), EnvelopeError::TooShort(5));
         assert!(Envelope::from_secret(&"é".repeat(32)).is_ok());
     }
 
@@ -236,9 +187,6 @@ mod tests {
     fn debug_hides_key() {
         let env = Envelope::from_secret(SECRET).unwrap();
         let shown = format!("{env:?}");
-        assert!(
-            shown.contains("key_id") && !shown.contains("cipher"),
-            "{shown}"
-        );
+        assert!(shown.contains("key_id") && !shown.contains("cipher"), "{shown}");
     }
 }

@@ -74,11 +74,7 @@ pub struct StoreError {
 
 impl StoreError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-            source: None,
-        }
+        Self { kind, message: message.into(), source: None }
     }
 
     /// Keeps the cause for the logs. The cause must not carry a value: wrap

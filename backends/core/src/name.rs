@@ -26,17 +26,13 @@ pub struct Tenant(String);
 impl Tenant {
     pub fn parse(raw: &str) -> Result<Self, StoreError> {
         let raw = if raw.is_empty() { DEFAULT_TENANT } else { raw };
-        const RULE: &str = "tenant must be 1 to 63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit";
+        const RULE: &str =
+            "tenant must be 1 to 63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit";
         if raw.len() > MAX_TENANT_LEN
             || !raw.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            || !raw
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+            || !raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
         {
-            return Err(StoreError::invalid_name(format!(
-                "invalid tenant {:?}: {RULE}",
-                truncate(raw)
-            )));
+            return Err(StoreError::invalid_name(format!("invalid tenant {:?}: {RULE}", truncate(raw))));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -60,14 +56,10 @@ impl Namespace {
             !s.is_empty()
                 && s.len() <= MAX_NAMESPACE_SEGMENT_LEN
                 && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         };
         if raw.is_empty() || raw.len() > MAX_NAMESPACE_LEN || !raw.split('.').all(valid_segment) {
-            return Err(StoreError::invalid_name(format!(
-                "invalid namespace {:?}: {RULE}",
-                truncate(raw)
-            )));
+            return Err(StoreError::invalid_name(format!("invalid namespace {:?}: {RULE}", truncate(raw))));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -81,12 +73,7 @@ impl Namespace {
     pub fn self_and_ancestors(&self) -> impl Iterator<Item = Namespace> + '_ {
         let s = self.0.as_str();
         std::iter::once(s)
-            .chain(
-                s.char_indices()
-                    .rev()
-                    .filter(|&(_, c)| c == '.')
-                    .map(move |(i, _)| &s[..i]),
-            )
+            .chain(s.char_indices().rev().filter(|&(_, c)| c == '.').map(move |(i, _)| &s[..i]))
             .map(|p| Namespace(p.to_owned()))
     }
 
@@ -112,17 +99,10 @@ impl Key {
         let valid = !raw.is_empty()
             && raw.len() <= MAX_KEY_LEN
             && raw.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-            && raw
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
-            && raw
-                .split('/')
-                .all(|part| !part.is_empty() && part != "." && part != "..");
+            && raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+            && raw.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
         if !valid {
-            return Err(StoreError::invalid_name(format!(
-                "invalid key {:?}: {RULE}",
-                truncate(raw)
-            )));
+            return Err(StoreError::invalid_name(format!("invalid key {:?}: {RULE}", truncate(raw))));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -142,29 +122,17 @@ pub struct SecretName {
 
 impl SecretName {
     pub fn new(tenant: Tenant, namespace: Namespace, key: Key) -> Self {
-        Self {
-            tenant,
-            namespace,
-            key,
-        }
+        Self { tenant, namespace, key }
     }
 
     /// Validates all three parts; an empty tenant means [`DEFAULT_TENANT`].
     pub fn parse(tenant: &str, namespace: &str, key: &str) -> Result<Self, StoreError> {
-        Ok(Self::new(
-            Tenant::parse(tenant)?,
-            Namespace::parse(namespace)?,
-            Key::parse(key)?,
-        ))
+        Ok(Self::new(Tenant::parse(tenant)?, Namespace::parse(namespace)?, Key::parse(key)?))
     }
 
     /// The same key in another namespace of the same tenant.
     pub fn in_namespace(&self, namespace: Namespace) -> Self {
-        Self {
-            tenant: self.tenant.clone(),
-            namespace,
-            key: self.key.clone(),
-        }
+        Self { tenant: self.tenant.clone(), namespace, key: self.key.clone() }
     }
 }
 
@@ -222,42 +190,18 @@ mod tests {
         for bad in ["Main", "-a", "a.b", "a b", "é", &"a".repeat(64)] {
             let err = Tenant::parse(bad).unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::InvalidName);
-            assert!(
-                err.message().contains("tenant must be"),
-                "{}",
-                err.message()
-            );
+            assert!(err.message().contains("tenant must be"), "{}", err.message());
         }
     }
 
     #[test]
     fn namespace_rules() {
-        for ok in [
-            "company",
-            "company.team",
-            "Company.team_1.etl-x",
-            &"a".repeat(63),
-        ] {
+        for ok in ["company", "company.team", "Company.team_1.etl-x", &"a".repeat(63)] {
             assert!(Namespace::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            ".a",
-            "a.",
-            "a..b",
-            "a/b",
-            "a b",
-            "_a",
-            "a.-b",
-            &"a".repeat(64),
-            &["ab"; 90].join("."),
-        ] {
+        for bad in ["", ".a", "a.", "a..b", "a/b", "a b", "_a", "a.-b", &"a".repeat(64), &["ab"; 90].join(".")] {
             let err = Namespace::parse(bad).unwrap_err();
-            assert!(
-                err.message().contains("namespace must be"),
-                "{bad}: {}",
-                err.message()
-            );
+            assert!(err.message().contains("namespace must be"), "{bad}: {}", err.message());
         }
     }
 
@@ -266,37 +210,18 @@ mod tests {
         for ok in ["DB_PASSWORD", "db/password", "_x", "a.b-c/d_e", "a..b"] {
             assert!(Key::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "/a",
-            "a/",
-            "a//b",
-            "a/../b",
-            "a/./b",
-            ".a",
-            "-a",
-            "a b",
-            "a\nb",
-            "a*",
-            "ключ",
-            &"a".repeat(256),
-        ] {
+        for bad in
+            ["", "/a", "a/", "a//b", "a/../b", "a/./b", ".a", "-a", "a b", "a\nb", "a*", "ключ", &"a".repeat(256)]
+        {
             let err = Key::parse(bad).unwrap_err();
-            assert!(
-                err.message().contains("key must be"),
-                "{bad:?}: {}",
-                err.message()
-            );
+            assert!(err.message().contains("key must be"), "{bad:?}: {}", err.message());
         }
     }
 
     #[test]
     fn ancestors_in_inheritance_order() {
         let ns = Namespace::parse("company.team.etl").unwrap();
-        let chain: Vec<String> = ns
-            .self_and_ancestors()
-            .map(|n| n.as_str().to_owned())
-            .collect();
+        let chain: Vec<String> = ns.self_and_ancestors().map(|n| n.as_str().to_owned()).collect();
         assert_eq!(chain, ["company.team.etl", "company.team", "company"]);
     }
 

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::{
-    Capabilities, ErrorKind, Namespace, Page, PageRequest, Secret, SecretName, SecretStore,
-    SecretValue, StoreError, Tags, Tenant, Version,
+    Capabilities, ErrorKind, Namespace, Page, PageRequest, Secret, SecretName, SecretStore, SecretValue, StoreError,
+    Tags, Tenant, Version,
 };
 
 /// Which secrets a store may see and write.
@@ -109,11 +109,7 @@ impl SecretStore for ScopedStore {
         self.inner.capabilities()
     }
 
-    async fn get(
-        &self,
-        name: &SecretName,
-        version: Option<&Version>,
-    ) -> Result<Secret, StoreError> {
+    async fn get(&self, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
         let secret = self.inner.get(name, version).await?;
         if self.scope.admits(&secret.metadata.tags) {
             Ok(secret)
@@ -166,8 +162,7 @@ impl SecretStore for ScopedStore {
             return Ok(Page::default());
         };
         let mut page = self.inner.list(tenant, namespace, &filter, page).await?;
-        page.items
-            .retain(|m| self.scope.admits(&m.tags) && m.tags.contains_all(&filter));
+        page.items.retain(|m| self.scope.admits(&m.tags) && m.tags.contains_all(&filter));
         Ok(page)
     }
 
@@ -191,56 +186,25 @@ mod tests {
             filter_on_tags: tags(&[("team", "data")]),
             excluded_tags: tags(&[("retired", "true")]),
         };
-        assert!(scope.admits(&tags(&[
-            ("application", "prod"),
-            ("team", "data"),
-            ("x", "y")
-        ])));
+        assert!(scope.admits(&tags(&[("application", "prod"), ("team", "data"), ("x", "y")])));
         assert!(!scope.admits(&tags(&[("application", "prod")])));
         assert!(!scope.admits(&tags(&[("application", "dev"), ("team", "data")])));
-        assert!(!scope.admits(&tags(&[
-            ("application", "prod"),
-            ("team", "data"),
-            ("retired", "true")
-        ])));
+        assert!(!scope.admits(&tags(&[("application", "prod"), ("team", "data"), ("retired", "true")])));
     }
 
     #[test]
     fn stamp_refuses_contradictions() {
-        let scope = TagScope {
-            tags: tags(&[("application", "prod")]),
-            ..Default::default()
-        };
-        assert_eq!(
-            scope.stamp(&tags(&[("x", "1")])).unwrap(),
-            tags(&[("application", "prod"), ("x", "1")])
-        );
-        assert_eq!(
-            scope
-                .stamp(&tags(&[("application", "dev")]))
-                .unwrap_err()
-                .kind(),
-            ErrorKind::InvalidName
-        );
-        let scope = TagScope {
-            excluded_tags: tags(&[("retired", "true")]),
-            ..Default::default()
-        };
+        let scope = TagScope { tags: tags(&[("application", "prod")]), ..Default::default() };
+        assert_eq!(scope.stamp(&tags(&[("x", "1")])).unwrap(), tags(&[("application", "prod"), ("x", "1")]));
+        assert_eq!(scope.stamp(&tags(&[("application", "dev")])).unwrap_err().kind(), ErrorKind::InvalidName);
+        let scope = TagScope { excluded_tags: tags(&[("retired", "true")]), ..Default::default() };
         assert!(scope.stamp(&tags(&[("retired", "true")])).is_err());
     }
 
     #[test]
     fn list_filter_merges_or_gives_up() {
-        let scope = TagScope {
-            tags: tags(&[("application", "prod")]),
-            ..Default::default()
-        };
-        assert_eq!(
-            scope.list_filter(&tags(&[("x", "1")])).unwrap(),
-            tags(&[("application", "prod"), ("x", "1")])
-        );
-        assert!(scope
-            .list_filter(&tags(&[("application", "dev")]))
-            .is_none());
+        let scope = TagScope { tags: tags(&[("application", "prod")]), ..Default::default() };
+        assert_eq!(scope.list_filter(&tags(&[("x", "1")])).unwrap(), tags(&[("application", "prod"), ("x", "1")]));
+        assert!(scope.list_filter(&tags(&[("application", "dev")])).is_none());
     }
 }

@@ -37,12 +37,7 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    pub const FULL: Capabilities = Capabilities {
-        versions: true,
-        tags: true,
-        list: true,
-        read_only: false,
-    };
+    pub const FULL: Capabilities = Capabilities { versions: true, tags: true, list: true, read_only: false };
 }
 
 /// Everything about a secret except its value.
@@ -96,8 +91,7 @@ pub trait SecretStore: Send + Sync + 'static {
     /// Reads the latest version, or the pinned one. A missing secret or
     /// version is `NotFound`; a store without versions answers a pinned read
     /// with `Unsupported`.
-    async fn get(&self, name: &SecretName, version: Option<&Version>)
-        -> Result<Secret, StoreError>;
+    async fn get(&self, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError>;
 
     /// Writes a new version and returns its id. A write is all or nothing.
     async fn put(

@@ -25,16 +25,10 @@ impl Tags {
     /// refuse more (with `InvalidName`) where their own alphabet is narrower.
     pub fn validate(&self) -> Result<(), StoreError> {
         if self.0.len() > MAX_TAGS {
-            return Err(StoreError::invalid_name(format!(
-                "at most {MAX_TAGS} tags are allowed, got {}",
-                self.0.len()
-            )));
+            return Err(StoreError::invalid_name(format!("at most {MAX_TAGS} tags are allowed, got {}", self.0.len())));
         }
         for (k, v) in &self.0 {
-            if k.is_empty()
-                || k.chars().count() > MAX_TAG_KEY_LEN
-                || k.chars().any(char::is_control)
-            {
+            if k.is_empty() || k.chars().count() > MAX_TAG_KEY_LEN || k.chars().any(char::is_control) {
                 return Err(StoreError::invalid_name(format!(
                     "invalid tag key {k:?}: tag keys must be 1 to {MAX_TAG_KEY_LEN} characters without control characters"
                 )));
@@ -95,11 +89,7 @@ impl From<BTreeMap<String, String>> for Tags {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Tags {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(
-            iter.into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
+        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 }
 
@@ -121,14 +111,8 @@ mod tests {
     fn limits() {
         assert!(Tags::from_iter([("", "x")]).validate().is_err());
         assert!(Tags::from_iter([("k", "a\nb")]).validate().is_err());
-        assert!(Tags::from_iter([("k".repeat(129), "v")])
-            .validate()
-            .is_err());
+        assert!(Tags::from_iter([("k".repeat(129), "v")]).validate().is_err());
         assert!(Tags::from_iter([("k", "é".repeat(256))]).validate().is_ok());
-        assert!((0..51)
-            .map(|i| (i.to_string(), "v"))
-            .collect::<Tags>()
-            .validate()
-            .is_err());
+        assert!((0..51).map(|i| (i.to_string(), "v")).collect::<Tags>().validate().is_err());
     }
 }

@@ -12,8 +12,8 @@ use std::{
 use async_trait::async_trait;
 
 use crate::{
-    Capabilities, Namespace, Page, PageRequest, Secret, SecretName, SecretStore, SecretValue,
-    StoreError, Tags, Tenant, Version,
+    Capabilities, Namespace, Page, PageRequest, Secret, SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant,
+    Version,
 };
 
 /// Counts the calls that reach the wrapped store.
@@ -26,11 +26,7 @@ pub struct CountingStore {
 
 impl CountingStore {
     pub fn new(inner: Arc<dyn SecretStore>, get_delay: Duration) -> Self {
-        Self {
-            inner,
-            gets: AtomicUsize::new(0),
-            get_delay,
-        }
+        Self { inner, gets: AtomicUsize::new(0), get_delay }
     }
 
     pub fn gets(&self) -> usize {
@@ -44,11 +40,7 @@ impl SecretStore for CountingStore {
         self.inner.capabilities()
     }
 
-    async fn get(
-        &self,
-        name: &SecretName,
-        version: Option<&Version>,
-    ) -> Result<Secret, StoreError> {
+    async fn get(&self, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         if !self.get_delay.is_zero() {
             tokio::time::sleep(self.get_delay).await;

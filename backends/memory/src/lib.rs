@@ -9,8 +9,8 @@ use std::{collections::BTreeMap, time::SystemTime};
 
 use async_trait::async_trait;
 use secretd_core::{
-    Capabilities, Namespace, Page, PageRequest, Secret, SecretMetadata, SecretName, SecretStore,
-    SecretValue, StoreError, Tags, Tenant, Version,
+    Capabilities, Namespace, Page, PageRequest, Secret, SecretMetadata, SecretName, SecretStore, SecretValue,
+    StoreError, Tags, Tenant, Version,
 };
 use tokio::sync::RwLock;
 
@@ -57,15 +57,9 @@ impl SecretStore for MemoryStore {
         Capabilities::FULL
     }
 
-    async fn get(
-        &self,
-        name: &SecretName,
-        version: Option<&Version>,
-    ) -> Result<Secret, StoreError> {
+    async fn get(&self, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
         let secrets = self.secrets.read().await;
-        let entry = secrets
-            .get(name)
-            .ok_or_else(|| StoreError::not_found(name))?;
+        let entry = secrets.get(name).ok_or_else(|| StoreError::not_found(name))?;
         let index = match version {
             None => entry.versions.len() - 1,
             Some(v) => match v.as_str().parse::<usize>() {
@@ -73,10 +67,7 @@ impl SecretStore for MemoryStore {
                 _ => return Err(StoreError::not_found(format!("{name} version {v}"))),
             },
         };
-        Ok(Secret {
-            metadata: entry.metadata(name, index),
-            value: entry.versions[index].value.clone(),
-        })
+        Ok(Secret { metadata: entry.metadata(name, index), value: entry.versions[index].value.clone() })
     }
 
     async fn put(
@@ -87,14 +78,8 @@ impl SecretStore for MemoryStore {
         _description: Option<&str>,
     ) -> Result<Version, StoreError> {
         let mut secrets = self.secrets.write().await;
-        let entry = secrets.entry(name.clone()).or_insert_with(|| Entry {
-            versions: Vec::new(),
-        });
-        entry.versions.push(StoredVersion {
-            value: value.clone(),
-            tags: tags.clone(),
-            written_at: SystemTime::now(),
-        });
+        let entry = secrets.entry(name.clone()).or_insert_with(|| Entry { versions: Vec::new() });
+        entry.versions.push(StoredVersion { value: value.clone(), tags: tags.clone(), written_at: SystemTime::now() });
         Ok(Version(entry.versions.len().to_string()))
     }
 
@@ -120,11 +105,7 @@ impl SecretStore for MemoryStore {
             .iter()
             .filter(|(n, _)| &n.tenant == tenant && &n.namespace == namespace)
             .filter(|(n, _)| after.is_none_or(|a| n.key.as_str() > a))
-            .filter(|(_, e)| {
-                e.versions
-                    .last()
-                    .is_some_and(|v| v.tags.contains_all(filter))
-            })
+            .filter(|(_, e)| e.versions.last().is_some_and(|v| v.tags.contains_all(filter)))
             .map(|(n, e)| e.metadata(n, e.versions.len() - 1));
         let items: Vec<SecretMetadata> = matching.by_ref().take(size).collect();
         let next_token = match (items.last(), matching.next()) {

@@ -1,0 +1,345 @@
+//! The broker: every call, in the order that is the security model.
+//!
+//! validate the request → authorize the caller → cache → backend.
+//!
+//! Nothing reaches the cache before the caller is allowed, so a denied
+//! caller is refused even when the value sits in the cache. Names are
+//! validated first so that the policy and the cache only ever see valid
+//! names. The gRPC layer (`server`) only converts messages; this module
+//! holds the behaviour, so tests can drive it without a network.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use secretd_core::{
+    ErrorKind, Namespace, Page, PageRequest, Secret, SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant,
+    Version,
+};
+use tonic::Status;
+
+use crate::{
+    cache::{Origin, SecretCache},
+    policy::{Action, Caller, Policy, Target},
+    status::from_store_error,
+};
+
+/// Request limits from `secret.*`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_value_size: usize,
+    pub max_batch_size: usize,
+}
+
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub const MAX_PAGE_SIZE: usize = 1000;
+const MAX_VERSION_LEN: usize = 128;
+const MAX_DESCRIPTION_LEN: usize = 1024;
+const MAX_PAGE_TOKEN_LEN: usize = 2048;
+
+/// A secret as answered to a caller.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub secret: Arc<Secret>,
+    pub origin: Origin,
+}
+
+/// One reference of a batch: tenant, namespace, key, version (empty = latest).
+pub struct Ref<'a> {
+    pub tenant: &'a str,
+    pub namespace: &'a str,
+    pub key: &'a str,
+    pub version: &'a str,
+}
+
+pub struct Broker {
+    store: Arc<dyn SecretStore>,
+    cache: SecretCache,
+    policy: Policy,
+    limits: Limits,
+}
+
+impl Broker {
+    pub fn new(store: Arc<dyn SecretStore>, cache: SecretCache, policy: Policy, limits: Limits) -> Self {
+        Self { store, cache, policy, limits }
+    }
+
+    pub fn store(&self) -> &Arc<dyn SecretStore> {
+        &self.store
+    }
+
+    pub fn cache(&self) -> &SecretCache {
+        &self.cache
+    }
+
+    pub async fn get(&self, caller: &Caller, r: Ref<'_>) -> Result<Resolved, Status> {
+        let name = parse_name(r.tenant, r.namespace, r.key)?;
+        let version = parse_version(r.version)?;
+        self.authorize(caller, Action::Read, Target::Secret(&name))?;
+        let (secret, origin) = self
+            .cache
+            .get_or_load(&name, version.as_ref(), async { self.resolve(&name, version.as_ref()).await })
+            .await
+            .map_err(|e| from_store_error(&e))?;
+        Ok(Resolved { secret, origin })
+    }
+
+    /// Each item is answered on its own: one failing ref does not fail the
+    /// batch. Only a batch that is too large fails as a whole.
+    pub async fn batch_get(
+        &self,
+        caller: &Caller,
+        refs: Vec<Ref<'_>>,
+    ) -> Result<Vec<Result<Resolved, Status>>, Status> {
+        if refs.len() > self.limits.max_batch_size {
+            return Err(Status::invalid_argument(format!(
+                "a batch may hold at most {} refs (secret.max-batch-size), got {}",
+                self.limits.max_batch_size,
+                refs.len()
+            )));
+        }
+        Ok(join_all(refs.into_iter().map(|r| self.get(caller, r))).await)
+    }
+
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        namespace: &str,
+        filter: Tags,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page, Status> {
+        let tenant = Tenant::parse(tenant).map_err(invalid)?;
+        let namespace = Namespace::parse(namespace).map_err(invalid)?;
+        filter.validate().map_err(invalid)?;
+        let size = match page_size {
+            n if n < 0 => return Err(Status::invalid_argument("page_size must not be negative")),
+            0 => DEFAULT_PAGE_SIZE,
+            n => (n as usize).min(MAX_PAGE_SIZE),
+        };
+        if page_token.len() > MAX_PAGE_TOKEN_LEN {
+            return Err(Status::invalid_argument("page_token is not one this server issued"));
+        }
+        let token = (!page_token.is_empty()).then(|| page_token.to_owned());
+        self.authorize(caller, Action::List, Target::Namespace(&tenant, &namespace))?;
+        self.store
+            .list(&tenant, &namespace, &filter, &PageRequest { size, token })
+            .await
+            .map_err(|e| from_store_error(&e))
+    }
+
+    pub async fn put(
+        &self,
+        caller: &Caller,
+        r: Ref<'_>,
+        value: SecretValue,
+        tags: Tags,
+        description: &str,
+    ) -> Result<Version, Status> {
+        let name = parse_name(r.tenant, r.namespace, r.key)?;
+        if value.is_empty() || value.len() > self.limits.max_value_size {
+            return Err(Status::invalid_argument(format!(
+                "value must be 1 to {} bytes (secret.max-value-size), got {}",
+                self.limits.max_value_size,
+                value.len()
+            )));
+        }
+        tags.validate().map_err(invalid)?;
+        if description.chars().count() > MAX_DESCRIPTION_LEN || description.chars().any(char::is_control) {
+            return Err(Status::invalid_argument(format!(
+                "description must be at most {MAX_DESCRIPTION_LEN} characters without control characters"
+            )));
+        }
+        self.authorize(caller, Action::Write, Target::Secret(&name))?;
+        self.cache.write_started();
+        let result = self.store.put(&name, &value, &tags, (!description.is_empty()).then_some(description)).await;
+        // Invalidate even on failure: a call that timed out may have landed.
+        self.cache.invalidate(&name);
+        result.map_err(|e| from_store_error(&e))
+    }
+
+    pub async fn delete(&self, caller: &Caller, r: Ref<'_>) -> Result<(), Status> {
+        let name = parse_name(r.tenant, r.namespace, r.key)?;
+        self.authorize(caller, Action::Delete, Target::Secret(&name))?;
+        self.cache.write_started();
+        let result = self.store.delete(&name).await;
+        self.cache.invalidate(&name);
+        result.map_err(|e| from_store_error(&e))
+    }
+
+    fn authorize(&self, caller: &Caller, action: Action, target: Target<'_>) -> Result<(), Status> {
+        self.policy.decide(caller, action, target).map_err(Status::permission_denied)
+    }
+
+    /// Namespace inheritance: the requested namespace, then each parent;
+    /// the first namespace that has the key answers. A pinned version
+    /// applies to that namespace: if the key exists there without that
+    /// version, the answer is NOT_FOUND rather than a parent's version.
+    async fn resolve(&self, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
+        for namespace in name.namespace.self_and_ancestors() {
+            let candidate = name.in_namespace(namespace);
+            match self.store.get(&candidate, version).await {
+                Ok(secret) => return Ok(secret),
+                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+                Err(e) => {
+                    if version.is_some() && self.store.get(&candidate, None).await.is_ok() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let looked_in: Vec<String> = name.namespace.self_and_ancestors().map(|n| n.to_string()).collect();
+        Err(StoreError::new(
+            ErrorKind::NotFound,
+            match version {
+                None => format!("secret {name} not found (looked in {})", looked_in.join(", ")),
+                Some(v) => format!("secret {name} version {v} not found (looked in {})", looked_in.join(", ")),
+            },
+        ))
+    }
+}
+
+fn invalid(e: StoreError) -> Status {
+    Status::invalid_argument(e.message().to_owned())
+}
+
+fn parse_name(tenant: &str, namespace: &str, key: &str) -> Result<SecretName, Status> {
+    SecretName::parse(tenant, namespace, key).map_err(invalid)
+}
+
+fn parse_version(raw: &str) -> Result<Option<Version>, Status> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    if raw.len() > MAX_VERSION_LEN || !raw.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Status::invalid_argument(format!(
+            "version must be at most {MAX_VERSION_LEN} printable ASCII characters"
+        )));
+    }
+    Ok(Some(Version(raw.to_owned())))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use secretd_core::testing::CountingStore;
+    use secretd_memory::MemoryStore;
+    use tonic::Code;
+
+    use super::*;
+    use crate::config::{CacheConfig, IsolationConfig};
+
+    fn broker_with(store: Arc<dyn SecretStore>, isolation: IsolationConfig) -> Broker {
+        let cache = SecretCache::new(&CacheConfig {
+            enabled: true,
+            maximum_size: 100,
+            expire_after_write: Duration::from_secs(60),
+        });
+        Broker::new(store, cache, Policy::new(&isolation), Limits { max_value_size: 16, max_batch_size: 3 })
+    }
+
+    fn r<'a>(ns: &'a str, key: &'a str) -> Ref<'a> {
+        Ref { tenant: "", namespace: ns, key, version: "" }
+    }
+
+    fn v(bytes: &[u8]) -> SecretValue {
+        SecretValue::from_slice(bytes)
+    }
+
+    #[tokio::test]
+    async fn inheritance_and_invalidation_through_parents() {
+        let broker = broker_with(Arc::new(MemoryStore::new()), IsolationConfig::default());
+        let me = Caller::local();
+        broker.put(&me, r("company", "db"), v(b"parent"), Tags::new(), "").await.unwrap();
+        let got = broker.get(&me, r("company.team.etl", "db")).await.unwrap();
+        assert_eq!(got.secret.value.expose(), b"parent");
+        assert_eq!(got.secret.metadata.name.namespace.as_str(), "company");
+        assert_eq!(broker.get(&me, r("company.team.etl", "db")).await.unwrap().origin, Origin::Cache);
+        // A closer secret appears: the cached inherited answer must go.
+        broker.put(&me, r("company.team", "db"), v(b"closer"), Tags::new(), "").await.unwrap();
+        let got = broker.get(&me, r("company.team.etl", "db")).await.unwrap();
+        assert_eq!(got.secret.value.expose(), b"closer");
+        assert_eq!(got.origin, Origin::Backend);
+        // And when it goes, the parent shows through again.
+        broker.delete(&me, r("company.team", "db")).await.unwrap();
+        assert_eq!(broker.get(&me, r("company.team.etl", "db")).await.unwrap().secret.value.expose(), b"parent");
+        let missing = broker.get(&me, r("company.team.etl", "nope")).await.unwrap_err();
+        assert_eq!(missing.code(), Code::NotFound);
+        assert!(missing.message().contains("company.team.etl, company.team, company"), "{}", missing.message());
+    }
+
+    #[tokio::test]
+    async fn pinned_version_stays_in_the_namespace_that_has_the_key() {
+        let broker = broker_with(Arc::new(MemoryStore::new()), IsolationConfig::default());
+        let me = Caller::local();
+        for value in [b"p1", b"p2", b"p3"] {
+            broker.put(&me, r("company", "k"), v(value), Tags::new(), "").await.unwrap();
+        }
+        broker.put(&me, r("company.team", "k"), v(b"c1"), Tags::new(), "").await.unwrap();
+        let pinned = |version| Ref { tenant: "", namespace: "company.team", key: "k", version };
+        assert_eq!(broker.get(&me, pinned("1")).await.unwrap().secret.value.expose(), b"c1");
+        assert_eq!(broker.get(&me, pinned("3")).await.unwrap_err().code(), Code::NotFound);
+        let deeper = Ref { tenant: "", namespace: "company.other", key: "k", version: "2" };
+        assert_eq!(broker.get(&me, deeper).await.unwrap().secret.value.expose(), b"p2");
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_invalid_argument_and_writes_nothing() {
+        let broker = broker_with(Arc::new(MemoryStore::new()), IsolationConfig::default());
+        let me = Caller::local();
+        let code = |s: Status| s.code();
+        assert_eq!(
+            code(broker.put(&me, r("a", "k"), v(b""), Tags::new(), "").await.unwrap_err()),
+            Code::InvalidArgument
+        );
+        let too_big = broker.put(&me, r("a", "k"), v(&[0; 17]), Tags::new(), "").await.unwrap_err();
+        assert_eq!(too_big.code(), Code::InvalidArgument);
+        assert!(too_big.message().contains("secret.max-value-size"));
+        assert_eq!(
+            code(broker.put(&me, r("a..b", "k"), v(b"x"), Tags::new(), "").await.unwrap_err()),
+            Code::InvalidArgument
+        );
+        let bad_tags: Tags = [("", "x")].into_iter().collect();
+        assert_eq!(code(broker.put(&me, r("a", "k"), v(b"x"), bad_tags, "").await.unwrap_err()), Code::InvalidArgument);
+        assert_eq!(code(broker.get(&me, r("a", "k")).await.unwrap_err()), Code::NotFound, "a refused put wrote");
+        let refs = (0..4).map(|_| r("a", "k")).collect();
+        assert_eq!(code(broker.batch_get(&me, refs).await.unwrap_err()), Code::InvalidArgument);
+        assert_eq!(code(broker.list(&me, "", "a", Tags::new(), -1, "").await.unwrap_err()), Code::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn denied_service_is_refused_before_cache_and_backend() {
+        let memory: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
+        let counting = Arc::new(CountingStore::new(memory, Duration::ZERO));
+        let isolation = IsolationConfig { enabled: true, denied_services: vec!["EXECUTOR".into()] };
+        let broker = broker_with(counting.clone(), isolation);
+        let worker = Caller { principal: "w".into(), service: Some("WORKER".into()) };
+        let executor = Caller { principal: "e".into(), service: Some("EXECUTOR".into()) };
+        broker.put(&worker, r("a", "k"), v(b"x"), Tags::new(), "").await.unwrap();
+        broker.get(&worker, r("a", "k")).await.unwrap();
+        let gets = counting.gets();
+        // The value is cached now; the executor must still be refused, for
+        // existing and missing secrets alike, without a backend call.
+        for key in ["k", "missing"] {
+            let err = broker.get(&executor, r("a", key)).await.unwrap_err();
+            assert_eq!(err.code(), Code::PermissionDenied);
+        }
+        let batch = broker.batch_get(&executor, vec![r("a", "k")]).await.unwrap();
+        assert_eq!(batch[0].as_ref().unwrap_err().code(), Code::PermissionDenied);
+        assert_eq!(counting.gets(), gets, "a denied call reached the backend");
+        assert_eq!(broker.delete(&executor, r("a", "k")).await.unwrap_err().code(), Code::PermissionDenied);
+        assert_eq!(broker.get(&worker, r("a", "k")).await.unwrap().secret.value.expose(), b"x");
+    }
+
+    #[tokio::test]
+    async fn batch_answers_each_item_in_order() {
+        let broker = broker_with(Arc::new(MemoryStore::new()), IsolationConfig::default());
+        let me = Caller::local();
+        broker.put(&me, r("a", "one"), v(b"1"), Tags::new(), "").await.unwrap();
+        let results = broker.batch_get(&me, vec![r("a", "one"), r("a", "missing"), r("a", "bad key")]).await.unwrap();
+        assert_eq!(results[0].as_ref().unwrap().secret.value.expose(), b"1");
+        assert_eq!(results[1].as_ref().unwrap_err().code(), Code::NotFound);
+        assert_eq!(results[2].as_ref().unwrap_err().code(), Code::InvalidArgument);
+    }
+}

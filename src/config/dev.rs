@@ -1,0 +1,117 @@
+//! The local dev instance: what `secretd serve` runs with no config file.
+//!
+//! SQLite under `./data/`, an encryption secret generated on first start
+//! and kept in `./data/jdbc.secret` (mode 0600), loopback only. Nothing to
+//! install, and a second start finds the same secrets.
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use secrecy::SecretString;
+
+use super::{BackendType, CacheConfig, Config, IsolationConfig, JdbcConfig, SecretConfig, ServerConfig};
+
+/// Where the dev instance keeps its files.
+#[derive(Debug, Clone)]
+pub struct DevPaths {
+    pub data_dir: PathBuf,
+    pub database: PathBuf,
+    pub secret_file: PathBuf,
+}
+
+impl DevPaths {
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            database: data_dir.join("secrets.db"),
+            secret_file: data_dir.join("jdbc.secret"),
+        }
+    }
+}
+
+/// Builds the dev configuration, creating the data directory and the
+/// encryption secret on first use.
+pub fn dev_config(paths: &DevPaths) -> std::io::Result<Config> {
+    create_private_dir(&paths.data_dir)?;
+    let secret = match fs::read_to_string(&paths.secret_file) {
+        Ok(existing) => existing.trim_end().to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let fresh = crate::keygen();
+            write_private_file(&paths.secret_file, format!("{fresh}\n").as_bytes())?;
+            fresh
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Config {
+        server: ServerConfig::default(),
+        secret: SecretConfig {
+            backend: BackendType::Jdbc,
+            max_value_size: 64 * 1024,
+            max_batch_size: 100,
+            jdbc: Some(JdbcConfig {
+                url: SecretString::from(format!("sqlite://{}", paths.database.display())),
+                secret: Some(SecretString::from(secret)),
+                max_connections: 10,
+                tags: Default::default(),
+                filter_on_tags: Default::default(),
+                excluded_tags: Default::default(),
+            }),
+            memory: None,
+            aws_secret_manager: None,
+            azure_key_vault: None,
+            google_secret_manager: None,
+            vault: None,
+            elasticsearch: None,
+            cache: CacheConfig::default(),
+            isolation: IsolationConfig::default(),
+        },
+    })
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates `path` readable by its owner only; never overwrites.
+pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn secret_generated_once_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = DevPaths::new(&dir.path().join("data"));
+        let first = dev_config(&paths).unwrap();
+        let second = dev_config(&paths).unwrap();
+        let secret = |c: &Config| c.secret.jdbc.as_ref().unwrap().secret.as_ref().unwrap().expose_secret().to_owned();
+        assert_eq!(secret(&first), secret(&second));
+        assert!(secret(&first).len() >= 32);
+        assert!(first.validate().is_empty(), "{:?}", first.validate());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&paths.secret_file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(first.server.listen.ip().is_loopback());
+    }
+}

@@ -1,0 +1,330 @@
+//! Typed configuration: the YAML file an operator writes, in the shape of
+//! the workflow platform's own `secret` block, and the local dev defaults
+//! used when there is no file at all.
+//!
+//! Loading (`load.rs`) reads the file, replaces `${VAR}` references from the
+//! environment and refuses unknown keys, naming the key and the file;
+//! [`Config::validate`] then checks what serde cannot (lengths, ranges,
+//! combinations), so a bad config stops the daemon before it listens.
+
+mod dev;
+mod load;
+
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+use secretd_core::{TagScope, Tags, MIN_SECRET_LEN};
+use serde::Deserialize;
+
+pub use dev::{dev_config, DevPaths};
+pub use load::{load_file, ConfigError};
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    pub secret: SecretConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerConfig {
+    /// Where the gRPC API listens. Loopback by default: exposing secretd
+    /// beyond the host is a decision, not an accident.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// How often the backend's health is checked for `grpc.health.v1`.
+    #[serde(default = "default_health_interval", with = "humantime_serde")]
+    pub health_check_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: default_listen(), health_check_interval: default_health_interval() }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7878))
+}
+
+fn default_health_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// The secret backends. Every type the platform knows is accepted here so
+/// that configuration files can be checked before a backend is built in;
+/// the registry refuses a type that this build cannot serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendType {
+    Jdbc,
+    Memory,
+    AwsSecretManager,
+    AzureKeyVault,
+    GoogleSecretManager,
+    Vault,
+    Elasticsearch,
+}
+
+impl BackendType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendType::Jdbc => "jdbc",
+            BackendType::Memory => "memory",
+            BackendType::AwsSecretManager => "aws-secret-manager",
+            BackendType::AzureKeyVault => "azure-key-vault",
+            BackendType::GoogleSecretManager => "google-secret-manager",
+            BackendType::Vault => "vault",
+            BackendType::Elasticsearch => "elasticsearch",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SecretConfig {
+    #[serde(rename = "type")]
+    pub backend: BackendType,
+    /// Largest accepted value in bytes.
+    #[serde(default = "default_max_value_size")]
+    pub max_value_size: usize,
+    /// Most refs in one BatchGetSecrets call.
+    #[serde(default = "default_max_batch_size")]
+    pub max_batch_size: usize,
+    pub jdbc: Option<JdbcConfig>,
+    pub memory: Option<MemoryConfig>,
+    // Blocks of the backends that later work builds in. They are kept as
+    // raw YAML so a file naming them parses; the registry refuses the type
+    // with a clear message until its crate exists.
+    pub aws_secret_manager: Option<serde_norway::Value>,
+    pub azure_key_vault: Option<serde_norway::Value>,
+    pub google_secret_manager: Option<serde_norway::Value>,
+    pub vault: Option<serde_norway::Value>,
+    pub elasticsearch: Option<serde_norway::Value>,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub isolation: IsolationConfig,
+}
+
+fn default_max_value_size() -> usize {
+    64 * 1024
+}
+
+fn default_max_batch_size() -> usize {
+    100
+}
+
+/// Builds a [`TagScope`] from a backend block's `tags`, `filter-on-tags` and
+/// `excluded-tags`. (Each block repeats the three fields rather than
+/// flattening a shared struct, because serde cannot refuse unknown keys
+/// through `flatten`.)
+pub fn tag_scope(
+    tags: &BTreeMap<String, String>,
+    filter_on_tags: &BTreeMap<String, String>,
+    excluded_tags: &BTreeMap<String, String>,
+) -> TagScope {
+    TagScope {
+        tags: Tags::from(tags.clone()),
+        filter_on_tags: Tags::from(filter_on_tags.clone()),
+        excluded_tags: Tags::from(excluded_tags.clone()),
+    }
+}
+
+/// `secret.jdbc`: the SQL backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JdbcConfig {
+    /// `sqlite://path`, `postgres://...`, `mysql://...` or `mariadb://...`.
+    pub url: SecretString,
+    /// The encryption secret, at least 32 characters.
+    pub secret: Option<SecretString>,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Stamped on every write, required on every read.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Required on reads, not stamped on writes.
+    #[serde(default)]
+    pub filter_on_tags: BTreeMap<String, String>,
+    /// Secrets carrying any of these are invisible.
+    #[serde(default)]
+    pub excluded_tags: BTreeMap<String, String>,
+}
+
+impl JdbcConfig {
+    pub fn scope(&self) -> TagScope {
+        tag_scope(&self.tags, &self.filter_on_tags, &self.excluded_tags)
+    }
+}
+
+fn default_max_connections() -> u32 {
+    10
+}
+
+/// `secret.memory`: keeps nothing across restarts; for tests and benchmarks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MemoryConfig {
+    /// Stamped on every write, required on every read.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Required on reads, not stamped on writes.
+    #[serde(default)]
+    pub filter_on_tags: BTreeMap<String, String>,
+    /// Secrets carrying any of these are invisible.
+    #[serde(default)]
+    pub excluded_tags: BTreeMap<String, String>,
+}
+
+impl MemoryConfig {
+    pub fn scope(&self) -> TagScope {
+        tag_scope(&self.tags, &self.filter_on_tags, &self.excluded_tags)
+    }
+}
+
+/// `secret.cache`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CacheConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_cache_size")]
+    pub maximum_size: u64,
+    #[serde(default = "default_ttl", with = "humantime_serde")]
+    pub expire_after_write: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { enabled: true, maximum_size: default_cache_size(), expire_after_write: default_ttl() }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_cache_size() -> u64 {
+    1000
+}
+
+fn default_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// `secret.isolation`: which service types may not resolve secrets at all.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IsolationConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub denied_services: Vec<String>,
+}
+
+/// A check that serde cannot express, failed: the dotted path of the field
+/// and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Config {
+    /// Checks ranges and combinations. Returns every problem, not just the
+    /// first, so an operator fixes the file in one go.
+    pub fn validate(&self) -> Vec<Invalid> {
+        let mut problems = Vec::new();
+        let mut bad = |field: &str, reason: String| problems.push(Invalid { field: field.into(), reason });
+        let s = &self.secret;
+        if s.max_value_size == 0 || s.max_value_size > 16 * 1024 * 1024 {
+            bad("secret.max-value-size", format!("must be between 1 and 16777216 bytes, got {}", s.max_value_size));
+        }
+        if s.max_batch_size == 0 || s.max_batch_size > 10_000 {
+            bad("secret.max-batch-size", format!("must be between 1 and 10000, got {}", s.max_batch_size));
+        }
+        if s.cache.enabled && s.cache.maximum_size == 0 {
+            bad("secret.cache.maximum-size", "must be at least 1 when the cache is enabled".into());
+        }
+        if s.cache.enabled && s.cache.expire_after_write.is_zero() {
+            bad("secret.cache.expire-after-write", "must be longer than 0s when the cache is enabled".into());
+        }
+        for service in &s.isolation.denied_services {
+            if !is_service_type(service) {
+                bad(
+                    "secret.isolation.denied-services",
+                    format!("{service:?} is not a service type (upper-case letters, digits and '_', like EXECUTOR)"),
+                );
+            }
+        }
+        let type_block = match s.backend {
+            BackendType::Jdbc => s.jdbc.is_some(),
+            BackendType::Memory => true,
+            BackendType::AwsSecretManager => s.aws_secret_manager.is_some(),
+            BackendType::AzureKeyVault => s.azure_key_vault.is_some(),
+            BackendType::GoogleSecretManager => s.google_secret_manager.is_some(),
+            BackendType::Vault => s.vault.is_some(),
+            BackendType::Elasticsearch => s.elasticsearch.is_some(),
+        };
+        if !type_block {
+            let t = s.backend.as_str();
+            bad(&format!("secret.{t}"), format!("is required when secret.type is {t}"));
+        }
+        if let Some(jdbc) = &s.jdbc {
+            match &jdbc.secret {
+                None => bad(
+                    "secret.jdbc.secret",
+                    format!(
+                        "is required: SQL secrets are encrypted at rest with it; it must be at least {MIN_SECRET_LEN} \
+                         characters (`secretd keygen` prints one)"
+                    ),
+                ),
+                Some(secret) => {
+                    let len = secret.expose_secret().chars().count();
+                    if len < MIN_SECRET_LEN {
+                        bad(
+                            "secret.jdbc.secret",
+                            format!(
+                                "must be at least {MIN_SECRET_LEN} characters long, got {len} (`secretd keygen` prints one)"
+                            ),
+                        );
+                    }
+                }
+            }
+            let url = jdbc.url.expose_secret();
+            if !["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"].iter().any(|p| url.starts_with(p)) {
+                bad("secret.jdbc.url", "must start with sqlite:, postgres:, postgresql:, mysql: or mariadb:".into());
+            }
+            if jdbc.max_connections == 0 {
+                bad("secret.jdbc.max-connections", "must be at least 1".into());
+            }
+            check_scope("secret.jdbc", &jdbc.scope(), &mut bad);
+        }
+        if let Some(memory) = &s.memory {
+            check_scope("secret.memory", &memory.scope(), &mut bad);
+        }
+        problems
+    }
+}
+
+fn check_scope(prefix: &str, scope: &TagScope, bad: &mut impl FnMut(&str, String)) {
+    for (field, tags) in
+        [("tags", &scope.tags), ("filter-on-tags", &scope.filter_on_tags), ("excluded-tags", &scope.excluded_tags)]
+    {
+        if let Err(e) = tags.validate() {
+            bad(&format!("{prefix}.{field}"), e.message().to_owned());
+        }
+    }
+}
+
+/// Service types are upper-case identifiers: WORKER, EXECUTOR, or one an
+/// operator defines.
+pub fn is_service_type(s: &str) -> bool {
+    !s.is_empty()
+        && s.starts_with(|c: char| c.is_ascii_uppercase())
+        && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}

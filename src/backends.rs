@@ -20,6 +20,15 @@ pub enum BackendError {
     Sql(String),
 }
 
+/// Whether this build can serve `backend`.
+pub fn is_built_in(backend: BackendType) -> bool {
+    match backend {
+        BackendType::Memory => true,
+        BackendType::Jdbc => cfg!(feature = "sql"),
+        _ => false,
+    }
+}
+
 /// Builds the configured store, connected and ready (migrations run).
 pub async fn build_store(config: &Config) -> Result<Arc<dyn SecretStore>, BackendError> {
     let secret = &config.secret;

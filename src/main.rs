@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use secretd::{
     config::{self, DevPaths},
@@ -41,6 +41,9 @@ enum Command {
         /// Where the dev instance keeps its files (only without --config).
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
+        /// Listen here instead of server.listen (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
     },
     /// Print a secret's raw value on stdout.
     Get {
@@ -147,13 +150,20 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { config, data_dir } => serve(config.as_deref(), &data_dir).await,
+        Command::Serve { config, data_dir, listen } => serve(config.as_deref(), &data_dir, listen).await,
         Command::Keygen => {
             println!("{}", secretd::keygen());
             Ok(())
         }
         Command::Config { command: ConfigCommand::Check { file } } => {
-            config::load_file(&file)?;
+            let config = config::load_file(&file)?;
+            if !secretd::backends::is_built_in(config.secret.backend) {
+                bail!(
+                    "{}: secret.type: {} is valid but not available in this build of secretd",
+                    file.display(),
+                    config.secret.backend.as_str()
+                );
+            }
             println!("{}: ok", file.display());
             Ok(())
         }
@@ -284,9 +294,9 @@ async fn connect(conn: &Connection) -> anyhow::Result<SecretBrokerClient<Channel
     Ok(SecretBrokerClient::new(channel))
 }
 
-async fn serve(config_path: Option<&Path>, data_dir: &Path) -> anyhow::Result<()> {
+async fn serve(config_path: Option<&Path>, data_dir: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     init_logging();
-    let config = match config_path {
+    let mut config = match config_path {
         Some(path) => {
             let config = config::load_file(path)?;
             tracing::info!(config = %path.display(), backend = config.secret.backend.as_str(), "configuration loaded");
@@ -306,6 +316,9 @@ async fn serve(config_path: Option<&Path>, data_dir: &Path) -> anyhow::Result<()
             config
         }
     };
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
     if !config.server.listen.ip().is_loopback() {
         tracing::warn!(listen = %config.server.listen, "listening beyond loopback without TLS or authentication");
     }
@@ -346,7 +359,10 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SECRETD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let json = std::env::var("SECRETD_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if json {
         builder.json().init();
     } else {

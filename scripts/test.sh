@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs every secretd test: unit tests, the conformance suite on the memory
+# store, SQLite, PostgreSQL and MariaDB, and the end-to-end tests that start
+# the real daemon. It installs and starts the database servers the tests
+# need, and gives each run its own scratch databases, dropped at the end.
+#
+#   scripts/test.sh [extra cargo test args]
+#
+# With CI=true a test whose server is missing fails; it never skips.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1m[test.sh]\033[0m %s\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+    log "installing $*"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_postgres() {
+    if ! command -v pg_isready >/dev/null || ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+        apt_install postgresql postgresql-client
+        # The tests connect over TCP as `postgres` without a password.
+        for hba in /etc/postgresql/*/main/pg_hba.conf; do
+            as_root sed -i -E 's/^(host\s+all\s+all\s+127\.0\.0\.1\/32\s+)\S+/\1trust/' "$hba"
+        done
+    fi
+    if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+        log "starting PostgreSQL"
+        as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+    fi
+    for _ in $(seq 50); do pg_isready -h 127.0.0.1 -p 5432 -q && return 0; sleep 0.2; done
+    log "PostgreSQL did not become ready"; return 1
+}
+
+ensure_mariadb() {
+    if ! command -v mariadb >/dev/null; then
+        apt_install mariadb-server mariadb-client
+    fi
+    if ! mariadb -h 127.0.0.1 -P 3306 -u root -e 'select 1' >/dev/null 2>&1; then
+        log "starting MariaDB"
+        as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+    fi
+    for _ in $(seq 100); do mariadb -h 127.0.0.1 -P 3306 -u root -e 'select 1' >/dev/null 2>&1 && return 0; sleep 0.2; done
+    log "MariaDB did not become ready"; return 1
+}
+
+scratch="secretd_test_$$_${RANDOM}"
+cleanup() {
+    psql -h 127.0.0.1 -U postgres -qc "drop database if exists $scratch" >/dev/null 2>&1 || true
+    mariadb -h 127.0.0.1 -u root -e "drop database if exists $scratch" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+ensure_postgres
+ensure_mariadb
+psql -h 127.0.0.1 -U postgres -qc "create database $scratch" >/dev/null
+mariadb -h 127.0.0.1 -u root -e "create database $scratch"
+export SECRETD_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/$scratch"
+export SECRETD_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306/$scratch"
+log "scratch databases: $scratch (PostgreSQL and MariaDB)"
+
+cargo test --workspace --all-targets "$@"

@@ -1,0 +1,148 @@
+//! The command line: the dev instance with no config, the client verbs,
+//! `keygen` and `config check`, as an operator would type them.
+
+mod common;
+
+use std::{
+    io::Write,
+    process::{Command, Output, Stdio},
+};
+
+use common::{bin, Daemon};
+
+fn secretd(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .env("SECRETD_ADDR", addr)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn dev_instance_quick_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&["serve", "--listen", "127.0.0.1:0"], dir.path());
+    assert!(daemon.log_text().contains("DEV MODE"), "{}", daemon.log_text());
+    let secret_file = dir.path().join("data/jdbc.secret");
+    assert!(secret_file.exists(), "the dev secret was not generated under ./data");
+    assert!(dir.path().join("data/secrets.db").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    let addr = daemon.addr.as_str();
+    let put = secretd(addr, &["put", "-n", "company.team", "db/password"], Some(b"s3cr3t\n"));
+    assert!(put.status.success(), "{}", stderr(&put));
+    assert_eq!(String::from_utf8_lossy(&put.stdout).trim(), "version 1");
+    let put = secretd(addr, &["put", "-n", "company", "api", "inline-value", "--tag", "env=dev"], None);
+    assert!(put.status.success(), "{}", stderr(&put));
+
+    // `get` prints the raw value and nothing else, so it pipes.
+    let get = secretd(addr, &["get", "-n", "company.team", "db/password"], None);
+    assert!(get.status.success(), "{}", stderr(&get));
+    assert_eq!(get.stdout, b"s3cr3t\n");
+    let inherited = secretd(addr, &["get", "-n", "company.team", "api"], None);
+    assert_eq!(inherited.stdout, b"inline-value");
+
+    let list = secretd(addr, &["list", "-n", "company", "--json"], None);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("\"key\":\"api\"") && text.contains("\"env\":\"dev\""), "{text}");
+    assert!(!text.contains("inline-value"), "list printed a value");
+
+    let delete = secretd(addr, &["delete", "-n", "company.team", "db/password"], None);
+    assert!(delete.status.success(), "{}", stderr(&delete));
+    let gone = secretd(addr, &["get", "-n", "company.team", "db/password"], None);
+    assert!(!gone.status.success());
+    assert!(gone.stdout.is_empty());
+    assert!(stderr(&gone).contains("NOT_FOUND"), "{}", stderr(&gone));
+
+    let bad = secretd(addr, &["get", "-n", "company..team", "x"], None);
+    assert!(stderr(&bad).contains("INVALID_ARGUMENT") && stderr(&bad).contains("namespace must be"), "{}", stderr(&bad));
+
+    // A restart finds the same secrets with the same generated key.
+    drop(daemon);
+    let daemon = Daemon::start(&["serve", "--listen", "127.0.0.1:0"], dir.path());
+    let get = secretd(&daemon.addr, &["get", "-n", "company", "api"], None);
+    assert_eq!(get.stdout, b"inline-value", "{}", stderr(&get));
+}
+
+#[test]
+fn unreachable_daemon_is_unavailable() {
+    let out = secretd("127.0.0.1:1", &["get", "-n", "a", "k"], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("UNAVAILABLE"), "{}", stderr(&out));
+}
+
+#[test]
+fn keygen_prints_a_usable_secret() {
+    let a = secretd("unused", &["keygen"], None);
+    let b = secretd("unused", &["keygen"], None);
+    let a = String::from_utf8(a.stdout).unwrap();
+    assert!(a.trim().len() >= 32);
+    assert_ne!(a, String::from_utf8(b.stdout).unwrap());
+}
+
+#[test]
+fn config_errors_name_the_field_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let short = write("short.yaml", "secret:\n  type: jdbc\n  jdbc:\n    url: sqlite://x.db\n    secret: too-short-1234\n");
+    let out = secretd("unused", &["config", "check", &short], None);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&short) && err.contains("secret.jdbc.secret") && err.contains("at least 32"), "{err}");
+    assert!(!err.contains("too-short-1234"), "the error echoed the secret: {err}");
+
+    // `serve` refuses to start on the same file, with the same message.
+    let out = secretd("unused", &["serve", "--config", &short], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("secret.jdbc.secret"), "{}", stderr(&out));
+
+    let missing = write("missing.yaml", "secret:\n  type: jdbc\n  jdbc:\n    url: sqlite://x.db\n");
+    let err = stderr(&secretd("unused", &["serve", "--config", &missing], None));
+    assert!(err.contains("secret.jdbc.secret: is required"), "{err}");
+
+    let unknown = write("unknown.yaml", "secret:\n  type: jdbc\n  cache:\n    ttl: 5s\n");
+    let err = stderr(&secretd("unused", &["config", "check", &unknown], None));
+    assert!(err.contains(&unknown) && err.contains("secret.cache") && err.contains("unknown field `ttl`"), "{err}");
+
+    let env = write("env.yaml", "secret:\n  type: jdbc\n  jdbc:\n    url: sqlite://x.db\n    secret: ${SECRETD_E2E_UNSET_VAR}\n");
+    let err = stderr(&secretd("unused", &["config", "check", &env], None));
+    assert!(err.contains("secret.jdbc.secret: environment variable SECRETD_E2E_UNSET_VAR is not set"), "{err}");
+
+    let good = write(
+        "good.yaml",
+        "secret:\n  type: jdbc\n  jdbc:\n    url: sqlite://x.db\n    secret: 0123456789abcdef0123456789abcdef\n",
+    );
+    let out = secretd("unused", &["config", "check", &good], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    for example in ["config/secretd.yaml"] {
+        let path = format!("{}/{example}", env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(bin())
+            .args(["config", "check", &path])
+            .env("SECRETD_JDBC_SECRET", common::TEST_SECRET)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{example}: {}", stderr(&out));
+    }
+}

@@ -1,0 +1,118 @@
+//! Starts the real `secretd` binary for end-to-end tests and talks to it
+//! over gRPC.
+//!
+//! Each daemon gets its own temp directory and a free loopback port (the
+//! daemon binds port 0 and logs the address it got), and is killed when the
+//! handle drops. Everything it logs is kept, so tests can inspect it.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{mpsc, Arc, Mutex},
+    time::Duration,
+};
+
+use secretd::proto::secret_broker_client::SecretBrokerClient;
+use tonic::transport::Channel;
+
+pub const TEST_SECRET: &str = "e2e-test-secret-of-at-least-32-characters";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_secretd")
+}
+
+pub struct Daemon {
+    child: Child,
+    pub addr: String,
+    pub dir: PathBuf,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Daemon {
+    /// A daemon on SQLite in a fresh temp dir; `extra` is YAML spliced into
+    /// the `secret:` block (indented by two spaces), `jdbc_extra` into
+    /// `secret.jdbc`.
+    pub fn sqlite(extra: &str, jdbc_extra: &str) -> Daemon {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_owned();
+        let mut d = Self::sqlite_in(&dir, extra, jdbc_extra);
+        d._temp = Some(temp);
+        d
+    }
+
+    /// Like [`Daemon::sqlite`], in a directory the caller owns (to start a
+    /// second daemon on the same database).
+    pub fn sqlite_in(dir: &Path, extra: &str, jdbc_extra: &str) -> Daemon {
+        let db = dir.join("secrets.db");
+        let config = format!(
+            "server:\n  listen: 127.0.0.1:0\nsecret:\n  type: jdbc\n  jdbc:\n    url: sqlite://{}\n    secret: ${{E2E_JDBC_SECRET}}\n{}{}",
+            db.display(),
+            indent(jdbc_extra, 4),
+            indent(extra, 2)
+        );
+        let path = dir.join(format!("secretd-{}.yaml", rand::random::<u32>()));
+        std::fs::write(&path, config).expect("write config");
+        Self::start(&["serve", "--config", path.to_str().unwrap()], dir)
+    }
+
+    /// Starts `secretd ARGS` and waits for it to say where it listens.
+    pub fn start(args: &[&str], dir: &Path) -> Daemon {
+        let mut child = Command::new(bin())
+            .args(args)
+            .current_dir(dir)
+            .env("E2E_JDBC_SECRET", TEST_SECRET)
+            .env("SECRETD_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn secretd");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("secretd listening addr=").nth(1) {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("secretd did not start; its log:\n{}", logs.lock().unwrap().join("\n"));
+            }
+        };
+        Daemon { child, addr, dir: dir.to_owned(), logs, _temp: None }
+    }
+
+    pub async fn client(&self) -> SecretBrokerClient<Channel> {
+        SecretBrokerClient::new(self.channel().await)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connect to secretd")
+    }
+
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn indent(text: &str, by: usize) -> String {
+    text.lines().map(|l| format!("{}{l}\n", " ".repeat(by))).collect()
+}

@@ -24,7 +24,10 @@ pub const MAX_VALUE_SIZE: usize = 64 * 1024;
 const TENANT: &str = "conformance";
 
 /// Expands into one test per conformance case. `$make_store` is an async
-/// expression evaluated once per case, returning `Arc<dyn SecretStore>`.
+/// expression evaluated once per case, returning
+/// `Option<Arc<dyn SecretStore>>`: `None` means the backend's server is not
+/// configured here, and the factory has already failed the test under
+/// `CI=true` or said loudly that it skips.
 #[macro_export]
 macro_rules! conformance_suite {
     ($make_store:expr) => {
@@ -58,8 +61,10 @@ macro_rules! conformance_suite {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let store: ::std::sync::Arc<dyn $crate::SecretStore> = $make_store.await;
-                $crate::conformance::$case(store).await;
+                let store: ::std::option::Option<::std::sync::Arc<dyn $crate::SecretStore>> = $make_store.await;
+                if let ::std::option::Option::Some(store) = store {
+                    $crate::conformance::$case(store).await;
+                }
             }
         )*
     };

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use secretd_core::SecretStore;
 use secretd_memory::MemoryStore;
 
-async fn make_store() -> Arc<dyn SecretStore> {
-    Arc::new(MemoryStore::new())
+async fn make_store() -> Option<Arc<dyn SecretStore>> {
+    Some(Arc::new(MemoryStore::new()))
 }
 
 secretd_core::conformance_suite!(make_store());

@@ -1,1 +1,475 @@
+//! The SQL store (`secret.type: jdbc`): SQLite, PostgreSQL and
+//! MySQL/MariaDB through sqlx, chosen by the URL scheme.
+//!
+//! One table holds every version of every secret. Values are sealed with
+//! the shared AES-256-GCM [`Envelope`] before they reach the database, bound
+//! to their name and version, so neither the database files nor a copied
+//! row give a value away. Versions are `1`, `2`, ...; a put computes the next
+//! number inside a transaction and, when a concurrent writer took it first
+//! (duplicate key, deadlock, SQLite busy), runs the whole transaction again,
+//! so no version is lost and none is written twice.
+//!
+//! Queries go through sqlx's `Any` driver so each is written once; the
+//! differences between databases (placeholders, migrations, conflict
+//! errors) live in `dialect.rs`.
 
+mod dialect;
+
+use std::{
+    fmt,
+    sync::Once,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use async_trait::async_trait;
+use base64::Engine;
+use secretd_core::{
+    Capabilities, Envelope, EnvelopeError, ErrorKind, Key, Namespace, Page, PageRequest, Secret, SecretMetadata,
+    SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
+};
+use sqlx::{any::AnyPoolOptions, AnyPool, Row};
+
+use crate::dialect::{is_write_conflict, Dialect};
+
+/// How often a put is retried after losing a race with another writer.
+const MAX_WRITE_ATTEMPTS: u32 = 50;
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct SqlOptions {
+    pub max_connections: u32,
+}
+
+impl Default for SqlOptions {
+    fn default() -> Self {
+        Self { max_connections: 10 }
+    }
+}
+
+/// Why the store could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("url: unsupported scheme; use sqlite:, postgres:, postgresql:, mysql: or mariadb:")]
+    Scheme,
+    #[error("secret: {0}")]
+    Secret(#[from] EnvelopeError),
+    #[error("url: cannot connect to the {dialect} database: {source}")]
+    Connect {
+        dialect: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("migrating the {dialect} database failed: {source}")]
+    Migrate {
+        dialect: &'static str,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+/// The queries, with placeholders in the dialect's syntax.
+struct Queries {
+    get_latest: String,
+    get_version: String,
+    next_version: String,
+    insert: String,
+    delete: String,
+    list: String,
+}
+
+impl Queries {
+    fn new(d: Dialect) -> Self {
+        // The first creation time of a secret is the oldest version's.
+        const FIRST_CREATED: &str = "(SELECT MIN(w.created_at) FROM secretd_secret_versions w \
+             WHERE w.tenant = v.tenant AND w.namespace = v.namespace AND w.secret_key = v.secret_key)";
+        Self {
+            get_latest: d.sql(&format!(
+                "SELECT v.version, v.ciphertext, v.tags, v.created_at, {FIRST_CREATED} AS first_created \
+                 FROM secretd_secret_versions v WHERE v.tenant = ? AND v.namespace = ? AND v.secret_key = ? \
+                 ORDER BY v.version DESC LIMIT 1"
+            )),
+            get_version: d.sql(&format!(
+                "SELECT v.version, v.ciphertext, v.tags, v.created_at, {FIRST_CREATED} AS first_created \
+                 FROM secretd_secret_versions v WHERE v.tenant = ? AND v.namespace = ? AND v.secret_key = ? \
+                 AND v.version = ?"
+            )),
+            next_version: d.sql(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM secretd_secret_versions \
+                 WHERE tenant = ? AND namespace = ? AND secret_key = ?",
+            ),
+            insert: d.sql(
+                "INSERT INTO secretd_secret_versions \
+                 (tenant, namespace, secret_key, version, ciphertext, tags, description, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ),
+            delete: d.sql("DELETE FROM secretd_secret_versions WHERE tenant = ? AND namespace = ? AND secret_key = ?"),
+            list: d.sql(&format!(
+                "SELECT v.secret_key, v.version, v.tags, v.created_at, {FIRST_CREATED} AS first_created \
+                 FROM secretd_secret_versions v WHERE v.tenant = ? AND v.namespace = ? AND v.secret_key > ? \
+                 AND v.version = (SELECT MAX(m.version) FROM secretd_secret_versions m \
+                   WHERE m.tenant = v.tenant AND m.namespace = v.namespace AND m.secret_key = v.secret_key) \
+                 ORDER BY v.secret_key LIMIT ?"
+            )),
+        }
+    }
+}
+
+enum PrepareError {
+    Pragma(sqlx::Error),
+    Migrate(sqlx::migrate::MigrateError),
+}
+
+impl PrepareError {
+    fn is_conflict(&self) -> bool {
+        match self {
+            PrepareError::Pragma(e) | PrepareError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => {
+                is_write_conflict(e)
+            }
+            _ => false,
+        }
+    }
+
+    fn into_sql_error(self, dialect: Dialect) -> SqlError {
+        match self {
+            PrepareError::Pragma(source) => SqlError::Connect { dialect: dialect.name(), source },
+            PrepareError::Migrate(source) => SqlError::Migrate { dialect: dialect.name(), source },
+        }
+    }
+}
+
+/// Puts the database in shape: WAL for SQLite (kept in the file, lets
+/// readers run beside a writer), then the embedded migrations.
+async fn prepare(pool: &AnyPool, dialect: Dialect) -> Result<(), PrepareError> {
+    if dialect == Dialect::Sqlite {
+        sqlx::query("PRAGMA journal_mode = WAL").execute(pool).await.map_err(PrepareError::Pragma)?;
+    }
+    dialect.migrator().run(pool).await.map_err(PrepareError::Migrate)
+}
+
+/// The SQL [`SecretStore`].
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    envelope: Envelope,
+    queries: Queries,
+}
+
+impl fmt::Debug for SqlStore {
+    // The URL may hold a password and the envelope a key: neither is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("dialect", &self.dialect.name())
+            .field("key_id", &self.envelope.key_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlStore {
+    /// Connects, runs the embedded migrations, and derives the encryption
+    /// key from `secret` (at least 32 characters).
+    pub async fn connect(url: &str, secret: &str, options: SqlOptions) -> Result<Self, SqlError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let envelope = Envelope::from_secret(secret)?;
+        let (dialect, url) = Dialect::of_url(url).ok_or(SqlError::Scheme)?;
+        let url = match dialect {
+            // Create the database file on first start.
+            Dialect::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .map_err(|source| SqlError::Connect { dialect: dialect.name(), source })?;
+        // Several daemons (or test processes) may start on one database at
+        // once; preparing it is idempotent, so a lost race is tried again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match prepare(&pool, dialect).await {
+                Ok(()) => break,
+                Err(e) if attempt < 20 && e.is_conflict() => {
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(20..=200))).await;
+                }
+                Err(e) => return Err(e.into_sql_error(dialect)),
+            }
+        }
+        Ok(Self { pool, dialect, envelope, queries: Queries::new(dialect) })
+    }
+
+    pub fn dialect_name(&self) -> &'static str {
+        self.dialect.name()
+    }
+
+    fn row_to_secret(&self, name: &SecretName, row: &sqlx::any::AnyRow) -> Result<Secret, StoreError> {
+        let version: i64 = row.try_get(0).map_err(|e| db_error(name, e))?;
+        let ciphertext: Vec<u8> = row.try_get(1).map_err(|e| db_error(name, e))?;
+        let tags = text(row, 2).map_err(|e| db_error(name, e))?;
+        let updated: i64 = row.try_get(3).map_err(|e| db_error(name, e))?;
+        let created: i64 = row.try_get(4).map_err(|e| db_error(name, e))?;
+        let version = version.to_string();
+        let value = self.envelope.open(name, &version, &ciphertext)?;
+        Ok(Secret {
+            metadata: SecretMetadata {
+                name: name.clone(),
+                version: Version(version),
+                tags: parse_tags(name, &tags)?,
+                created_at: from_millis(created),
+                updated_at: from_millis(updated),
+            },
+            value,
+        })
+    }
+
+    /// One attempt at a put: the next version number, sealed and inserted
+    /// in one transaction.
+    async fn try_put(
+        &self,
+        name: &SecretName,
+        value: &SecretValue,
+        tags: &str,
+        description: Option<&str>,
+    ) -> Result<i64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let next: i64 = sqlx::query_scalar(&self.queries.next_version)
+            .bind(name.tenant.as_str())
+            .bind(name.namespace.as_str())
+            .bind(name.key.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let sealed = self
+            .envelope
+            .seal(name, &next.to_string(), value)
+            .map_err(|e| sqlx::Error::Protocol(format!("encryption failed: {}", e.message())))?;
+        sqlx::query(&self.queries.insert)
+            .bind(name.tenant.as_str())
+            .bind(name.namespace.as_str())
+            .bind(name.key.as_str())
+            .bind(next)
+            .bind(sealed)
+            .bind(tags)
+            .bind(description.map(str::to_owned))
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+}
+
+#[async_trait]
+impl SecretStore for SqlStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::FULL
+    }
+
+    async fn get(&self, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
+        let row = match version {
+            None => sqlx::query(&self.queries.get_latest)
+                .bind(name.tenant.as_str())
+                .bind(name.namespace.as_str())
+                .bind(name.key.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| db_error(name, e))?
+                .ok_or_else(|| StoreError::not_found(name))?,
+            Some(v) => {
+                // Only positive integers are versions here; anything else
+                // names no version of this store.
+                let missing = || StoreError::not_found(format!("{name} version {v}"));
+                let n = v.as_str().parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(missing)?;
+                sqlx::query(&self.queries.get_version)
+                    .bind(name.tenant.as_str())
+                    .bind(name.namespace.as_str())
+                    .bind(name.key.as_str())
+                    .bind(n)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| db_error(name, e))?
+                    .ok_or_else(missing)?
+            }
+        };
+        self.row_to_secret(name, &row)
+    }
+
+    async fn put(
+        &self,
+        name: &SecretName,
+        value: &SecretValue,
+        tags: &Tags,
+        description: Option<&str>,
+    ) -> Result<Version, StoreError> {
+        let tags = serde_json::to_string(tags)
+            .map_err(|e| StoreError::internal(format!("cannot encode the tags of {name}")).with_source(e))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_put(name, value, &tags, description).await {
+                Ok(version) => return Ok(Version(version.to_string())),
+                Err(e) if is_write_conflict(&e) && attempt < MAX_WRITE_ATTEMPTS => {
+                    // Lost a race with another writer: back off a little, with
+                    // jitter so the losers do not collide again in step.
+                    let ceiling = 2u64.pow(attempt.min(6)) * 2;
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(1..=ceiling))).await;
+                }
+                Err(e) => return Err(db_error(name, e)),
+            }
+        }
+    }
+
+    async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
+        let result = sqlx::query(&self.queries.delete)
+            .bind(name.tenant.as_str())
+            .bind(name.namespace.as_str())
+            .bind(name.key.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_error(name, e))?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::not_found(name));
+        }
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        tenant: &Tenant,
+        namespace: &Namespace,
+        filter: &Tags,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        let size = page.size.max(1);
+        let mut cursor = match &page.token {
+            None => String::new(),
+            Some(token) => decode_token(token)?,
+        };
+        // Tags are filtered here, not in SQL, so read in batches until the
+        // page and one more item are found (the extra one says whether a
+        // next page exists) or the namespace runs out.
+        let batch = (size + 1).max(64) as i64;
+        let mut items: Vec<SecretMetadata> = Vec::with_capacity(size + 1);
+        'scan: loop {
+            let rows = sqlx::query(&self.queries.list)
+                .bind(tenant.as_str())
+                .bind(namespace.as_str())
+                .bind(cursor.as_str())
+                .bind(batch)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| list_error(namespace, e))?;
+            let exhausted = (rows.len() as i64) < batch;
+            for row in &rows {
+                let key = text(row, 0).map_err(|e| list_error(namespace, e))?;
+                let version: i64 = row.try_get(1).map_err(|e| list_error(namespace, e))?;
+                let tags = text(row, 2).map_err(|e| list_error(namespace, e))?;
+                let updated: i64 = row.try_get(3).map_err(|e| list_error(namespace, e))?;
+                let created: i64 = row.try_get(4).map_err(|e| list_error(namespace, e))?;
+                let name = SecretName::new(
+                    tenant.clone(),
+                    namespace.clone(),
+                    Key::parse(&key).map_err(|_| {
+                        StoreError::corrupt(format!("namespace {namespace} holds a row with an invalid key"))
+                    })?,
+                );
+                cursor = key;
+                let tags = parse_tags(&name, &tags)?;
+                if !tags.contains_all(filter) {
+                    continue;
+                }
+                items.push(SecretMetadata {
+                    name,
+                    version: Version(version.to_string()),
+                    tags,
+                    created_at: from_millis(created),
+                    updated_at: from_millis(updated),
+                });
+                if items.len() > size {
+                    break 'scan;
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        let next_token = if items.len() > size {
+            items.truncate(size);
+            items.last().map(|m| encode_token(m.name.key.as_str()))
+        } else {
+            None
+        };
+        Ok(Page { items, next_token })
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, format!("{} health check failed", self.dialect.name())))
+    }
+}
+
+/// Reads a text column. MySQL reports TEXT and binary-collated VARCHAR
+/// columns as BLOBs through sqlx's `Any` driver, so fall back to bytes.
+fn text(row: &sqlx::any::AnyRow, index: usize) -> Result<String, sqlx::Error> {
+    row.try_get::<String, _>(index).or_else(|_| {
+        let bytes: Vec<u8> = row.try_get(index)?;
+        String::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    })
+}
+
+fn parse_tags(name: &SecretName, json: &str) -> Result<Tags, StoreError> {
+    serde_json::from_str(json).map_err(|_| StoreError::corrupt(format!("secret {name} has unreadable tags")))
+}
+
+fn encode_token(key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+}
+
+fn decode_token(token: &str) -> Result<String, StoreError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|key| Key::parse(key).is_ok())
+        .ok_or_else(|| StoreError::new(ErrorKind::InvalidName, "invalid page token"))
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn from_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+fn db_error(name: &SecretName, error: sqlx::Error) -> StoreError {
+    classify(error, format!("database error on secret {name}"))
+}
+
+fn list_error(namespace: &Namespace, error: sqlx::Error) -> StoreError {
+    classify(error, format!("database error listing namespace {namespace}"))
+}
+
+/// Maps a driver error to a kind. sqlx errors carry no bound values, so the
+/// source is safe to keep for the logs.
+fn classify(error: sqlx::Error, context: String) -> StoreError {
+    let kind = match &error {
+        sqlx::Error::PoolTimedOut => ErrorKind::Timeout,
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            ErrorKind::Unavailable
+        }
+        sqlx::Error::Database(_) if is_write_conflict(&error) => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
+    };
+    let detail = match kind {
+        ErrorKind::Timeout => "timed out waiting for a connection",
+        ErrorKind::Unavailable => "the database is unreachable or busy",
+        _ => "unexpected database error",
+    };
+    StoreError::new(kind, format!("{context}: {detail}")).with_source(error)
+}

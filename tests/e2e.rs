@@ -7,14 +7,19 @@ use std::collections::HashMap;
 use common::Daemon;
 use secretd::proto::{
     batch_get_result::Result as Item, secret_broker_client::SecretBrokerClient, BatchGetSecretsRequest,
-    DeleteSecretRequest, GetSecretRequest, GetSecretResponse, ListSecretsRequest, PutSecretRequest, SecretRef,
-    Source,
+    DeleteSecretRequest, GetSecretRequest, GetSecretResponse, ListSecretsRequest, PutSecretRequest, SecretRef, Source,
 };
 use tonic::{transport::Channel, Code};
 
 type Client = SecretBrokerClient<Channel>;
 
-async fn put(c: &mut Client, ns: &str, key: &str, value: &[u8], tags: &[(&str, &str)]) -> Result<String, tonic::Status> {
+async fn put(
+    c: &mut Client,
+    ns: &str,
+    key: &str,
+    value: &[u8],
+    tags: &[(&str, &str)],
+) -> Result<String, tonic::Status> {
     let tags: HashMap<String, String> = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let req = PutSecretRequest {
         namespace: ns.into(),
@@ -101,9 +106,15 @@ async fn every_rpc_over_grpc() {
         SecretRef { namespace: "company.team".into(), key: "db/password".into(), ..Default::default() },
         SecretRef { namespace: "company.team".into(), key: "missing".into(), ..Default::default() },
         SecretRef { namespace: "company..team".into(), key: "x".into(), ..Default::default() },
-        SecretRef { namespace: "company.team".into(), key: "db/password".into(), version: v1.clone(), ..Default::default() },
+        SecretRef {
+            namespace: "company.team".into(),
+            key: "db/password".into(),
+            version: v1.clone(),
+            ..Default::default()
+        },
     ];
-    let results = c.batch_get_secrets(BatchGetSecretsRequest { refs: refs.clone() }).await.unwrap().into_inner().results;
+    let results =
+        c.batch_get_secrets(BatchGetSecretsRequest { refs: refs.clone() }).await.unwrap().into_inner().results;
     assert_eq!(results.len(), 4);
     for (result, asked) in results.iter().zip(&refs) {
         assert_eq!(result.r#ref.as_ref(), Some(asked), "results must echo their refs in order");
@@ -128,13 +139,21 @@ async fn every_rpc_over_grpc() {
     assert_eq!(err.code(), Code::InvalidArgument);
 
     // Delete: all versions go, the cache forgets, a second delete is NOT_FOUND.
-    c.delete_secret(DeleteSecretRequest { namespace: "company.team".into(), key: "db/password".into(), ..Default::default() })
-        .await
-        .unwrap();
+    c.delete_secret(DeleteSecretRequest {
+        namespace: "company.team".into(),
+        key: "db/password".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     assert_eq!(get(&mut c, "company.team", "db/password", "").await.unwrap_err().code(), Code::NotFound);
     assert_eq!(get(&mut c, "company.team", "db/password", &v1).await.unwrap_err().code(), Code::NotFound);
     let again = c
-        .delete_secret(DeleteSecretRequest { namespace: "company.team".into(), key: "db/password".into(), ..Default::default() })
+        .delete_secret(DeleteSecretRequest {
+            namespace: "company.team".into(),
+            key: "db/password".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::NotFound);
@@ -209,7 +228,12 @@ async fn bad_names_and_sizes_are_invalid_argument() {
         let err = c.put_secret(req).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{tenant}/{ns}/{key}");
         assert!(err.message().contains(rule), "{tenant}/{ns}/{key}: {}", err.message());
-        let req = GetSecretRequest { tenant: tenant.to_string(), namespace: ns.to_string(), key: key.to_string(), ..Default::default() };
+        let req = GetSecretRequest {
+            tenant: tenant.to_string(),
+            namespace: ns.to_string(),
+            key: key.to_string(),
+            ..Default::default()
+        };
         assert_eq!(c.get_secret(req).await.unwrap_err().code(), Code::InvalidArgument);
     }
     let too_big = put(&mut c, "company", "big", &[7u8; 1025], &[]).await.unwrap_err();
@@ -247,7 +271,7 @@ async fn values_are_encrypted_at_rest() {
 
 #[tokio::test]
 async fn health_and_reflection() {
-    use tonic_health::pb::{health_client::HealthClient, health_check_response::ServingStatus, HealthCheckRequest};
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
     let daemon = Daemon::sqlite("", "");
     let mut health = HealthClient::new(daemon.channel().await);
     for service in ["", "secretd.v1.SecretBroker"] {
@@ -260,10 +284,15 @@ async fn health_and_reflection() {
         server_reflection_response::MessageResponse, ServerReflectionRequest,
     };
     let mut reflection = ServerReflectionClient::new(daemon.channel().await);
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut responses = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
     let response = responses.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("no service list") };
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("no service list")
+    };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"secretd.v1.SecretBroker".to_owned()), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");

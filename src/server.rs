@@ -12,8 +12,7 @@ use bytes::Bytes;
 use prost_types::Timestamp;
 use secretd_core::{SecretMetadata, SecretValue, Tags};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status};
+use tonic::{transport::server::TcpIncoming, Request, Response, Status};
 use tonic_health::ServingStatus;
 
 use crate::{
@@ -176,7 +175,9 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(SecretBrokerServer::new(BrokerService::new(broker)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // No Nagle: small gRPC frames must not wait for delayed ACKs (a
+        // 40 ms tail otherwise).
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await;
     health_task.abort();
     result

@@ -1,1 +1,304 @@
-fn main() {}
+//! `secretd-bench`: the load generator for secretd's GetSecret, and the
+//! bare-tonic baseline it is compared with.
+//!
+//! `load` keeps C requests in flight (C tasks, each sending its next
+//! request when the previous answer arrives) until N have completed, over K
+//! HTTP/2 connections, and prints throughput and latency percentiles.
+//! `baseline-server` answers GetSecret with a fixed message and does nothing
+//! else: the same generator against it measures the ceiling of tonic and the
+//! machine, so the broker's own cost is the difference. `seed` writes the
+//! keys a run reads. Every answer is checked, so a broken server cannot look
+//! fast; every run is bounded in count and time.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use secretd::proto::{
+    secret_broker_client::SecretBrokerClient,
+    secret_broker_server::{SecretBroker, SecretBrokerServer},
+    BatchGetSecretsRequest, BatchGetSecretsResponse, DeleteSecretRequest, DeleteSecretResponse, GetSecretRequest,
+    GetSecretResponse, ListSecretsRequest, ListSecretsResponse, PutSecretRequest, PutSecretResponse, Source,
+};
+use tonic::{transport::Channel, Request, Response, Status};
+
+#[derive(Parser)]
+#[command(about = "Load generator for secretd's GetSecret")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Drive GetSecret against a running server and print the figures.
+    Load {
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        addr: String,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        /// Measured requests in total.
+        #[arg(long, default_value_t = 200_000)]
+        requests: u64,
+        /// Unmeasured requests first, to fill caches and connections.
+        #[arg(long, default_value_t = 5_000)]
+        warmup: u64,
+        /// HTTP/2 connections the streams are spread over.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long, default_value = "bench")]
+        namespace: String,
+        #[arg(long, default_value = "key-")]
+        key_prefix: String,
+        /// Keys `{prefix}0` .. `{prefix}{count-1}` are read round-robin.
+        #[arg(long, default_value_t = 100)]
+        key_count: usize,
+        /// A safety limit: stop after this long whatever the count.
+        #[arg(long, default_value_t = 300)]
+        max_seconds: u64,
+        /// A label for the summary line.
+        #[arg(long, default_value = "load")]
+        label: String,
+        /// Print the summary as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve a bare SecretBroker whose GetSecret returns a fixed message.
+    BaselineServer {
+        #[arg(long, default_value = "127.0.0.1:47900")]
+        listen: SocketAddr,
+    },
+    /// Put the keys a load run reads.
+    Seed {
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        addr: String,
+        #[arg(long, default_value = "bench")]
+        namespace: String,
+        #[arg(long, default_value = "key-")]
+        key_prefix: String,
+        #[arg(long, default_value_t = 100)]
+        key_count: usize,
+        #[arg(long, default_value_t = 32)]
+        value_size: usize,
+    },
+    /// Wait until a server accepts gRPC connections (at most 30 s).
+    Wait {
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        addr: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Load {
+            addr,
+            concurrency,
+            requests,
+            warmup,
+            connections,
+            namespace,
+            key_prefix,
+            key_count,
+            max_seconds,
+            label,
+            json,
+        } => {
+            if concurrency == 0 || connections == 0 || key_count == 0 || requests == 0 {
+                bail!("--concurrency, --connections, --key-count and --requests must be at least 1");
+            }
+            let keys: Vec<String> = (0..key_count).map(|i| format!("{key_prefix}{i}")).collect();
+            let mut channels = Vec::with_capacity(connections);
+            for _ in 0..connections {
+                channels.push(connect(&addr).await?);
+            }
+            let plan =
+                Plan { namespace, keys: Arc::new(keys), concurrency, deadline: Duration::from_secs(max_seconds) };
+            run(&channels, &plan, warmup).await?;
+            let summary = run(&channels, &plan, requests).await?;
+            summary.print(&label, concurrency, connections, json);
+            Ok(())
+        }
+        Command::BaselineServer { listen } => {
+            eprintln!("baseline server on {listen}");
+            tonic::transport::Server::builder()
+                .add_service(SecretBrokerServer::new(Baseline))
+                .serve_with_shutdown(listen, async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+            Ok(())
+        }
+        Command::Seed { addr, namespace, key_prefix, key_count, value_size } => {
+            let mut client = SecretBrokerClient::new(connect(&addr).await?);
+            for i in 0..key_count {
+                client
+                    .put_secret(PutSecretRequest {
+                        namespace: namespace.clone(),
+                        key: format!("{key_prefix}{i}"),
+                        value: vec![b'v'; value_size.max(1)].into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .with_context(|| format!("seeding {key_prefix}{i}"))?;
+            }
+            eprintln!("seeded {key_count} keys in {namespace}");
+            Ok(())
+        }
+        Command::Wait { addr } => {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(30) {
+                if connect(&addr).await.is_ok() {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            bail!("{addr} did not accept connections within 30 s")
+        }
+    }
+}
+
+async fn connect(addr: &str) -> anyhow::Result<Channel> {
+    Channel::from_shared(format!("http://{addr}"))
+        .context("--addr")?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {addr}"))
+}
+
+struct Plan {
+    namespace: String,
+    keys: Arc<Vec<String>>,
+    concurrency: usize,
+    deadline: Duration,
+}
+
+struct Summary {
+    completed: u64,
+    errors: BTreeMap<String, u64>,
+    elapsed: Duration,
+    latency_us: Histogram<u64>,
+}
+
+impl Summary {
+    fn print(&self, label: &str, concurrency: usize, connections: usize, json: bool) {
+        let rps = self.completed as f64 / self.elapsed.as_secs_f64();
+        let q = |p: f64| self.latency_us.value_at_quantile(p);
+        if json {
+            let errors: Vec<String> = self.errors.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            println!(
+                "{{\"label\":\"{label}\",\"concurrency\":{concurrency},\"connections\":{connections},\"requests\":{},\
+                 \"errors\":{{{}}},\"seconds\":{:.3},\"rps\":{rps:.0},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}}}",
+                self.completed,
+                errors.join(","),
+                self.elapsed.as_secs_f64(),
+                q(0.5),
+                q(0.99),
+                q(0.999),
+                self.latency_us.max()
+            );
+        } else {
+            println!(
+                "{label}: {} requests ({} errors {:?}) in {:.2} s over {concurrency} streams / {connections} connections: \
+                 {rps:.0} req/s, p50 {} us, p99 {} us, p999 {} us, max {} us",
+                self.completed,
+                self.errors.values().sum::<u64>(),
+                self.errors,
+                self.elapsed.as_secs_f64(),
+                q(0.5),
+                q(0.99),
+                q(0.999),
+                self.latency_us.max()
+            );
+        }
+    }
+}
+
+/// Runs `total` requests with `plan.concurrency` in flight.
+async fn run(channels: &[Channel], plan: &Plan, total: u64) -> anyhow::Result<Summary> {
+    let issued = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(Mutex::new(BTreeMap::new()));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(plan.concurrency);
+    for worker in 0..plan.concurrency {
+        let mut client = SecretBrokerClient::new(channels[worker % channels.len()].clone());
+        let (issued, errors, keys) = (issued.clone(), errors.clone(), plan.keys.clone());
+        let (namespace, deadline) = (plan.namespace.clone(), plan.deadline);
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            loop {
+                let n = issued.fetch_add(1, Ordering::Relaxed);
+                if n >= total || started.elapsed() > deadline {
+                    return histogram;
+                }
+                let key = &keys[n as usize % keys.len()];
+                let request = GetSecretRequest { namespace: namespace.clone(), key: key.clone(), ..Default::default() };
+                let sent = Instant::now();
+                let outcome = client.get_secret(request).await;
+                histogram.saturating_record(sent.elapsed().as_micros() as u64);
+                let failure = match outcome {
+                    Ok(r) if !r.get_ref().value.is_empty() => None,
+                    Ok(_) => Some("EMPTY_VALUE".to_owned()),
+                    Err(status) => Some(format!("{:?}", status.code())),
+                };
+                if let Some(code) = failure {
+                    *errors.lock().unwrap_or_else(|p| p.into_inner()).entry(code).or_insert(0u64) += 1;
+                }
+            }
+        }));
+    }
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for task in tasks {
+        latency_us.add(task.await?)?;
+    }
+    let elapsed = started.elapsed();
+    let errors = std::mem::take(&mut *errors.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(Summary { completed: latency_us.len(), errors, elapsed, latency_us })
+}
+
+/// The ceiling: a SecretBroker that answers GetSecret with a fixed message
+/// of the same shape as the real one, and does no work.
+struct Baseline;
+
+#[tonic::async_trait]
+impl SecretBroker for Baseline {
+    async fn get_secret(&self, request: Request<GetSecretRequest>) -> Result<Response<GetSecretResponse>, Status> {
+        let namespace = request.into_inner().namespace;
+        Ok(Response::new(GetSecretResponse {
+            value: vec![b'v'; 32].into(),
+            version: "1".into(),
+            tags: Default::default(),
+            namespace,
+            source: Source::Cache as i32,
+        }))
+    }
+
+    async fn batch_get_secrets(
+        &self,
+        _: Request<BatchGetSecretsRequest>,
+    ) -> Result<Response<BatchGetSecretsResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+
+    async fn list_secrets(&self, _: Request<ListSecretsRequest>) -> Result<Response<ListSecretsResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+
+    async fn put_secret(&self, _: Request<PutSecretRequest>) -> Result<Response<PutSecretResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+
+    async fn delete_secret(&self, _: Request<DeleteSecretRequest>) -> Result<Response<DeleteSecretResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The load benchmark: GetSecret over gRPC against
+#   a. the baseline: a bare tonic server answering a fixed message (the ceiling),
+#   b. secretd with the cache on (every read a cache hit after warm-up),
+#   c. secretd with the cache off, reading SQLite on every call,
+# all with the same generator settings. Prints a markdown table.
+#
+#   scripts/bench.sh [concurrency] [requests] [connections]
+#
+# Client and servers share this machine's cores; loopback only; every server
+# started here is stopped by PID at exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+C=${1:-50}
+N=${2:-200000}
+K=${3:-4}
+KEYS=100
+
+cargo build --release -q -p secretd -p secretd-bench
+SECRETD=target/release/secretd
+BENCH=target/release/secretd-bench
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+load() { # label addr
+    "$BENCH" load --addr "$2" --concurrency "$C" --requests "$N" --connections "$K" \
+        --key-count "$KEYS" --label "$1" --json
+}
+
+daemon() { # port cache-enabled
+    cat >"$work/$1.yaml" <<YAML
+server:
+  listen: 127.0.0.1:$1
+secret:
+  type: jdbc
+  jdbc:
+    url: sqlite://$work/bench-$1.db
+    secret: bench-secret-of-at-least-32-characters
+  cache:
+    enabled: $2
+    maximum-size: 10000
+    expire-after-write: 10m
+YAML
+    SECRETD_LOG=warn "$SECRETD" serve --config "$work/$1.yaml" &
+    pids+=($!)
+    "$BENCH" wait --addr "127.0.0.1:$1"
+    "$BENCH" seed --addr "127.0.0.1:$1" --key-count "$KEYS" 2>/dev/null
+}
+
+"$BENCH" baseline-server --listen 127.0.0.1:47911 2>/dev/null &
+pids+=($!)
+"$BENCH" wait --addr 127.0.0.1:47911
+daemon 47912 true
+daemon 47913 false
+
+results=()
+results+=("$(load baseline 127.0.0.1:47911)")
+results+=("$(load cached-get 127.0.0.1:47912)")
+results+=("$(load uncached-get-sqlite 127.0.0.1:47913)")
+
+printf '%s\n' "${results[@]}" >&2
+printf '%s\n' "${results[@]}" | python3 -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin if l.strip()]
+base = rows[0]["rps"]
+print("| scenario | req/s | p50 µs | p99 µs | p999 µs | errors | vs baseline |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for r in rows:
+    errs = sum(r["errors"].values())
+    label, rps, p50, p99, p999 = r["label"], r["rps"], r["p50_us"], r["p99_us"], r["p999_us"]
+    print(f"| {label} | {rps:.0f} | {p50} | {p99} | {p999} | {errs} | {rps / base:.2f}x |")
+'
+echo
+echo "concurrency=$C requests=$N connections=$K keys=$KEYS ($(nproc) cores, client and servers on one machine)"

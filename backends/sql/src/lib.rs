@@ -13,7 +13,7 @@
 //! differences between databases (placeholders, migrations, conflict
 //! errors) live in `dialect.rs`.
 
-mod dialect;
+pub mod dialect;
 
 use std::{
     fmt,
@@ -27,9 +27,10 @@ use secretd_core::{
     Capabilities, Envelope, EnvelopeError, ErrorKind, Key, Namespace, Page, PageRequest, Secret, SecretMetadata,
     SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
 };
-use sqlx::{any::AnyPoolOptions, AnyPool, Row};
+use sqlx::{any::AnyPoolOptions, migrate::Migrator, AnyPool, Row};
 
-use crate::dialect::{is_write_conflict, Dialect};
+use crate::dialect::database_error_kind;
+pub use crate::dialect::{is_write_conflict, Dialect};
 
 /// How often a put is retried after losing a race with another writer.
 const MAX_WRITE_ATTEMPTS: u32 = 50;
@@ -137,13 +138,66 @@ impl PrepareError {
     }
 }
 
+/// Opens a pool on `url` and brings the database's schema up to date with
+/// the migrations `migrations` gives for its dialect. Shared by the secret
+/// store and the daemon's state store.
+pub async fn open_pool(
+    url: &str,
+    options: &SqlOptions,
+    migrations: impl Fn(Dialect) -> Migrator,
+) -> Result<(AnyPool, Dialect), SqlError> {
+    static DRIVERS: Once = Once::new();
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+    let (dialect, url) = Dialect::of_url(url).ok_or(SqlError::Scheme)?;
+    let url = match dialect {
+        // Create the database file on first start.
+        Dialect::Sqlite if !url.contains("mode=") => {
+            format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+        }
+        _ => url,
+    };
+    let pool = AnyPoolOptions::new()
+        .max_connections(options.max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&url)
+        .await
+        .map_err(|source| SqlError::Connect { dialect: dialect.name(), source })?;
+    let migrator = migrations(dialect);
+    // Several daemons (or test processes) may start on one database at
+    // once; preparing it is idempotent, so a lost race is tried again.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match prepare(&pool, dialect, &migrator).await {
+            Ok(()) => return Ok((pool, dialect)),
+            Err(e) if attempt < 20 && e.is_conflict() => {
+                tokio::time::sleep(Duration::from_millis(rand::random_range(20..=200))).await;
+            }
+            Err(e) => return Err(e.into_sql_error(dialect)),
+        }
+    }
+}
+
 /// Puts the database in shape: WAL for SQLite (kept in the file, lets
 /// readers run beside a writer), then the embedded migrations.
-async fn prepare(pool: &AnyPool, dialect: Dialect) -> Result<(), PrepareError> {
+async fn prepare(pool: &AnyPool, dialect: Dialect, migrator: &Migrator) -> Result<(), PrepareError> {
     if dialect == Dialect::Sqlite {
         sqlx::query("PRAGMA journal_mode = WAL").execute(pool).await.map_err(PrepareError::Pragma)?;
     }
-    dialect.migrator().run(pool).await.map_err(PrepareError::Migrate)
+    migrator.run(pool).await.map_err(PrepareError::Migrate)
+}
+
+/// Why one attempt at a put failed: the database (perhaps a lost race,
+/// worth another attempt) or the encryption (never worth one).
+enum PutError {
+    Db(sqlx::Error),
+    Seal(StoreError),
+}
+
+impl From<sqlx::Error> for PutError {
+    fn from(e: sqlx::Error) -> Self {
+        PutError::Db(e)
+    }
 }
 
 /// The SQL [`SecretStore`].
@@ -168,36 +222,8 @@ impl SqlStore {
     /// Connects, runs the embedded migrations, and derives the encryption
     /// key from `secret` (at least 32 characters).
     pub async fn connect(url: &str, secret: &str, options: SqlOptions) -> Result<Self, SqlError> {
-        static DRIVERS: Once = Once::new();
-        DRIVERS.call_once(sqlx::any::install_default_drivers);
         let envelope = Envelope::from_secret(secret)?;
-        let (dialect, url) = Dialect::of_url(url).ok_or(SqlError::Scheme)?;
-        let url = match dialect {
-            // Create the database file on first start.
-            Dialect::Sqlite if !url.contains("mode=") => {
-                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
-            }
-            _ => url,
-        };
-        let pool = AnyPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(&url)
-            .await
-            .map_err(|source| SqlError::Connect { dialect: dialect.name(), source })?;
-        // Several daemons (or test processes) may start on one database at
-        // once; preparing it is idempotent, so a lost race is tried again.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match prepare(&pool, dialect).await {
-                Ok(()) => break,
-                Err(e) if attempt < 20 && e.is_conflict() => {
-                    tokio::time::sleep(Duration::from_millis(rand::random_range(20..=200))).await;
-                }
-                Err(e) => return Err(e.into_sql_error(dialect)),
-            }
-        }
+        let (pool, dialect) = open_pool(url, &options, Dialect::secret_migrations).await?;
         Ok(Self { pool, dialect, envelope, queries: Queries::new(dialect) })
     }
 
@@ -233,7 +259,7 @@ impl SqlStore {
         value: &SecretValue,
         tags: &str,
         description: Option<&str>,
-    ) -> Result<i64, sqlx::Error> {
+    ) -> Result<i64, PutError> {
         let mut tx = self.pool.begin().await?;
         let next: i64 = sqlx::query_scalar(&self.queries.next_version)
             .bind(name.tenant.as_str())
@@ -241,10 +267,7 @@ impl SqlStore {
             .bind(name.key.as_str())
             .fetch_one(&mut *tx)
             .await?;
-        let sealed = self
-            .envelope
-            .seal(name, &next.to_string(), value)
-            .map_err(|e| sqlx::Error::Protocol(format!("encryption failed: {}", e.message())))?;
+        let sealed = self.envelope.seal(name, &next.to_string(), value).map_err(PutError::Seal)?;
         sqlx::query(&self.queries.insert)
             .bind(name.tenant.as_str())
             .bind(name.namespace.as_str())
@@ -278,10 +301,16 @@ impl SecretStore for SqlStore {
                 .map_err(|e| db_error(name, e))?
                 .ok_or_else(|| StoreError::not_found(name))?,
             Some(v) => {
-                // Only positive integers are versions here; anything else
-                // names no version of this store.
+                // Versions are ids this store handed out: positive integers
+                // in canonical form. Anything else ("0", "01", "+1", "x")
+                // names no version, rather than an alias of one.
                 let missing = || StoreError::not_found(format!("{name} version {v}"));
-                let n = v.as_str().parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(missing)?;
+                let n = v
+                    .as_str()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n > 0 && n.to_string() == v.as_str())
+                    .ok_or_else(missing)?;
                 sqlx::query(&self.queries.get_version)
                     .bind(name.tenant.as_str())
                     .bind(name.namespace.as_str())
@@ -310,13 +339,14 @@ impl SecretStore for SqlStore {
             attempt += 1;
             match self.try_put(name, value, &tags, description).await {
                 Ok(version) => return Ok(Version(version.to_string())),
-                Err(e) if is_write_conflict(&e) && attempt < MAX_WRITE_ATTEMPTS => {
+                Err(PutError::Db(e)) if is_write_conflict(&e) && attempt < MAX_WRITE_ATTEMPTS => {
                     // Lost a race with another writer: back off a little, with
                     // jitter so the losers do not collide again in step.
                     let ceiling = 2u64.pow(attempt.min(6)) * 2;
                     tokio::time::sleep(Duration::from_millis(rand::random_range(1..=ceiling))).await;
                 }
-                Err(e) => return Err(db_error(name, e)),
+                Err(PutError::Db(e)) => return Err(db_error(name, e)),
+                Err(PutError::Seal(e)) => return Err(e),
             }
         }
     }
@@ -415,7 +445,7 @@ impl SecretStore for SqlStore {
 
 /// Reads a text column. MySQL reports TEXT and binary-collated VARCHAR
 /// columns as BLOBs through sqlx's `Any` driver, so fall back to bytes.
-fn text(row: &sqlx::any::AnyRow, index: usize) -> Result<String, sqlx::Error> {
+pub fn text(row: &sqlx::any::AnyRow, index: usize) -> Result<String, sqlx::Error> {
     row.try_get::<String, _>(index).or_else(|_| {
         let bytes: Vec<u8> = row.try_get(index)?;
         String::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))
@@ -463,12 +493,15 @@ fn classify(error: sqlx::Error, context: String) -> StoreError {
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
             ErrorKind::Unavailable
         }
+        // Still conflicting after every retry: the database is overloaded.
         sqlx::Error::Database(_) if is_write_conflict(&error) => ErrorKind::Unavailable,
+        sqlx::Error::Database(db) => database_error_kind(db.as_ref()),
         _ => ErrorKind::Internal,
     };
     let detail = match kind {
-        ErrorKind::Timeout => "timed out waiting for a connection",
+        ErrorKind::Timeout => "timed out waiting for the database",
         ErrorKind::Unavailable => "the database is unreachable or busy",
+        ErrorKind::PermissionDenied => "the database refused secretd's credentials or privileges",
         _ => "unexpected database error",
     };
     StoreError::new(kind, format!("{context}: {detail}")).with_source(error)

@@ -8,46 +8,10 @@ use std::sync::Arc;
 
 use secretd_core::{ErrorKind, SecretName, SecretStore, SecretValue, Tags};
 use secretd_sql::{SqlOptions, SqlStore};
-use sqlx::{any::AnyPoolOptions, AnyPool, Row};
+use sqlx::Row;
+use support::{dialects, raw_pool, unique_name};
 
 const MARKER: &[u8] = b"PLAINTEXT-MARKER-c0ffee-never-on-disk";
-
-fn dialects() -> Vec<(&'static str, String)> {
-    let mut urls = vec![("sqlite", support::sqlite_url())];
-    for (label, var) in [("postgres", "SECRETD_TEST_POSTGRES_URL"), ("mysql", "SECRETD_TEST_MYSQL_URL")] {
-        if let Some(url) = support::server_url(var) {
-            urls.push((label, url));
-        }
-    }
-    urls
-}
-
-fn unique_name(case: &str) -> SecretName {
-    SecretName::parse("atrest", &format!("{case}.r{:016x}", rand::random::<u64>()), "db/password").unwrap()
-}
-
-async fn raw_pool(url: &str) -> AnyPool {
-    sqlx::any::install_default_drivers();
-    AnyPoolOptions::new().max_connections(2).connect(url).await.unwrap()
-}
-
-fn sql(label: &str, query: &str) -> String {
-    if label != "postgres" {
-        return query.to_owned();
-    }
-    let mut n = 0;
-    query
-        .chars()
-        .map(|c| {
-            if c == '?' {
-                n += 1;
-                format!("${n}")
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn rows_hold_ciphertext_bound_to_the_name() {
@@ -55,9 +19,8 @@ async fn rows_hold_ciphertext_bound_to_the_name() {
         let store = support::connect(&url).await;
         let name = unique_name("atrest");
         store.put(&name, &SecretValue::from_slice(MARKER), &Tags::new(), Some("a description")).await.unwrap();
-        let pool = raw_pool(&url).await;
-        let row = sqlx::query(&sql(
-            label,
+        let (pool, dialect) = raw_pool(&url).await;
+        let row = sqlx::query(&dialect.sql(
             "SELECT ciphertext FROM secretd_secret_versions WHERE tenant = ? AND namespace = ? AND secret_key = ?",
         ))
         .bind(name.tenant.as_str())
@@ -72,8 +35,7 @@ async fn rows_hold_ciphertext_bound_to_the_name() {
 
         // The same ciphertext under another name must not decrypt.
         let thief = SecretName::parse("atrest", name.namespace.as_str(), "stolen").unwrap();
-        sqlx::query(&sql(
-            label,
+        sqlx::query(&dialect.sql(
             "INSERT INTO secretd_secret_versions (tenant, namespace, secret_key, version, ciphertext, tags, created_at) \
              VALUES (?, ?, ?, 1, ?, '{}', 0)",
         ))

@@ -8,9 +8,15 @@
 
 #![allow(dead_code)]
 
-use std::{path::PathBuf, sync::OnceLock};
+use std::{
+    io::Write,
+    path::PathBuf,
+    sync::{Mutex, OnceLock},
+};
 
-use secretd_sql::{SqlOptions, SqlStore};
+use secretd_core::SecretName;
+use secretd_sql::{Dialect, SqlOptions, SqlStore};
+use sqlx::{any::AnyPoolOptions, AnyPool};
 
 pub const SECRET: &str = "sql-conformance-secret-0123456789abcdef";
 
@@ -28,7 +34,19 @@ pub fn server_url(var: &str) -> Option<String> {
             panic!("{var} is not set: CI must run this test against its server (run scripts/test.sh)")
         }
         _ => {
-            eprintln!("SKIPPED: {var} is not set; run scripts/test.sh to test against the real server");
+            // Straight to the process's stderr: libtest captures `eprintln!`
+            // of passing tests, and a skip must not be silent. Once per
+            // variable and test binary is loud enough.
+            static WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+            let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+            if !warned.iter().any(|w| w == var) {
+                warned.push(var.to_owned());
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n*** SKIPPED: {var} is not set; these tests did not run against their server. \
+                     Run scripts/test.sh (or set {var}) to test it. ***\n"
+                );
+            }
             None
         }
     }
@@ -38,4 +56,30 @@ pub async fn connect(url: &str) -> SqlStore {
     SqlStore::connect(url, SECRET, SqlOptions { max_connections: 8 })
         .await
         .unwrap_or_else(|e| panic!("cannot open the test database: {e}"))
+}
+
+/// Every database this run can reach: SQLite always, the servers when
+/// their variables are set.
+pub fn dialects() -> Vec<(&'static str, String)> {
+    let mut urls = vec![("sqlite", sqlite_url())];
+    for (label, var) in [("postgres", "SECRETD_TEST_POSTGRES_URL"), ("mysql", "SECRETD_TEST_MYSQL_URL")] {
+        if let Some(url) = server_url(var) {
+            urls.push((label, url));
+        }
+    }
+    urls
+}
+
+/// A name in a namespace of its own, so test runs sharing a database never
+/// meet.
+pub fn unique_name(case: &str) -> SecretName {
+    SecretName::parse("atrest", &format!("{case}.r{:016x}", rand::random::<u64>()), "db/password").unwrap()
+}
+
+/// A pool of two plain connections beside the store, to look at and tamper
+/// with the rows, and the dialect for writing its queries.
+pub async fn raw_pool(url: &str) -> (AnyPool, Dialect) {
+    sqlx::any::install_default_drivers();
+    let (dialect, url) = Dialect::of_url(url).expect("a supported scheme");
+    (AnyPoolOptions::new().max_connections(2).connect(&url).await.unwrap(), dialect)
 }

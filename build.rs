@@ -4,9 +4,11 @@
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto = "proto/secretd/v1/broker.proto";
-    println!("cargo:rerun-if-changed={proto}");
-    let descriptors = protox::compile([proto], ["proto"])?;
+    let protos = ["proto/secretd/v1/broker.proto", "proto/secretd/v1/admin.proto"];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let descriptors = protox::compile(protos, ["proto"])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     // The descriptor set also feeds gRPC server reflection.
     std::fs::write(out_dir.join("secretd_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;

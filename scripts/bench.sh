@@ -3,9 +3,12 @@
 #   a. the baseline: a bare tonic server answering a fixed message (the ceiling),
 #   b. secretd with the cache on (every read a cache hit after warm-up),
 #   c. secretd with the cache off, reading SQLite on every call,
-# all with the same generator settings. Prints a markdown table.
+# all with the same generator settings. secretd runs as in production:
+# every call authenticated (a bearer token), authorized and audited to a file.
+# Prints a markdown table.
 #
 #   scripts/bench.sh [concurrency] [requests] [connections]
+#   AUDIT_SINK=off scripts/bench.sh     # the same without the audit trail
 #
 # Client and servers share this machine's cores; loopback only; every server
 # started here is stopped by PID at exit.
@@ -20,6 +23,10 @@ cargo build --release -q -p secretd -p secretd-bench
 SECRETD=target/release/secretd
 BENCH=target/release/secretd-bench
 work=$(mktemp -d)
+# secretd authenticates every call: a token for the generator, declared in
+# the config by its hash, as a stateless sidecar would.
+export SECRETD_TOKEN="sdt_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+TOKEN_HASH=$(printf '%s' "$SECRETD_TOKEN" | "$SECRETD" token hash)
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -46,6 +53,17 @@ secret:
     enabled: $2
     maximum-size: 10000
     expire-after-write: 10m
+state:
+  url: sqlite://$work/state-$1.db
+auth:
+  service-accounts:
+    - name: bench
+      service: WORKER
+      permissions: [read, write]
+      token-sha256: $TOKEN_HASH
+audit:
+  sink: ${AUDIT_SINK:-file}
+  path: $work/audit-$1.log
 YAML
     SECRETD_LOG=warn "$SECRETD" serve --config "$work/$1.yaml" &
     pids+=($!)

@@ -7,9 +7,9 @@
 //! record never holds a value or a token: the type has no field that could.
 
 use std::{
-    io::Write,
+    io::{BufWriter, Write},
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::mpsc::{sync_channel, Receiver, SyncSender},
     time::{Duration, SystemTime},
 };
 
@@ -47,43 +47,70 @@ pub struct AuditRecord {
     pub code: &'static str,
 }
 
-/// Writes records as JSON lines. Cheap to clone; writes are serialized so
-/// lines never interleave.
+/// Writes records as JSON lines on a dedicated thread, so a request never
+/// waits on the disk or on serialization: records are queued as they are,
+/// and the writer wakes at most every [`BATCH_WINDOW`] to serialize and
+/// write what has gathered, with one flush per batch. The queue is bounded;
+/// if the disk cannot keep up, callers wait rather than records being
+/// dropped.
 #[derive(Clone)]
 pub struct AuditLog {
-    out: Option<Arc<Mutex<Box<dyn Write + Send>>>>,
+    queue: Option<SyncSender<AuditRecord>>,
 }
+
+/// How long the writer lets records gather before writing them: waking
+/// once per record would cost a context switch per request.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+
+const QUEUE: usize = 65_536;
 
 impl AuditLog {
     pub fn open(sink: &AuditSink) -> std::io::Result<Self> {
-        let out: Option<Box<dyn Write + Send>> = match sink {
-            AuditSink::Off => None,
-            AuditSink::Stdout => Some(Box::new(std::io::stdout())),
+        let out: Box<dyn Write + Send> = match sink {
+            AuditSink::Off => return Ok(Self::off()),
+            AuditSink::Stdout => Box::new(std::io::stdout()),
             AuditSink::File(path) => {
                 let mut options = std::fs::OpenOptions::new();
                 options.create(true).append(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                Some(Box::new(std::io::LineWriter::new(options.open(path)?)))
+                Box::new(options.open(path)?)
             }
         };
-        Ok(Self { out: out.map(|w| Arc::new(Mutex::new(w))) })
+        let (queue, records) = sync_channel::<AuditRecord>(QUEUE);
+        std::thread::Builder::new().name("secretd-audit".into()).spawn(move || write_loop(out, records))?;
+        Ok(Self { queue: Some(queue) })
     }
 
     pub fn off() -> Self {
-        Self { out: None }
+        Self { queue: None }
     }
 
     pub fn is_on(&self) -> bool {
-        self.out.is_some()
+        self.queue.is_some()
     }
 
-    pub fn record(&self, record: &AuditRecord) {
-        let Some(out) = &self.out else { return };
-        let Ok(mut line) = serde_json::to_vec(record) else { return };
-        line.push(b'\n');
-        let mut out = out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Err(e) = out.write_all(&line) {
+    pub fn record(&self, record: AuditRecord) {
+        let Some(queue) = &self.queue else { return };
+        if queue.send(record).is_err() {
+            tracing::error!("the audit writer has stopped; a record was lost");
+        }
+    }
+}
+
+fn write_loop(out: Box<dyn Write + Send>, records: Receiver<AuditRecord>) {
+    let mut out = BufWriter::new(out);
+    let write = |out: &mut BufWriter<Box<dyn Write + Send>>, record: &AuditRecord| -> std::io::Result<()> {
+        serde_json::to_writer(&mut *out, record)?;
+        out.write_all(b"\n")
+    };
+    while let Ok(first) = records.recv() {
+        std::thread::sleep(BATCH_WINDOW);
+        let mut result = write(&mut out, &first);
+        while let Ok(next) = records.try_recv() {
+            result = result.and_then(|()| write(&mut out, &next));
+        }
+        if let Err(e) = result.and_then(|()| out.flush()) {
             tracing::error!(error = %e, "cannot write the audit log");
         }
     }

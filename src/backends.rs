@@ -25,7 +25,7 @@ pub fn is_built_in(backend: BackendType) -> bool {
     // Every type is listed, so adding one to the config forces a decision here.
     match backend {
         BackendType::Memory => true,
-        BackendType::Jdbc => cfg!(feature = "sql"),
+        BackendType::Jdbc => true,
         BackendType::AwsSecretManager
         | BackendType::AzureKeyVault
         | BackendType::GoogleSecretManager
@@ -42,7 +42,6 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn SecretStore>, Backen
             let scope = secret.memory.as_ref().map(|m| m.scope()).unwrap_or_default();
             (Arc::new(secretd_memory::MemoryStore::new()), scope)
         }
-        #[cfg(feature = "sql")]
         BackendType::Jdbc => {
             use secrecy::ExposeSecret;
             let jdbc = secret.jdbc.as_ref().ok_or(BackendError::MissingBlock("jdbc"))?;

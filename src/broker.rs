@@ -43,6 +43,27 @@ pub struct Resolved {
     pub origin: Origin,
 }
 
+/// What the broker learned while handling one decision, for its audit
+/// record: the policy's reason, whether the cache answered, how long the
+/// backend took.
+#[derive(Debug, Clone, Default)]
+pub struct Trail {
+    pub allowed: Option<bool>,
+    pub reason: Option<String>,
+    pub cache_hit: Option<bool>,
+    pub backend_latency: Option<std::time::Duration>,
+}
+
+/// What a listing asks for.
+pub struct ListQuery<'a> {
+    pub tenant: &'a str,
+    pub namespace: &'a str,
+    pub filter: Tags,
+    /// 0 means the default page size; capped at the maximum.
+    pub page_size: i32,
+    pub page_token: &'a str,
+}
+
 /// One reference of a batch: tenant, namespace, key, version (empty = latest).
 pub struct Ref<'a> {
     pub tenant: &'a str,
@@ -71,25 +92,37 @@ impl Broker {
         &self.cache
     }
 
-    pub async fn get(&self, caller: &Caller, r: Ref<'_>) -> Result<Resolved, Status> {
+    pub async fn get(&self, caller: &Caller, r: Ref<'_>, trail: &mut Trail) -> Result<Resolved, Status> {
         let name = parse_name(r.tenant, r.namespace, r.key)?;
         let version = parse_version(r.version)?;
-        self.authorize(caller, Action::Read, Target::Secret(&name))?;
-        let (secret, origin) = self
+        self.authorize(caller, Action::Read, Target::Secret(&name), trail)?;
+        let started = std::time::Instant::now();
+        let result = self
             .cache
             .get_or_load(&name, version.as_ref(), async { self.resolve(&name, version.as_ref()).await })
-            .await
-            .map_err(|e| from_store_error(&e))?;
+            .await;
+        let (secret, origin) = match result {
+            Ok(found) => found,
+            Err(e) => {
+                trail.backend_latency = Some(started.elapsed());
+                return Err(from_store_error(&e));
+            }
+        };
+        trail.cache_hit = Some(origin == Origin::Cache);
+        if origin == Origin::Backend {
+            trail.backend_latency = Some(started.elapsed());
+        }
         Ok(Resolved { secret, origin })
     }
 
     /// Each item is answered on its own: one failing ref does not fail the
     /// batch. Only a batch that is too large fails as a whole.
+    #[allow(clippy::type_complexity)]
     pub async fn batch_get(
         &self,
         caller: &Caller,
         refs: Vec<Ref<'_>>,
-    ) -> Result<Vec<Result<Resolved, Status>>, Status> {
+    ) -> Result<Vec<(Result<Resolved, Status>, Trail)>, Status> {
         if refs.len() > self.limits.max_batch_size {
             return Err(Status::invalid_argument(format!(
                 "a batch may hold at most {} refs (secret.max-batch-size), got {}",
@@ -97,18 +130,16 @@ impl Broker {
                 refs.len()
             )));
         }
-        Ok(join_all(refs.into_iter().map(|r| self.get(caller, r))).await)
+        Ok(join_all(refs.into_iter().map(|r| async move {
+            let mut trail = Trail::default();
+            let result = self.get(caller, r, &mut trail).await;
+            (result, trail)
+        }))
+        .await)
     }
 
-    pub async fn list(
-        &self,
-        caller: &Caller,
-        tenant: &str,
-        namespace: &str,
-        filter: Tags,
-        page_size: i32,
-        page_token: &str,
-    ) -> Result<Page, Status> {
+    pub async fn list(&self, caller: &Caller, q: ListQuery<'_>, trail: &mut Trail) -> Result<Page, Status> {
+        let ListQuery { tenant, namespace, filter, page_size, page_token } = q;
         let tenant = Tenant::parse(tenant).map_err(invalid)?;
         let namespace = Namespace::parse(namespace).map_err(invalid)?;
         filter.validate().map_err(invalid)?;
@@ -121,11 +152,11 @@ impl Broker {
             return Err(Status::invalid_argument("page_token is not one this server issued"));
         }
         let token = (!page_token.is_empty()).then(|| page_token.to_owned());
-        self.authorize(caller, Action::List, Target::Namespace(&tenant, &namespace))?;
-        self.store
-            .list(&tenant, &namespace, &filter, &PageRequest { size, token })
-            .await
-            .map_err(|e| from_store_error(&e))
+        self.authorize(caller, Action::List, Target::Namespace(&tenant, &namespace), trail)?;
+        let started = std::time::Instant::now();
+        let result = self.store.list(&tenant, &namespace, &filter, &PageRequest { size, token }).await;
+        trail.backend_latency = Some(started.elapsed());
+        result.map_err(|e| from_store_error(&e))
     }
 
     pub async fn put(
@@ -135,6 +166,7 @@ impl Broker {
         value: SecretValue,
         tags: Tags,
         description: &str,
+        trail: &mut Trail,
     ) -> Result<Version, Status> {
         let name = parse_name(r.tenant, r.namespace, r.key)?;
         if value.is_empty() || value.len() > self.limits.max_value_size {
@@ -150,25 +182,48 @@ impl Broker {
                 "description must be at most {MAX_DESCRIPTION_LEN} characters without control characters"
             )));
         }
-        self.authorize(caller, Action::Write, Target::Secret(&name))?;
+        self.authorize(caller, Action::Write, Target::Secret(&name), trail)?;
         self.cache.write_started();
+        let started = std::time::Instant::now();
         let result = self.store.put(&name, &value, &tags, (!description.is_empty()).then_some(description)).await;
+        trail.backend_latency = Some(started.elapsed());
         // Invalidate even on failure: a call that timed out may have landed.
         self.cache.invalidate(&name);
         result.map_err(|e| from_store_error(&e))
     }
 
-    pub async fn delete(&self, caller: &Caller, r: Ref<'_>) -> Result<(), Status> {
+    pub async fn delete(&self, caller: &Caller, r: Ref<'_>, trail: &mut Trail) -> Result<(), Status> {
         let name = parse_name(r.tenant, r.namespace, r.key)?;
-        self.authorize(caller, Action::Delete, Target::Secret(&name))?;
+        self.authorize(caller, Action::Delete, Target::Secret(&name), trail)?;
         self.cache.write_started();
+        let started = std::time::Instant::now();
         let result = self.store.delete(&name).await;
+        trail.backend_latency = Some(started.elapsed());
         self.cache.invalidate(&name);
         result.map_err(|e| from_store_error(&e))
     }
 
-    fn authorize(&self, caller: &Caller, action: Action, target: Target<'_>) -> Result<(), Status> {
-        self.policy.decide(caller, action, target).map_err(Status::permission_denied)
+    /// Runs the policy and notes its reason. Public for the token
+    /// administration service, which has no secret to name.
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        action: Action,
+        target: Target<'_>,
+        trail: &mut Trail,
+    ) -> Result<(), Status> {
+        let decision = self.policy.decide(caller, action, target);
+        trail.allowed = Some(decision.is_ok());
+        match decision {
+            Ok(reason) => {
+                trail.reason = Some(reason.to_owned());
+                Ok(())
+            }
+            Err(reason) => {
+                trail.reason = Some(reason.clone());
+                Err(Status::permission_denied(reason))
+            }
+        }
     }
 
     /// Namespace inheritance: the requested namespace, then each parent;
@@ -228,7 +283,10 @@ mod tests {
     use tonic::Code;
 
     use super::*;
-    use crate::config::{CacheConfig, IsolationConfig};
+    use crate::{
+        auth::Principal,
+        config::{AccessConfig, CacheConfig, IsolationConfig, Permission},
+    };
 
     fn broker_with(store: Arc<dyn SecretStore>, isolation: IsolationConfig) -> Broker {
         let cache = SecretCache::new(&CacheConfig {
@@ -236,11 +294,26 @@ mod tests {
             maximum_size: 100,
             expire_after_write: Duration::from_secs(60),
         });
-        Broker::new(store, cache, Policy::new(&isolation), Limits { max_value_size: 16, max_batch_size: 3 })
+        Broker::new(
+            store,
+            cache,
+            Policy::new(&isolation, &AccessConfig::default()),
+            Limits { max_value_size: 16, max_batch_size: 3 },
+        )
     }
 
     fn r<'a>(ns: &'a str, key: &'a str) -> Ref<'a> {
         Ref { tenant: "", namespace: ns, key, version: "" }
+    }
+
+    fn caller(name: &str, service: &str) -> Caller {
+        let principal = Principal {
+            name: name.into(),
+            service: service.into(),
+            permissions: Permission::ALL.into_iter().collect(),
+            namespaces: vec![],
+        };
+        Caller { principal: Arc::new(principal), peer: "test".into() }
     }
 
     fn v(bytes: &[u8]) -> SecretValue {
@@ -250,21 +323,27 @@ mod tests {
     #[tokio::test]
     async fn inheritance_and_invalidation_through_parents() {
         let broker = broker_with(Arc::new(MemoryStore::new()), IsolationConfig::default());
-        let me = Caller::local();
-        broker.put(&me, r("company", "db"), v(b"parent"), Tags::new(), "").await.unwrap();
-        let got = broker.get(&me, r("company.team.etl", "db")).await.unwrap();
+        let me = caller("me", "WORKER");
+        broker.put(&me, r("company", "db"), v(b"parent"), Tags::new(), "", &mut Trail::default()).await.unwrap();
+        let got = broker.get(&me, r("company.team.etl", "db"), &mut Trail::default()).await.unwrap();
         assert_eq!(got.secret.value.expose(), b"parent");
         assert_eq!(got.secret.metadata.name.namespace.as_str(), "company");
-        assert_eq!(broker.get(&me, r("company.team.etl", "db")).await.unwrap().origin, Origin::Cache);
+        assert_eq!(
+            broker.get(&me, r("company.team.etl", "db"), &mut Trail::default()).await.unwrap().origin,
+            Origin::Cache
+        );
         // A closer secret appears: the cached inherited answer must go.
-        broker.put(&me, r("company.team", "db"), v(b"closer"), Tags::new(), "").await.unwrap();
-        let got = broker.get(&me, r("company.team.etl", "db")).await.unwrap();
+        broker.put(&me, r("company.team", "db"), v(b"closer"), Tags::new(), "", &mut Trail::default()).await.unwrap();
+        let got = broker.get(&me, r("company.team.etl", "db"), &mut Trail::default()).await.unwrap();
         assert_eq!(got.secret.value.expose(), b"closer");
         assert_eq!(got.origin, Origin::Backend);
         // And when it goes, the parent shows through again.
-        broker.delete(&me, r("company.team", "db")).await.unwrap();
-        assert_eq!(broker.get(&me, r("company.team.etl", "db")).await.unwrap().secret.value.expose(), b"parent");
-        let missing = broker.get(&me, r("company.team.etl", "nope")).await.unwrap_err();
+        broker.delete(&me, r("company.team", "db"), &mut Trail::default()).await.unwrap();
+        assert_eq!(
+            broker.get(&me, r("company.team.etl", "db"), &mut Trail::default()).await.unwrap().secret.value.expose(),
+            b"parent"
+        );
+        let missing = broker.get(&me, r("company.team.etl", "nope"), &mut Trail::default()).await.unwrap_err();
         assert_eq!(missing.code(), Code::NotFound);
         assert!(missing.message().contains("company.team.etl, company.team, company"), "{}", missing.message());
     }
@@ -272,40 +351,60 @@ mod tests {
     #[tokio::test]
     async fn pinned_version_stays_in_the_namespace_that_has_the_key() {
         let broker = broker_with(Arc::new(MemoryStore::new()), IsolationConfig::default());
-        let me = Caller::local();
+        let me = caller("me", "WORKER");
         for value in [b"p1", b"p2", b"p3"] {
-            broker.put(&me, r("company", "k"), v(value), Tags::new(), "").await.unwrap();
+            broker.put(&me, r("company", "k"), v(value), Tags::new(), "", &mut Trail::default()).await.unwrap();
         }
-        broker.put(&me, r("company.team", "k"), v(b"c1"), Tags::new(), "").await.unwrap();
+        broker.put(&me, r("company.team", "k"), v(b"c1"), Tags::new(), "", &mut Trail::default()).await.unwrap();
         let pinned = |version| Ref { tenant: "", namespace: "company.team", key: "k", version };
-        assert_eq!(broker.get(&me, pinned("1")).await.unwrap().secret.value.expose(), b"c1");
-        assert_eq!(broker.get(&me, pinned("3")).await.unwrap_err().code(), Code::NotFound);
+        assert_eq!(broker.get(&me, pinned("1"), &mut Trail::default()).await.unwrap().secret.value.expose(), b"c1");
+        assert_eq!(broker.get(&me, pinned("3"), &mut Trail::default()).await.unwrap_err().code(), Code::NotFound);
         let deeper = Ref { tenant: "", namespace: "company.other", key: "k", version: "2" };
-        assert_eq!(broker.get(&me, deeper).await.unwrap().secret.value.expose(), b"p2");
+        assert_eq!(broker.get(&me, deeper, &mut Trail::default()).await.unwrap().secret.value.expose(), b"p2");
     }
 
     #[tokio::test]
     async fn bad_input_is_invalid_argument_and_writes_nothing() {
         let broker = broker_with(Arc::new(MemoryStore::new()), IsolationConfig::default());
-        let me = Caller::local();
+        let me = caller("me", "WORKER");
         let code = |s: Status| s.code();
         assert_eq!(
-            code(broker.put(&me, r("a", "k"), v(b""), Tags::new(), "").await.unwrap_err()),
+            code(broker.put(&me, r("a", "k"), v(b""), Tags::new(), "", &mut Trail::default()).await.unwrap_err()),
             Code::InvalidArgument
         );
-        let too_big = broker.put(&me, r("a", "k"), v(&[0; 17]), Tags::new(), "").await.unwrap_err();
+        let too_big =
+            broker.put(&me, r("a", "k"), v(&[0; 17]), Tags::new(), "", &mut Trail::default()).await.unwrap_err();
         assert_eq!(too_big.code(), Code::InvalidArgument);
         assert!(too_big.message().contains("secret.max-value-size"));
         assert_eq!(
-            code(broker.put(&me, r("a..b", "k"), v(b"x"), Tags::new(), "").await.unwrap_err()),
+            code(broker.put(&me, r("a..b", "k"), v(b"x"), Tags::new(), "", &mut Trail::default()).await.unwrap_err()),
             Code::InvalidArgument
         );
         let bad_tags: Tags = [("", "x")].into_iter().collect();
-        assert_eq!(code(broker.put(&me, r("a", "k"), v(b"x"), bad_tags, "").await.unwrap_err()), Code::InvalidArgument);
-        assert_eq!(code(broker.get(&me, r("a", "k")).await.unwrap_err()), Code::NotFound, "a refused put wrote");
+        assert_eq!(
+            code(broker.put(&me, r("a", "k"), v(b"x"), bad_tags, "", &mut Trail::default()).await.unwrap_err()),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            code(broker.get(&me, r("a", "k"), &mut Trail::default()).await.unwrap_err()),
+            Code::NotFound,
+            "a refused put wrote"
+        );
         let refs = (0..4).map(|_| r("a", "k")).collect();
         assert_eq!(code(broker.batch_get(&me, refs).await.unwrap_err()), Code::InvalidArgument);
-        assert_eq!(code(broker.list(&me, "", "a", Tags::new(), -1, "").await.unwrap_err()), Code::InvalidArgument);
+        assert_eq!(
+            code(
+                broker
+                    .list(
+                        &me,
+                        ListQuery { tenant: "", namespace: "a", filter: Tags::new(), page_size: -1, page_token: "" },
+                        &mut Trail::default()
+                    )
+                    .await
+                    .unwrap_err()
+            ),
+            Code::InvalidArgument
+        );
     }
 
     #[tokio::test]
@@ -314,32 +413,35 @@ mod tests {
         let counting = Arc::new(CountingStore::new(memory, Duration::ZERO));
         let isolation = IsolationConfig { enabled: true, denied_services: vec!["EXECUTOR".into()] };
         let broker = broker_with(counting.clone(), isolation);
-        let worker = Caller { principal: "w".into(), service: Some("WORKER".into()) };
-        let executor = Caller { principal: "e".into(), service: Some("EXECUTOR".into()) };
-        broker.put(&worker, r("a", "k"), v(b"x"), Tags::new(), "").await.unwrap();
-        broker.get(&worker, r("a", "k")).await.unwrap();
+        let worker = caller("w", "WORKER");
+        let executor = caller("e", "EXECUTOR");
+        broker.put(&worker, r("a", "k"), v(b"x"), Tags::new(), "", &mut Trail::default()).await.unwrap();
+        broker.get(&worker, r("a", "k"), &mut Trail::default()).await.unwrap();
         let gets = counting.gets();
         // The value is cached now; the executor must still be refused, for
         // existing and missing secrets alike, without a backend call.
         for key in ["k", "missing"] {
-            let err = broker.get(&executor, r("a", key)).await.unwrap_err();
+            let err = broker.get(&executor, r("a", key), &mut Trail::default()).await.unwrap_err();
             assert_eq!(err.code(), Code::PermissionDenied);
         }
         let batch = broker.batch_get(&executor, vec![r("a", "k")]).await.unwrap();
-        assert_eq!(batch[0].as_ref().unwrap_err().code(), Code::PermissionDenied);
+        assert_eq!(batch[0].0.as_ref().unwrap_err().code(), Code::PermissionDenied);
         assert_eq!(counting.gets(), gets, "a denied call reached the backend");
-        assert_eq!(broker.delete(&executor, r("a", "k")).await.unwrap_err().code(), Code::PermissionDenied);
-        assert_eq!(broker.get(&worker, r("a", "k")).await.unwrap().secret.value.expose(), b"x");
+        assert_eq!(
+            broker.delete(&executor, r("a", "k"), &mut Trail::default()).await.unwrap_err().code(),
+            Code::PermissionDenied
+        );
+        assert_eq!(broker.get(&worker, r("a", "k"), &mut Trail::default()).await.unwrap().secret.value.expose(), b"x");
     }
 
     #[tokio::test]
     async fn batch_answers_each_item_in_order() {
         let broker = broker_with(Arc::new(MemoryStore::new()), IsolationConfig::default());
-        let me = Caller::local();
-        broker.put(&me, r("a", "one"), v(b"1"), Tags::new(), "").await.unwrap();
+        let me = caller("me", "WORKER");
+        broker.put(&me, r("a", "one"), v(b"1"), Tags::new(), "", &mut Trail::default()).await.unwrap();
         let results = broker.batch_get(&me, vec![r("a", "one"), r("a", "missing"), r("a", "bad key")]).await.unwrap();
-        assert_eq!(results[0].as_ref().unwrap().secret.value.expose(), b"1");
-        assert_eq!(results[1].as_ref().unwrap_err().code(), Code::NotFound);
-        assert_eq!(results[2].as_ref().unwrap_err().code(), Code::InvalidArgument);
+        assert_eq!(results[0].0.as_ref().unwrap().secret.value.expose(), b"1");
+        assert_eq!(results[1].0.as_ref().unwrap_err().code(), Code::NotFound);
+        assert_eq!(results[2].0.as_ref().unwrap_err().code(), Code::InvalidArgument);
     }
 }

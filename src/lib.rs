@@ -1,10 +1,13 @@
 //! secretd: a pluggable secrets broker daemon.
 //!
 //! Services call secretd over gRPC instead of holding cloud credentials.
-//! Each call goes through [`broker`]: validation, authorization
-//! ([`policy`]), the [`cache`], then the backend built by [`backends`] from
-//! the [`config`]. [`server`] is the gRPC face; `main.rs` the CLI.
+//! Each call is authenticated ([`auth`]), then goes through [`broker`]:
+//! validation, authorization ([`policy`]), the [`cache`], then the backend
+//! built by [`backends`] from the [`config`]; every decision leaves an
+//! [`audit`] record. [`server`] is the gRPC face; `main.rs` the CLI.
 
+pub mod audit;
+pub mod auth;
 pub mod backends;
 pub mod broker;
 pub mod cache;
@@ -13,7 +16,7 @@ pub mod policy;
 pub mod server;
 pub mod status;
 
-/// Generated gRPC code for `proto/secretd/v1/broker.proto`.
+/// Generated gRPC code for `proto/secretd/v1/*.proto`.
 pub mod proto {
     #![allow(clippy::all)]
     tonic::include_proto!("secretd.v1");
@@ -21,15 +24,22 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("secretd_descriptor");
 }
 
-use std::sync::Arc;
+use std::{path::Path, sync::Arc};
 
 use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
+    audit::{AuditLog, AuditSink},
+    auth::{
+        state::{NewToken, StateError, TokenStore},
+        Authenticator, ADMIN_SERVICE,
+    },
     broker::{Broker, Limits},
     cache::SecretCache,
-    config::Config,
+    config::{AuditSinkKind, ClientAuthentication, Config, DevPaths, ListenAddr, Permission},
     policy::Policy,
+    server::{Listener, Services},
 };
 
 /// A fresh random secret for `jdbc.secret` (256 bits, base64: 44 characters).
@@ -38,15 +48,167 @@ pub fn keygen() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Builds the broker described by `config`: connects the backend (running
-/// its migrations) and sets up the cache and the policy.
-pub async fn build_broker(config: &Config) -> Result<Arc<Broker>, backends::BackendError> {
+/// Why the daemon could not start. Each message names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Backend(#[from] backends::BackendError),
+    #[error("state.url: {0}")]
+    State(#[source] secretd_sql::SqlError),
+    #[error("state store: {0}")]
+    StateQuery(#[from] StateError),
+    #[error("audit.path: cannot open {path}: {source}")]
+    Audit {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{field}: cannot read {path}: {source}")]
+    ReadFile {
+        field: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server.listen: {0}")]
+    Listen(String),
+    #[error("dev admin token {path}: {source}")]
+    AdminToken {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The default state store: beside the dev data.
+const DEFAULT_STATE_URL: &str = "sqlite://./data/state.db";
+
+/// Builds everything a server needs from `config`: the backend (connected,
+/// migrated), the state store and its token refresher, the authenticator,
+/// the policy and the audit log.
+pub async fn build_services(config: &Config) -> Result<Services, StartError> {
     let store = backends::build_store(config).await?;
     let limits = Limits { max_value_size: config.secret.max_value_size, max_batch_size: config.secret.max_batch_size };
-    Ok(Arc::new(Broker::new(
+    let broker = Arc::new(Broker::new(
         store,
         SecretCache::new(&config.secret.cache),
-        Policy::new(&config.secret.isolation),
+        Policy::new(&config.secret.isolation, &config.access),
         limits,
-    )))
+    ));
+
+    let state_url = config.state.url.clone().unwrap_or_else(|| SecretString::from(DEFAULT_STATE_URL.to_owned()));
+    if let Some(path) = state_url.expose_secret().strip_prefix("sqlite://") {
+        let file = Path::new(path.split('?').next().unwrap_or(path));
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            config::create_private_dir(dir).map_err(|source| StartError::ReadFile {
+                field: "state.url",
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    let tokens = Arc::new(TokenStore::open(&state_url).await.map_err(StartError::State)?);
+    let auth = Arc::new(Authenticator::new(&config.auth, config.server.basic_auth.as_ref(), Some(tokens)));
+    auth.refresh().await?;
+    tokio::spawn(auth.clone().refresh_loop(config.state.refresh_interval));
+
+    let sink = match config.audit.sink {
+        AuditSinkKind::Off => AuditSink::Off,
+        AuditSinkKind::Stdout => AuditSink::Stdout,
+        AuditSinkKind::File => AuditSink::File(config.audit.path.clone().unwrap_or_default()),
+    };
+    let audit = AuditLog::open(&sink).map_err(|source| StartError::Audit {
+        path: config.audit.path.as_deref().unwrap_or(Path::new("")).display().to_string(),
+        source,
+    })?;
+    Ok(Services { broker, auth, audit })
+}
+
+/// In dev mode, makes sure an admin token exists and is in
+/// `paths.admin_token` (mode 0600), where the CLI finds it.
+pub async fn ensure_dev_admin_token(services: &Services, paths: &DevPaths) -> Result<(), StartError> {
+    if paths.admin_token.exists() {
+        return Ok(());
+    }
+    let Some(store) = services.auth.store() else { return Ok(()) };
+    let new = NewToken {
+        name: "dev-admin".into(),
+        service: ADMIN_SERVICE.into(),
+        permissions: vec![Permission::Admin],
+        namespaces: Vec::new(),
+        expires_in: None,
+    };
+    // A leftover from a deleted token file: replace it.
+    let token = match store.create(&new).await {
+        Err(StateError::AlreadyExists(_)) => {
+            store.revoke(&new.name).await?;
+            store.create(&new).await?
+        }
+        other => other?,
+    };
+    config::write_private_file(&paths.admin_token, format!("{}\n", token.expose_secret()).as_bytes())
+        .map_err(|source| StartError::AdminToken { path: paths.admin_token.display().to_string(), source })?;
+    services.auth.refresh().await?;
+    Ok(())
+}
+
+/// Binds the configured listener: TCP (with TLS when `server.tls` is set)
+/// or a Unix socket with the configured mode and owner.
+pub async fn bind(config: &Config) -> Result<Listener, StartError> {
+    match &config.server.listen {
+        ListenAddr::Tcp(addr) => {
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| StartError::Listen(format!("cannot listen on {addr}: {e}")))?;
+            let tls = match &config.server.tls {
+                None => None,
+                Some(tls) => {
+                    let read = |field: &'static str, path: &Path| {
+                        std::fs::read(path).map_err(|source| StartError::ReadFile {
+                            field,
+                            path: path.display().to_string(),
+                            source,
+                        })
+                    };
+                    let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
+                        return Err(StartError::Listen("server.tls needs cert and key".into()));
+                    };
+                    let identity = tonic::transport::Identity::from_pem(
+                        read("server.tls.cert", cert)?,
+                        read("server.tls.key", key)?,
+                    );
+                    let mut server_tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+                    if let Some(ca) = &tls.client_ca {
+                        server_tls = server_tls
+                            .client_ca_root(tonic::transport::Certificate::from_pem(read("server.tls.client-ca", ca)?))
+                            .client_auth_optional(tls.client_authentication != ClientAuthentication::Need);
+                    }
+                    Some(server_tls)
+                }
+            };
+            Ok(Listener::Tcp(tcp, tls))
+        }
+        ListenAddr::Unix(path) => {
+            // A stale socket from a previous run would make bind fail.
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                use std::os::unix::fs::FileTypeExt;
+                if meta.file_type().is_socket() {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            let unix = tokio::net::UnixListener::bind(path)
+                .map_err(|e| StartError::Listen(format!("cannot listen on {}: {e}", path.display())))?;
+            let socket = &config.server.socket;
+            if let Some(mode) = socket.mode_bits() {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| StartError::Listen(format!("server.socket.mode: {e}")))?;
+            }
+            if socket.owner.is_some() || socket.group.is_some() {
+                std::os::unix::fs::chown(path, socket.owner, socket.group)
+                    .map_err(|e| StartError::Listen(format!("server.socket.owner/group: {e}")))?;
+            }
+            Ok(Listener::Unix(unix))
+        }
+    }
 }

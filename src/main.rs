@@ -16,13 +16,20 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+use base64::Engine;
 use clap::{Args, Parser, Subcommand};
+use hyper_util::rt::TokioIo;
 use secretd::{
-    config::{self, DevPaths},
-    proto::{self, secret_broker_client::SecretBrokerClient},
+    config::{self, DevPaths, ListenAddr},
+    proto::{self, secret_broker_client::SecretBrokerClient, token_admin_client::TokenAdminClient},
     status::code_name,
 };
-use tonic::transport::Channel;
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{interceptor::InterceptedService, Interceptor},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
+};
+use tower::service_fn;
 
 #[derive(Parser)]
 #[command(name = "secretd", version, about = "A pluggable secrets broker daemon")]
@@ -90,11 +97,52 @@ enum Command {
     },
     /// Print a fresh random secret, suitable for `secret.jdbc.secret`.
     Keygen,
+    /// Manage service-account API tokens (needs the admin permission).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it, alone, on stdout. It is shown this once.
+    Create {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long)]
+        name: String,
+        /// The service type: WORKER, EXECUTOR, SCHEDULER, WEBSERVER, INDEXER, or your own.
+        #[arg(long)]
+        service: String,
+        /// Comma-separated: read, list, write, delete, admin.
+        #[arg(long, value_delimiter = ',', default_value = "read")]
+        permissions: Vec<String>,
+        /// A namespace glob the token is limited to, like 'company.*'; repeat for more.
+        #[arg(long = "namespace")]
+        namespaces: Vec<String>,
+        /// Lifetime, like 30d or 12h; no expiry by default.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<Duration>,
+    },
+    /// List tokens (never the tokens themselves).
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Revoke a token by name.
+    Revoke {
+        #[command(flatten)]
+        conn: Connection,
+        name: String,
+    },
+    /// Print the SHA-256 of a token read from stdin, for `auth.service-accounts[].token-sha256`.
+    Hash,
 }
 
 #[derive(Subcommand)]
@@ -108,9 +156,26 @@ enum ConfigCommand {
 
 #[derive(Args)]
 struct Connection {
-    /// The daemon's address.
+    /// The daemon's address: HOST:PORT, https://HOST:PORT (TLS), or unix:///PATH.
     #[arg(long, env = "SECRETD_ADDR", default_value = "127.0.0.1:7878", global = true)]
     addr: String,
+    /// A service-account token (also SECRETD_TOKEN). Prefer --token-file: arguments are visible to other users.
+    #[arg(long, env = "SECRETD_TOKEN", hide_env_values = true, global = true)]
+    api_token: Option<String>,
+    /// Read the token from this file.
+    #[arg(long, global = true, conflicts_with = "api_token")]
+    token_file: Option<PathBuf>,
+    /// Basic auth as USER:PASSWORD, for the operator's admin account (also SECRETD_USER).
+    #[arg(long, env = "SECRETD_USER", hide_env_values = true, global = true, conflicts_with_all = ["api_token", "token_file"])]
+    user: Option<String>,
+    /// PEM CA bundle to verify the server's certificate (https:// addresses).
+    #[arg(long, env = "SECRETD_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
+    /// PEM client certificate and key, for mutual TLS.
+    #[arg(long, global = true, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    #[arg(long, global = true, requires = "client_cert")]
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -155,6 +220,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             println!("{}", secretd::keygen());
             Ok(())
         }
+        Command::Token { command } => token_command(command).await,
         Command::Config { command: ConfigCommand::Check { file } } => {
             let config = config::load_file(&file)?;
             if !secretd::backends::is_built_in(config.secret.backend) {
@@ -283,19 +349,147 @@ fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", code_name(status.code()), status.message())
 }
 
-async fn connect(conn: &Connection) -> anyhow::Result<SecretBrokerClient<Channel>> {
-    let uri = if conn.addr.contains("://") { conn.addr.clone() } else { format!("http://{}", conn.addr) };
-    let channel = Channel::from_shared(uri.clone())
-        .with_context(|| format!("--addr {}: not a valid address", conn.addr))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("UNAVAILABLE: cannot connect to secretd at {uri}: {e}"))?;
-    Ok(SecretBrokerClient::new(channel))
+type Authed = InterceptedService<Channel, Credentials>;
+
+async fn connect(conn: &Connection) -> anyhow::Result<SecretBrokerClient<Authed>> {
+    Ok(SecretBrokerClient::with_interceptor(channel(conn).await?, credentials(conn)?))
+}
+
+async fn connect_admin(conn: &Connection) -> anyhow::Result<TokenAdminClient<Authed>> {
+    Ok(TokenAdminClient::with_interceptor(channel(conn).await?, credentials(conn)?))
+}
+
+/// Adds the caller's credentials to every request.
+#[derive(Clone)]
+struct Credentials(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(header) = &self.0 {
+            request.metadata_mut().insert("authorization", header.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The dev instance's admin token, used when no credentials are given.
+const DEV_ADMIN_TOKEN: &str = "./data/admin.token";
+
+fn credentials(conn: &Connection) -> anyhow::Result<Credentials> {
+    let read_token = |path: &Path| -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(text.trim().to_owned())
+    };
+    let header = if let Some(token) = &conn.api_token {
+        Some(format!("Bearer {}", token.trim()))
+    } else if let Some(path) = &conn.token_file {
+        Some(format!("Bearer {}", read_token(path)?))
+    } else if let Some(user) = &conn.user {
+        if !user.contains(':') {
+            bail!("--user: expected USER:PASSWORD");
+        }
+        Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user)))
+    } else if Path::new(DEV_ADMIN_TOKEN).exists() {
+        Some(format!("Bearer {}", read_token(Path::new(DEV_ADMIN_TOKEN))?))
+    } else {
+        None
+    };
+    let value = header
+        .map(|h| MetadataValue::try_from(h).context("the credentials hold characters a header cannot carry"))
+        .transpose()?;
+    Ok(Credentials(value))
+}
+
+async fn channel(conn: &Connection) -> anyhow::Result<Channel> {
+    let addr = conn.addr.as_str();
+    if let Some(path) = addr.strip_prefix("unix://") {
+        let path = PathBuf::from(path);
+        // The URI is a placeholder: the connector dials the socket.
+        return Endpoint::from_static("http://secretd.local")
+            .connect_with_connector(service_fn(move |_: tonic::transport::Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            }))
+            .await
+            .map_err(|e| anyhow::anyhow!("UNAVAILABLE: cannot connect to secretd at {addr}: {e}"));
+    }
+    let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+    let mut endpoint = Channel::from_shared(uri.clone())
+        .with_context(|| format!("--addr {addr}: not a valid address"))?
+        .connect_timeout(Duration::from_secs(5));
+    if uri.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new();
+        if let Some(ca) = &conn.ca_cert {
+            let pem = std::fs::read(ca).with_context(|| format!("--ca-cert {}", ca.display()))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let (Some(cert), Some(key)) = (&conn.client_cert, &conn.client_key) {
+            let cert = std::fs::read(cert).with_context(|| format!("--client-cert {}", cert.display()))?;
+            let key = std::fs::read(key).with_context(|| format!("--client-key {}", key.display()))?;
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+    }
+    endpoint.connect().await.map_err(|e| anyhow::anyhow!("UNAVAILABLE: cannot connect to secretd at {uri}: {e}"))
+}
+
+async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create { conn, name, service, permissions, namespaces, expires } => {
+            let mut client = connect_admin(&conn).await?;
+            let response = client
+                .create_token(proto::CreateTokenRequest {
+                    name,
+                    service,
+                    permissions,
+                    namespaces,
+                    expires_in_seconds: expires.map_or(0, |d| d.as_secs().max(1) as i64),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!("{}", response.token);
+            Ok(())
+        }
+        TokenCommand::List { conn } => {
+            let mut client = connect_admin(&conn).await?;
+            let tokens =
+                client.list_tokens(proto::ListTokensRequest {}).await.map_err(status_error)?.into_inner().tokens;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "NAME\tSERVICE\tPERMISSIONS\tNAMESPACES\tCREATED\tEXPIRES\tLAST USED\tSTATUS")?;
+            for t in tokens {
+                let when = |ts: Option<prost_types::Timestamp>| ts.map(format_time).unwrap_or_else(|| "-".into());
+                let status = if t.revoked_at.is_some() { "revoked" } else { "active" };
+                writeln!(
+                    stdout,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{status}",
+                    t.name,
+                    t.service,
+                    t.permissions.join(","),
+                    if t.namespaces.is_empty() { "*".to_owned() } else { t.namespaces.join(",") },
+                    when(t.created_at),
+                    when(t.expires_at),
+                    when(t.last_used_at),
+                )?;
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { conn, name } => {
+            let mut client = connect_admin(&conn).await?;
+            client.revoke_token(proto::RevokeTokenRequest { name }).await.map_err(status_error)?;
+            Ok(())
+        }
+        TokenCommand::Hash => {
+            let token = String::from_utf8(read_stdin()?).context("the token is not UTF-8")?;
+            println!("{}", secretd::auth::token::TokenHash::of(token.trim()).to_hex());
+            Ok(())
+        }
+    }
 }
 
 async fn serve(config_path: Option<&Path>, data_dir: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     init_logging();
+    let mut dev = None;
     let mut config = match config_path {
         Some(path) => {
             let config = config::load_file(path)?;
@@ -310,25 +504,36 @@ async fn serve(config_path: Option<&Path>, data_dir: &Path, listen: Option<Socke
                 data_dir = %paths.data_dir.display(),
                 database = %paths.database.display(),
                 encryption_secret_file = %paths.secret_file.display(),
+                admin_token_file = %paths.admin_token.display(),
+                audit_log = %paths.audit_log.display(),
                 "DEV MODE: no configuration file given; serving a local SQLite store on loopback only. \
                  Pass --config (or SECRETD_CONFIG) for anything else."
             );
+            dev = Some(paths);
             config
         }
     };
     if let Some(listen) = listen {
-        config.server.listen = listen;
+        config.server.listen = ListenAddr::Tcp(listen);
     }
-    if !config.server.listen.ip().is_loopback() {
-        tracing::warn!(listen = %config.server.listen, "listening beyond loopback without TLS or authentication");
+    if let ListenAddr::Tcp(addr) = &config.server.listen {
+        if !addr.ip().is_loopback() && config.server.tls.is_none() {
+            tracing::warn!(listen = %addr, "listening beyond loopback without TLS: tokens travel in clear text");
+        }
     }
-    let broker = secretd::build_broker(&config).await?;
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
-    let local: SocketAddr = listener.local_addr()?;
-    tracing::info!(addr = %local, "secretd listening");
-    secretd::server::run(broker, listener, config.server.health_check_interval, shutdown_signal()).await?;
+    let services = secretd::build_services(&config).await?;
+    if let Some(paths) = &dev {
+        secretd::ensure_dev_admin_token(&services, paths).await?;
+    }
+    let listener = secretd::bind(&config).await?;
+    let shown = match &listener {
+        secretd::server::Listener::Tcp(tcp, tls) => {
+            format!("{}{}", if tls.is_some() { "https://" } else { "" }, tcp.local_addr()?)
+        }
+        secretd::server::Listener::Unix(_) => config.server.listen.to_string(),
+    };
+    tracing::info!(addr = %shown, "secretd listening");
+    secretd::server::run(services, listener, config.server.health_check_interval, shutdown_signal()).await?;
     tracing::info!("secretd stopped");
     Ok(())
 }

@@ -1,16 +1,30 @@
-//! Who may do what: the isolation rules, as one pure function.
+//! Who may do what, as one pure function: [`Policy::decide`].
 //!
-//! The platform's switch is `secret.isolation.denied-services`: a principal
-//! of a denied service type (EXECUTOR, say) is refused every call, before
-//! the cache or the backend is touched. The decision looks only at the
-//! caller, the action and the name, never at whether the secret exists, so a
-//! refusal tells nothing about existence.
+//! In order, first refusal wins:
+//! 1. isolation: a principal whose service type is in
+//!    `secret.isolation.denied-services` is refused every call;
+//! 2. permission: the principal must hold the action's permission (`admin`
+//!    holds all);
+//! 3. the principal's own namespace globs (a token made with
+//!    `--namespace 'company.*'`), when it has any;
+//! 4. `access.rules` that apply to the principal (by name or service type):
+//!    a matching `deny` glob refuses, else a matching `allow` glob admits,
+//!    else `access.default-access` decides.
+//!
+//! The decision looks only at the caller, the action and the name, never at
+//! whether the secret exists, so a refusal tells nothing about existence.
+//! Globs use `*` (any run of characters, `.` and `/` included) and `?`, over
+//! `TENANT/NAMESPACE/KEY`: `main/company.*/db/*`.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
 use secretd_core::{Namespace, SecretName, Tenant};
+use wildmatch::WildMatch;
 
-use crate::config::IsolationConfig;
+use crate::{
+    auth::Principal,
+    config::{AccessConfig, DefaultAccess, IsolationConfig, Permission},
+};
 
 /// What a call wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,86 +33,249 @@ pub enum Action {
     List,
     Write,
     Delete,
+    /// Managing tokens.
+    Admin,
 }
 
-/// What a call acts on: one secret, or a namespace (for listing).
+impl Action {
+    fn permission(self) -> Permission {
+        match self {
+            Action::Read => Permission::Read,
+            Action::List => Permission::List,
+            Action::Write => Permission::Write,
+            Action::Delete => Permission::Delete,
+            Action::Admin => Permission::Admin,
+        }
+    }
+}
+
+/// What a call acts on.
 #[derive(Debug, Clone, Copy)]
 pub enum Target<'a> {
     Secret(&'a SecretName),
+    /// Listing a namespace.
     Namespace(&'a Tenant, &'a Namespace),
+    /// Token management.
+    Tokens,
 }
 
 /// Who is calling, as established by authentication.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Caller {
-    /// The principal's name, for audit and errors.
-    pub principal: String,
-    /// The service type (WORKER, EXECUTOR, ...), when the principal has one.
-    pub service: Option<String>,
+    pub principal: Arc<Principal>,
+    /// `ip:port` or `unix:...`, for the audit record.
+    pub peer: String,
 }
 
-impl Caller {
-    /// The caller of a dev instance. There is no authentication yet, so
-    /// every caller is this one and has no service type.
-    pub fn local() -> Self {
-        Self { principal: "local".into(), service: None }
+/// A `TENANT/NAMESPACE/KEY` glob.
+#[derive(Debug)]
+struct NameGlob {
+    source: String,
+    tenant: WildMatch,
+    namespace: WildMatch,
+    key: WildMatch,
+    /// The key part matches every key (`*`): the glob covers whole namespaces.
+    any_key: bool,
+}
+
+impl NameGlob {
+    fn parse(source: &str) -> Option<Self> {
+        let mut parts = source.splitn(3, '/');
+        let (tenant, namespace, key) = (parts.next()?, parts.next()?, parts.next()?);
+        Some(Self {
+            source: source.to_owned(),
+            tenant: WildMatch::new(tenant),
+            namespace: WildMatch::new(namespace),
+            key: WildMatch::new(key),
+            any_key: key.chars().all(|c| c == '*') && !key.is_empty(),
+        })
+    }
+
+    /// For a listing, an allow glob admits the namespace if any key could
+    /// match; a deny glob refuses it only if it covers every key.
+    fn matches(&self, target: &Target<'_>, deny: bool) -> bool {
+        match target {
+            Target::Secret(n) => {
+                self.tenant.matches(n.tenant.as_str())
+                    && self.namespace.matches(n.namespace.as_str())
+                    && self.key.matches(n.key.as_str())
+            }
+            Target::Namespace(t, ns) => {
+                self.tenant.matches(t.as_str()) && self.namespace.matches(ns.as_str()) && (!deny || self.any_key)
+            }
+            Target::Tokens => false,
+        }
     }
 }
 
-/// The compiled isolation rules.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
+struct Rule {
+    principals: Vec<String>,
+    services: Vec<String>,
+    allow: Vec<NameGlob>,
+    deny: Vec<NameGlob>,
+}
+
+impl Rule {
+    fn applies_to(&self, p: &Principal) -> bool {
+        (self.principals.is_empty() && self.services.is_empty())
+            || self.principals.contains(&p.name)
+            || self.services.contains(&p.service)
+    }
+}
+
+/// The compiled rules.
+#[derive(Debug, Default)]
 pub struct Policy {
     denied_services: BTreeSet<String>,
+    default_access: DefaultAccess,
+    rules: Vec<Rule>,
 }
 
+/// Why a call may proceed, or why not: for the caller (refusals only) and
+/// the audit record.
+pub type Decision = Result<&'static str, String>;
+
 impl Policy {
-    pub fn new(isolation: &IsolationConfig) -> Self {
+    /// Globs that do not parse were refused by config validation; any that
+    /// slip through are dropped here (and so never admit anything).
+    pub fn new(isolation: &IsolationConfig, access: &AccessConfig) -> Self {
         let denied_services =
             if isolation.enabled { isolation.denied_services.iter().cloned().collect() } else { BTreeSet::new() };
-        Self { denied_services }
+        let globs = |list: &[String]| list.iter().filter_map(|g| NameGlob::parse(g)).collect();
+        let rules = access
+            .rules
+            .iter()
+            .map(|r| Rule {
+                principals: r.principals.clone(),
+                services: r.services.clone(),
+                allow: globs(&r.allow),
+                deny: globs(&r.deny),
+            })
+            .collect();
+        Self { denied_services, default_access: access.default_access, rules }
     }
 
-    /// `Ok` if the call may proceed; otherwise the reason, for the caller
-    /// and the audit record.
-    pub fn decide(&self, caller: &Caller, _action: Action, _target: Target<'_>) -> Result<(), String> {
-        if let Some(service) = &caller.service {
-            if self.denied_services.contains(service) {
-                return Err(format!(
-                    "service type {service} may not resolve secrets (secret.isolation.denied-services)"
-                ));
+    pub fn decide(&self, caller: &Caller, action: Action, target: Target<'_>) -> Decision {
+        let p = &caller.principal;
+        if self.denied_services.contains(&p.service) {
+            return Err(format!("service type {} is denied by secret.isolation.denied-services", p.service));
+        }
+        if !p.can(action.permission()) {
+            return Err(format!("principal {} lacks the {} permission", p.name, action.permission().as_str()));
+        }
+        let namespace = match target {
+            Target::Secret(n) => Some(&n.namespace),
+            Target::Namespace(_, ns) => Some(ns),
+            Target::Tokens => None,
+        };
+        if let Some(ns) = namespace {
+            if !p.namespaces.is_empty() && !p.namespaces.iter().any(|g| WildMatch::new(g).matches(ns.as_str())) {
+                return Err(format!("namespace {ns} is outside principal {}'s namespaces", p.name));
             }
         }
-        Ok(())
+        if matches!(target, Target::Tokens) {
+            return Ok("admin permission");
+        }
+        let applicable: Vec<(usize, &Rule)> = self.rules.iter().enumerate().filter(|(_, r)| r.applies_to(p)).collect();
+        for (i, rule) in &applicable {
+            if let Some(glob) = rule.deny.iter().find(|g| g.matches(&target, true)) {
+                return Err(format!("denied by access.rules[{i}] deny {:?}", glob.source));
+            }
+        }
+        if applicable.iter().any(|(_, rule)| rule.allow.iter().any(|g| g.matches(&target, false))) {
+            return Ok("allowed by access.rules");
+        }
+        match self.default_access {
+            DefaultAccess::Allow => Ok("access.default-access: allow"),
+            DefaultAccess::Deny => Err("no access rule allows it (access.default-access: deny)".into()),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AccessRule;
 
-    fn caller(service: Option<&str>) -> Caller {
-        Caller { principal: "p".into(), service: service.map(str::to_owned) }
+    fn caller(name: &str, service: &str, permissions: &[Permission], namespaces: &[&str]) -> Caller {
+        Caller {
+            principal: Arc::new(Principal {
+                name: name.into(),
+                service: service.into(),
+                permissions: permissions.iter().copied().collect(),
+                namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+            }),
+            peer: "test".into(),
+        }
+    }
+
+    fn name(tenant: &str, ns: &str, key: &str) -> SecretName {
+        SecretName::parse(tenant, ns, key).unwrap()
     }
 
     #[test]
-    fn isolation_table() {
-        let on = Policy::new(&IsolationConfig { enabled: true, denied_services: vec!["EXECUTOR".into()] });
-        let off = Policy::new(&IsolationConfig { enabled: false, denied_services: vec!["EXECUTOR".into()] });
-        let name = SecretName::parse("", "a", "k").unwrap();
-        let cases = [
-            (&on, Some("EXECUTOR"), false),
-            (&on, Some("WORKER"), true),
-            (&on, None, true),
-            (&off, Some("EXECUTOR"), true),
+    fn decision_table() {
+        use Permission::*;
+        let isolation = IsolationConfig { enabled: true, denied_services: vec!["EXECUTOR".into()] };
+        let access = AccessConfig {
+            default_access: DefaultAccess::Deny,
+            rules: vec![
+                AccessRule {
+                    services: vec!["WORKER".into()],
+                    allow: vec!["main/company.*/*".into()],
+                    ..Default::default()
+                },
+                AccessRule {
+                    services: vec!["WORKER".into()],
+                    deny: vec!["*/company.finance*/*".into(), "main/company.team/root-*".into()],
+                    ..Default::default()
+                },
+                AccessRule { principals: vec!["ops".into()], allow: vec!["*/*/*".into()], ..Default::default() },
+            ],
+        };
+        let policy = Policy::new(&isolation, &access);
+        let worker = caller("w", "WORKER", &[Read, List], &[]);
+        let scoped = caller("etl", "WORKER", &[Read], &["company.etl*"]);
+        let executor = caller("e", "EXECUTOR", &[Admin], &[]);
+        let ops = caller("ops", "SCHEDULER", &[Read, Write], &[]);
+        let team_db = name("main", "company.team", "db");
+        let cases: Vec<(&Caller, Action, SecretName, bool)> = vec![
+            (&worker, Action::Read, team_db.clone(), true),
+            (&worker, Action::Write, team_db.clone(), false), // lacks write
+            (&worker, Action::Read, name("main", "company.finance", "k"), false), // deny glob
+            (&worker, Action::Read, name("main", "company.team", "root-pw"), false), // deny on key
+            (&worker, Action::Read, name("acme", "company.team", "db"), false), // default deny
+            (&worker, Action::Read, name("main", "other", "db"), false), // default deny
+            (&scoped, Action::Read, name("main", "company.etl.jobs", "x"), true),
+            (&scoped, Action::Read, team_db.clone(), false), // principal namespaces
+            (&executor, Action::Read, team_db.clone(), false), // isolation beats admin
+            (&ops, Action::Write, name("acme", "anything", "x"), true),
+            (&ops, Action::Delete, team_db.clone(), false),
         ];
-        for (policy, service, allowed) in cases {
-            for action in [Action::Read, Action::List, Action::Write, Action::Delete] {
-                assert_eq!(
-                    policy.decide(&caller(service), action, Target::Secret(&name)).is_ok(),
-                    allowed,
-                    "{service:?} {action:?}"
-                );
-            }
+        for (i, (c, action, n, allowed)) in cases.into_iter().enumerate() {
+            let decision = policy.decide(c, action, Target::Secret(&n));
+            assert_eq!(decision.is_ok(), allowed, "case {i}: {} {action:?} {n}: {decision:?}", c.principal.name);
         }
+        // Listing: a key-specific deny does not hide the namespace; a
+        // whole-namespace deny does.
+        let t = Tenant::parse("main").unwrap();
+        let team = Namespace::parse("company.team").unwrap();
+        let finance = Namespace::parse("company.finance").unwrap();
+        assert!(policy.decide(&worker, Action::List, Target::Namespace(&t, &team)).is_ok());
+        assert!(policy.decide(&worker, Action::List, Target::Namespace(&t, &finance)).is_err());
+        assert!(policy.decide(&executor, Action::Admin, Target::Tokens).is_err());
+        assert!(policy.decide(&caller("a", "ADMIN", &[Admin], &[]), Action::Admin, Target::Tokens).is_ok());
+        assert!(policy.decide(&worker, Action::Admin, Target::Tokens).is_err());
+    }
+
+    #[test]
+    fn isolation_off_and_default_allow() {
+        let policy = Policy::new(
+            &IsolationConfig { enabled: false, denied_services: vec!["EXECUTOR".into()] },
+            &AccessConfig::default(),
+        );
+        let executor = caller("e", "EXECUTOR", &[Permission::Read], &[]);
+        assert!(policy.decide(&executor, Action::Read, Target::Secret(&name("main", "a", "k"))).is_ok());
     }
 }

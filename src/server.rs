@@ -1,47 +1,160 @@
-//! The gRPC server: the `SecretBroker` service, health and reflection.
+//! The gRPC server: the `SecretBroker` and `TokenAdmin` services, health and
+//! reflection, on TCP (optionally TLS, optionally mutual) or a Unix socket.
 //!
-//! This layer only converts between protobuf messages and the broker's
-//! types; behaviour lives in [`crate::broker`]. [`run`] serves on a listener
-//! it is given until a shutdown future completes, so tests start a real
-//! server on port 0 and stop it cleanly, and `main` does the same with
-//! SIGTERM/SIGINT.
+//! Every call goes: authenticate (`auth`) → broker (validate, authorize,
+//! cache, backend) → one audit record. This layer converts messages and
+//! writes the audit; behaviour lives in [`crate::broker`]. [`run`] serves
+//! until a shutdown future completes, so tests start a real server on port 0
+//! and stop it cleanly, and `main` does the same with SIGTERM/SIGINT.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use bytes::Bytes;
 use prost_types::Timestamp;
 use secretd_core::{SecretMetadata, SecretValue, Tags};
-use tokio::net::TcpListener;
-use tonic::{transport::server::TcpIncoming, Request, Response, Status};
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{
+    transport::server::{TcpConnectInfo, TcpIncoming, TlsConnectInfo, UdsConnectInfo},
+    Code, Request, Response, Status,
+};
 use tonic_health::ServingStatus;
 
 use crate::{
-    broker::{Broker, Ref, Resolved},
+    audit::{AuditLog, AuditRecord},
+    auth::{
+        state::{NewToken, StateError},
+        AuthFailure, Authenticator, PeerInfo,
+    },
+    broker::{Broker, ListQuery, Ref, Resolved, Trail},
     cache::Origin,
-    policy::Caller,
+    config::{is_service_type, Permission},
+    policy::{Action, Caller, Target},
     proto::{
         self,
         batch_get_result::Result as ItemResult,
         secret_broker_server::{SecretBroker, SecretBrokerServer},
+        token_admin_server::{TokenAdmin, TokenAdminServer},
     },
+    status::code_name,
 };
 
-/// The gRPC face of a [`Broker`].
-pub struct BrokerService {
-    broker: Arc<Broker>,
+/// What every service needs to answer a call.
+#[derive(Clone)]
+pub struct Services {
+    pub broker: Arc<Broker>,
+    pub auth: Arc<Authenticator>,
+    pub audit: AuditLog,
 }
 
-impl BrokerService {
-    pub fn new(broker: Arc<Broker>) -> Self {
-        Self { broker }
+/// Where a call is aimed, for its audit record.
+#[derive(Default)]
+struct Aim<'a> {
+    tenant: Option<&'a str>,
+    namespace: Option<&'a str>,
+    key: Option<&'a str>,
+    version: Option<&'a str>,
+}
+
+impl Services {
+    /// Authenticates a call; failures are audited and answered without a
+    /// hint of what was wrong.
+    fn caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<Caller, Status> {
+        let peer = peer_info(request);
+        match self.auth.authenticate(request.metadata(), &peer) {
+            Ok(principal) => Ok(Caller { principal, peer: peer.addr }),
+            Err(failure) => {
+                let (code, reason, status) = match failure {
+                    AuthFailure::Unauthenticated(reason) => {
+                        (Code::Unauthenticated, reason, Status::unauthenticated("authentication required"))
+                    }
+                    AuthFailure::RateLimited => (
+                        Code::ResourceExhausted,
+                        "too many failed authentications from this peer",
+                        Status::resource_exhausted("too many failed authentications; try again later"),
+                    ),
+                };
+                self.audit.record(AuditRecord {
+                    time: SystemTime::now(),
+                    principal: None,
+                    service: None,
+                    peer: Some(peer.addr),
+                    method,
+                    tenant: None,
+                    namespace: None,
+                    key: None,
+                    version: None,
+                    decision: "unauthenticated",
+                    reason: Some(reason.to_owned()),
+                    cache_hit: None,
+                    backend_latency: None,
+                    code: code_name(code),
+                });
+                Err(status)
+            }
+        }
     }
 
-    /// Who is calling. Authentication is built by the security work; until
-    /// then every caller is the local dev caller, which is why the dev
-    /// instance listens on loopback only.
-    fn caller<T>(&self, _request: &Request<T>) -> Caller {
-        Caller::local()
+    fn audit(&self, caller: &Caller, method: &'static str, aim: Aim<'_>, trail: &Trail, code: Code) {
+        if !self.audit.is_on() {
+            return;
+        }
+        let decision = match trail.allowed {
+            Some(true) => "allow",
+            Some(false) => "deny",
+            // Refused before the policy ran (a malformed request).
+            None => "invalid",
+        };
+        self.audit.record(AuditRecord {
+            time: SystemTime::now(),
+            principal: Some(caller.principal.name.clone()),
+            service: Some(caller.principal.service.clone()),
+            peer: Some(caller.peer.clone()),
+            method,
+            tenant: aim.tenant.map(|t| if t.is_empty() { secretd_core::DEFAULT_TENANT } else { t }.to_owned()),
+            namespace: aim.namespace.map(str::to_owned),
+            key: aim.key.map(str::to_owned),
+            version: aim.version.filter(|v| !v.is_empty()).map(str::to_owned),
+            decision,
+            reason: trail.reason.clone(),
+            cache_hit: trail.cache_hit,
+            backend_latency: trail.backend_latency,
+            code: code_name(code),
+        });
     }
+}
+
+/// Who is on the other end: TCP address, verified client certificate, or
+/// the kernel-reported uid/gid of a Unix socket peer.
+fn peer_info<T>(request: &Request<T>) -> PeerInfo {
+    let ext = request.extensions();
+    if let Some(uds) = ext.get::<UdsConnectInfo>() {
+        let cred = uds.peer_cred.map(|c| (c.uid(), c.gid()));
+        let addr = match cred {
+            Some((uid, gid)) => format!("unix:uid={uid},gid={gid}"),
+            None => "unix:unknown".to_owned(),
+        };
+        return PeerInfo { limit_key: addr.clone(), addr, unix: cred, leaf_cert: None };
+    }
+    let tcp = ext
+        .get::<TcpConnectInfo>()
+        .or_else(|| ext.get::<TlsConnectInfo<TcpConnectInfo>>().map(|t| t.get_ref()))
+        .and_then(|t| t.remote_addr());
+    let leaf_cert = request.peer_certs().and_then(|chain| chain.first().map(|c| c.as_ref().to_vec()));
+    PeerInfo {
+        addr: tcp.map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
+        limit_key: tcp.map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string()),
+        leaf_cert,
+        unix: None,
+    }
+}
+
+fn code_of<T>(result: &Result<T, Status>) -> Code {
+    result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok)
 }
 
 fn to_response(resolved: &Resolved) -> proto::GetSecretResponse {
@@ -75,33 +188,53 @@ fn to_tags(map: std::collections::HashMap<String, String>) -> Tags {
 }
 
 #[tonic::async_trait]
-impl SecretBroker for BrokerService {
+impl SecretBroker for Services {
     async fn get_secret(
         &self,
         request: Request<proto::GetSecretRequest>,
     ) -> Result<Response<proto::GetSecretResponse>, Status> {
-        let caller = self.caller(&request);
+        let caller = self.caller(&request, "GetSecret")?;
         let req = request.get_ref();
         let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: &req.version };
-        let resolved = self.broker.get(&caller, r).await?;
-        Ok(Response::new(to_response(&resolved)))
+        let mut trail = Trail::default();
+        let result = self.broker.get(&caller, r, &mut trail).await;
+        let aim = Aim {
+            tenant: Some(&req.tenant),
+            namespace: Some(&req.namespace),
+            key: Some(&req.key),
+            version: Some(&req.version),
+        };
+        self.audit(&caller, "GetSecret", aim, &trail, code_of(&result));
+        Ok(Response::new(to_response(&result?)))
     }
 
     async fn batch_get_secrets(
         &self,
         request: Request<proto::BatchGetSecretsRequest>,
     ) -> Result<Response<proto::BatchGetSecretsResponse>, Status> {
-        let caller = self.caller(&request);
+        let caller = self.caller(&request, "BatchGetSecrets")?;
         let refs = &request.get_ref().refs;
         let asked = refs
             .iter()
             .map(|r| Ref { tenant: &r.tenant, namespace: &r.namespace, key: &r.key, version: &r.version })
             .collect();
-        let answers = self.broker.batch_get(&caller, asked).await?;
-        let results = refs
-            .iter()
-            .zip(answers)
-            .map(|(r, answer)| proto::BatchGetResult {
+        let answers = match self.broker.batch_get(&caller, asked).await {
+            Ok(answers) => answers,
+            Err(status) => {
+                self.audit(&caller, "BatchGetSecrets", Aim::default(), &Trail::default(), status.code());
+                return Err(status);
+            }
+        };
+        let mut results = Vec::with_capacity(refs.len());
+        for (r, (answer, trail)) in refs.iter().zip(answers) {
+            let aim = Aim {
+                tenant: Some(&r.tenant),
+                namespace: Some(&r.namespace),
+                key: Some(&r.key),
+                version: Some(&r.version),
+            };
+            self.audit(&caller, "BatchGetSecrets", aim, &trail, code_of(&answer));
+            results.push(proto::BatchGetResult {
                 r#ref: Some(r.clone()),
                 result: Some(match answer {
                     Ok(resolved) => ItemResult::Secret(to_response(&resolved)),
@@ -110,8 +243,8 @@ impl SecretBroker for BrokerService {
                         message: status.message().to_owned(),
                     }),
                 }),
-            })
-            .collect();
+            });
+        }
         Ok(Response::new(proto::BatchGetSecretsResponse { results }))
     }
 
@@ -119,12 +252,26 @@ impl SecretBroker for BrokerService {
         &self,
         request: Request<proto::ListSecretsRequest>,
     ) -> Result<Response<proto::ListSecretsResponse>, Status> {
-        let caller = self.caller(&request);
+        let caller = self.caller(&request, "ListSecrets")?;
         let req = request.into_inner();
-        let page = self
+        let mut trail = Trail::default();
+        let result = self
             .broker
-            .list(&caller, &req.tenant, &req.namespace, to_tags(req.tags), req.page_size, &req.page_token)
-            .await?;
+            .list(
+                &caller,
+                ListQuery {
+                    tenant: &req.tenant,
+                    namespace: &req.namespace,
+                    filter: to_tags(req.tags),
+                    page_size: req.page_size,
+                    page_token: &req.page_token,
+                },
+                &mut trail,
+            )
+            .await;
+        let aim = Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), ..Default::default() };
+        self.audit(&caller, "ListSecrets", aim, &trail, code_of(&result));
+        let page = result?;
         Ok(Response::new(proto::ListSecretsResponse {
             secrets: page.items.into_iter().map(to_metadata).collect(),
             next_page_token: page.next_token.unwrap_or_default(),
@@ -135,32 +282,178 @@ impl SecretBroker for BrokerService {
         &self,
         request: Request<proto::PutSecretRequest>,
     ) -> Result<Response<proto::PutSecretResponse>, Status> {
-        let caller = self.caller(&request);
+        let caller = self.caller(&request, "PutSecret")?;
         let req = request.into_inner();
         // The request buffer itself is tonic's; the copy we keep is wiped on drop.
         let value = SecretValue::from_slice(&req.value);
         let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: "" };
-        let version = self.broker.put(&caller, r, value, to_tags(req.tags), &req.description).await?;
-        Ok(Response::new(proto::PutSecretResponse { version: version.to_string() }))
+        let mut trail = Trail::default();
+        let result = self.broker.put(&caller, r, value, to_tags(req.tags), &req.description, &mut trail).await;
+        let aim =
+            Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
+        self.audit(&caller, "PutSecret", aim, &trail, code_of(&result));
+        Ok(Response::new(proto::PutSecretResponse { version: result?.to_string() }))
     }
 
     async fn delete_secret(
         &self,
         request: Request<proto::DeleteSecretRequest>,
     ) -> Result<Response<proto::DeleteSecretResponse>, Status> {
-        let caller = self.caller(&request);
+        let caller = self.caller(&request, "DeleteSecret")?;
         let req = request.get_ref();
         let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: "" };
-        self.broker.delete(&caller, r).await?;
+        let mut trail = Trail::default();
+        let result = self.broker.delete(&caller, r, &mut trail).await;
+        let aim =
+            Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
+        self.audit(&caller, "DeleteSecret", aim, &trail, code_of(&result));
+        result?;
         Ok(Response::new(proto::DeleteSecretResponse {}))
     }
 }
 
-/// Serves the broker, health and reflection on `listener` until `shutdown`
-/// completes, then lets in-flight calls finish.
+fn timestamp(t: Option<SystemTime>) -> Option<Timestamp> {
+    t.map(Timestamp::from)
+}
+
+fn state_status(e: StateError) -> Status {
+    match e {
+        StateError::AlreadyExists(_) => Status::already_exists(e.to_string()),
+        StateError::NotFound(_) => Status::not_found(e.to_string()),
+        StateError::Database(ref source) => {
+            tracing::error!(error = %source, "state store error");
+            Status::unavailable(e.to_string())
+        }
+    }
+}
+
+impl Services {
+    /// Authenticates and authorizes a token-administration call.
+    fn admin_caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<Caller, Status> {
+        let caller = self.caller(request, method)?;
+        let mut trail = Trail::default();
+        let decision = self.broker.authorize(&caller, Action::Admin, Target::Tokens, &mut trail);
+        if let Err(status) = &decision {
+            self.audit(&caller, method, Aim::default(), &trail, status.code());
+        }
+        decision.map(|()| caller)
+    }
+
+    fn token_store(&self) -> Result<&Arc<crate::auth::state::TokenStore>, Status> {
+        self.auth.store().ok_or_else(|| Status::failed_precondition("this secretd has no state store"))
+    }
+}
+
+#[tonic::async_trait]
+impl TokenAdmin for Services {
+    async fn create_token(
+        &self,
+        request: Request<proto::CreateTokenRequest>,
+    ) -> Result<Response<proto::CreateTokenResponse>, Status> {
+        let caller = self.admin_caller(&request, "CreateToken")?;
+        let req = request.into_inner();
+        if req.name.is_empty() || req.name.len() > 128 || !req.name.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(Status::invalid_argument("name must be 1 to 128 printable ASCII characters without spaces"));
+        }
+        if !is_service_type(&req.service) {
+            return Err(Status::invalid_argument("service must be an upper-case identifier like WORKER"));
+        }
+        let mut permissions = Vec::new();
+        for p in &req.permissions {
+            permissions.push(Permission::parse(p).ok_or_else(|| {
+                Status::invalid_argument(format!("unknown permission {p:?}: use read, list, write, delete or admin"))
+            })?);
+        }
+        if permissions.is_empty() {
+            permissions.push(Permission::Read);
+        }
+        if req.namespaces.iter().any(|n| n.is_empty() || n.len() > 255) {
+            return Err(Status::invalid_argument("namespace globs must be 1 to 255 characters"));
+        }
+        if req.expires_in_seconds < 0 {
+            return Err(Status::invalid_argument("expires_in_seconds must not be negative"));
+        }
+        let expires_in = (req.expires_in_seconds > 0).then(|| Duration::from_secs(req.expires_in_seconds as u64));
+        let new = NewToken {
+            name: req.name.clone(),
+            service: req.service,
+            permissions,
+            namespaces: req.namespaces,
+            expires_in,
+        };
+        let result = self.token_store()?.create(&new).await.map_err(state_status);
+        let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
+        self.audit(
+            &caller,
+            "CreateToken",
+            Aim { key: Some(&req.name), ..Default::default() },
+            &trail,
+            code_of(&result),
+        );
+        let token = result?;
+        // Make the new token usable here at once rather than at the next refresh.
+        if let Err(e) = self.auth.refresh().await {
+            tracing::warn!(error = %e, "token created, but re-reading tokens failed");
+        }
+        use secrecy::ExposeSecret;
+        Ok(Response::new(proto::CreateTokenResponse {
+            token: token.expose_secret().to_owned(),
+            expires_at: timestamp(expires_in.map(|d| SystemTime::now() + d)),
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<proto::ListTokensRequest>,
+    ) -> Result<Response<proto::ListTokensResponse>, Status> {
+        let caller = self.admin_caller(&request, "ListTokens")?;
+        let result = self.token_store()?.list().await.map_err(state_status);
+        let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
+        self.audit(&caller, "ListTokens", Aim::default(), &trail, code_of(&result));
+        let tokens = result?
+            .into_iter()
+            .map(|t| proto::TokenInfo {
+                name: t.name,
+                service: t.service,
+                permissions: t.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
+                namespaces: t.namespaces,
+                created_at: timestamp(Some(t.created_at)),
+                expires_at: timestamp(t.expires_at),
+                last_used_at: timestamp(t.last_used_at),
+                revoked_at: timestamp(t.revoked_at),
+            })
+            .collect();
+        Ok(Response::new(proto::ListTokensResponse { tokens }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<proto::RevokeTokenRequest>,
+    ) -> Result<Response<proto::RevokeTokenResponse>, Status> {
+        let caller = self.admin_caller(&request, "RevokeToken")?;
+        let name = request.into_inner().name;
+        let result = self.token_store()?.revoke(&name).await.map_err(state_status);
+        let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
+        self.audit(&caller, "RevokeToken", Aim { key: Some(&name), ..Default::default() }, &trail, code_of(&result));
+        result?;
+        if let Err(e) = self.auth.refresh().await {
+            tracing::warn!(error = %e, "token revoked, but re-reading tokens failed; other refreshes will catch up");
+        }
+        Ok(Response::new(proto::RevokeTokenResponse {}))
+    }
+}
+
+/// A bound listener.
+pub enum Listener {
+    Tcp(TcpListener, Option<tonic::transport::ServerTlsConfig>),
+    Unix(UnixListener),
+}
+
+/// Serves the broker, token administration, health and reflection on
+/// `listener` until `shutdown` completes, then lets in-flight calls finish.
 pub async fn run(
-    broker: Arc<Broker>,
-    listener: TcpListener,
+    services: Services,
+    listener: Listener,
     health_interval: Duration,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -170,15 +463,24 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the embedded descriptor sets are valid");
-    let health_task = tokio::spawn(watch_health(broker.clone(), health_reporter, health_interval));
-    let result = tonic::transport::Server::builder()
+    let health_task = tokio::spawn(watch_health(services.broker.clone(), health_reporter, health_interval));
+    let mut builder = tonic::transport::Server::builder();
+    if let Listener::Tcp(_, Some(tls)) = &listener {
+        builder = builder.tls_config(tls.clone())?;
+    }
+    let router = builder
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(SecretBrokerServer::new(BrokerService::new(broker)))
+        .add_service(SecretBrokerServer::new(services.clone()))
+        .add_service(TokenAdminServer::new(services));
+    let result = match listener {
         // No Nagle: small gRPC frames must not wait for delayed ACKs (a
         // 40 ms tail otherwise).
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
-        .await;
+        Listener::Tcp(tcp, _) => {
+            router.serve_with_incoming_shutdown(TcpIncoming::from(tcp).with_nodelay(Some(true)), shutdown).await
+        }
+        Listener::Unix(unix) => router.serve_with_incoming_shutdown(UnixListenerStream::new(unix), shutdown).await,
+    };
     health_task.abort();
     result
 }
@@ -186,7 +488,7 @@ pub async fn run(
 /// Keeps `grpc.health.v1` in step with the backend: SERVING only while the
 /// backend answers its health check.
 async fn watch_health(broker: Arc<Broker>, reporter: tonic_health::server::HealthReporter, interval: Duration) {
-    let service = <SecretBrokerServer<BrokerService> as tonic::server::NamedService>::NAME;
+    let service = <SecretBrokerServer<Services> as tonic::server::NamedService>::NAME;
     let mut last = None;
     loop {
         let status = match broker.store().health().await {

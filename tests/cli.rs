@@ -5,14 +5,22 @@ mod common;
 
 use std::{
     io::Write,
+    path::Path,
     process::{Command, Output, Stdio},
 };
 
 use common::{bin, Daemon};
 
 fn secretd(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    secretd_in(Path::new("."), addr, args, stdin)
+}
+
+/// Runs the CLI in `dir`, where it finds a dev instance's ./data/admin.token.
+fn secretd_in(dir: &Path, addr: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(bin())
         .args(args)
+        .current_dir(dir)
+        .env_remove("SECRETD_TOKEN")
         .env("SECRETD_ADDR", addr)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -39,39 +47,81 @@ fn dev_instance_quick_start() {
     let secret_file = dir.path().join("data/jdbc.secret");
     assert!(secret_file.exists(), "the dev secret was not generated under ./data");
     assert!(dir.path().join("data/secrets.db").exists());
+    let admin_token = dir.path().join("data/admin.token");
+    assert!(admin_token.exists(), "the dev admin token was not created");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(&admin_token).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     let addr = daemon.addr.as_str();
-    let put = secretd(addr, &["put", "-n", "company.team", "db/password"], Some(b"s3cr3t\n"));
+    let put = secretd_in(dir.path(), addr, &["put", "-n", "company.team", "db/password"], Some(b"s3cr3t\n"));
     assert!(put.status.success(), "{}", stderr(&put));
     assert_eq!(String::from_utf8_lossy(&put.stdout).trim(), "version 1");
-    let put = secretd(addr, &["put", "-n", "company", "api", "inline-value", "--tag", "env=dev"], None);
+    let put = secretd_in(dir.path(), addr, &["put", "-n", "company", "api", "inline-value", "--tag", "env=dev"], None);
     assert!(put.status.success(), "{}", stderr(&put));
 
     // `get` prints the raw value and nothing else, so it pipes.
-    let get = secretd(addr, &["get", "-n", "company.team", "db/password"], None);
+    let get = secretd_in(dir.path(), addr, &["get", "-n", "company.team", "db/password"], None);
     assert!(get.status.success(), "{}", stderr(&get));
     assert_eq!(get.stdout, b"s3cr3t\n");
-    let inherited = secretd(addr, &["get", "-n", "company.team", "api"], None);
+    let inherited = secretd_in(dir.path(), addr, &["get", "-n", "company.team", "api"], None);
     assert_eq!(inherited.stdout, b"inline-value");
 
-    let list = secretd(addr, &["list", "-n", "company", "--json"], None);
+    let list = secretd_in(dir.path(), addr, &["list", "-n", "company", "--json"], None);
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(text.contains("\"key\":\"api\"") && text.contains("\"env\":\"dev\""), "{text}");
     assert!(!text.contains("inline-value"), "list printed a value");
 
-    let delete = secretd(addr, &["delete", "-n", "company.team", "db/password"], None);
+    let delete = secretd_in(dir.path(), addr, &["delete", "-n", "company.team", "db/password"], None);
     assert!(delete.status.success(), "{}", stderr(&delete));
-    let gone = secretd(addr, &["get", "-n", "company.team", "db/password"], None);
+    let gone = secretd_in(dir.path(), addr, &["get", "-n", "company.team", "db/password"], None);
     assert!(!gone.status.success());
     assert!(gone.stdout.is_empty());
     assert!(stderr(&gone).contains("NOT_FOUND"), "{}", stderr(&gone));
 
-    let bad = secretd(addr, &["get", "-n", "company..team", "x"], None);
+    // Without the dev token (run from elsewhere), nothing gets through.
+    let anonymous = secretd(addr, &["get", "-n", "company", "api"], None);
+    assert!(!anonymous.status.success());
+    assert!(stderr(&anonymous).contains("UNAUTHENTICATED"), "{}", stderr(&anonymous));
+
+    // Tokens: create one for a worker, use it, revoke it.
+    let created = secretd_in(
+        dir.path(),
+        addr,
+        &[
+            "token",
+            "create",
+            "--name",
+            "w1",
+            "--service",
+            "WORKER",
+            "--permissions",
+            "read,list",
+            "--namespace",
+            "company*",
+        ],
+        None,
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("sdt_") && !token.contains('\n'), "token create must print the token alone");
+    let as_worker = secretd(addr, &["get", "-n", "company", "api", "--api-token", &token], None);
+    assert_eq!(as_worker.stdout, b"inline-value", "{}", stderr(&as_worker));
+    let worker_put = secretd(addr, &["put", "-n", "company", "x", "v", "--api-token", &token], None);
+    assert!(stderr(&worker_put).contains("PERMISSION_DENIED"), "{}", stderr(&worker_put));
+    let listed = secretd_in(dir.path(), addr, &["token", "list"], None);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("w1\tWORKER\tread,list\tcompany*"), "{listed}");
+    assert!(!listed.contains(&token), "token list printed the token");
+    let revoked = secretd_in(dir.path(), addr, &["token", "revoke", "w1"], None);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let refused = secretd(addr, &["get", "-n", "company", "api", "--api-token", &token], None);
+    assert!(stderr(&refused).contains("UNAUTHENTICATED"), "{}", stderr(&refused));
+
+    let bad = secretd_in(dir.path(), addr, &["get", "-n", "company..team", "x"], None);
     assert!(
         stderr(&bad).contains("INVALID_ARGUMENT") && stderr(&bad).contains("namespace must be"),
         "{}",
@@ -81,7 +131,7 @@ fn dev_instance_quick_start() {
     // A restart finds the same secrets with the same generated key.
     drop(daemon);
     let daemon = Daemon::start(&["serve", "--listen", "127.0.0.1:0"], dir.path());
-    let get = secretd(&daemon.addr, &["get", "-n", "company", "api"], None);
+    let get = secretd_in(dir.path(), &daemon.addr, &["get", "-n", "company", "api"], None);
     assert_eq!(get.stdout, b"inline-value", "{}", stderr(&get));
 }
 

@@ -4,14 +4,12 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::Daemon;
+use common::{Client, Daemon};
 use secretd::proto::{
-    batch_get_result::Result as Item, secret_broker_client::SecretBrokerClient, BatchGetSecretsRequest,
-    DeleteSecretRequest, GetSecretRequest, GetSecretResponse, ListSecretsRequest, PutSecretRequest, SecretRef, Source,
+    batch_get_result::Result as Item, BatchGetSecretsRequest, DeleteSecretRequest, GetSecretRequest, GetSecretResponse,
+    ListSecretsRequest, PutSecretRequest, SecretRef, Source,
 };
-use tonic::{transport::Channel, Code};
-
-type Client = SecretBrokerClient<Channel>;
+use tonic::Code;
 
 async fn put(
     c: &mut Client,

@@ -29,7 +29,12 @@ use secretd::proto::{
     BatchGetSecretsRequest, BatchGetSecretsResponse, DeleteSecretRequest, DeleteSecretResponse, GetSecretRequest,
     GetSecretResponse, ListSecretsRequest, ListSecretsResponse, PutSecretRequest, PutSecretResponse, Source,
 };
-use tonic::{transport::Channel, Request, Response, Status};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::Interceptor,
+    transport::Channel,
+    Request, Response, Status,
+};
 
 #[derive(Parser)]
 #[command(about = "Load generator for secretd's GetSecret")]
@@ -72,6 +77,9 @@ enum Command {
         /// Print the summary as one JSON line.
         #[arg(long)]
         json: bool,
+        /// The API token to send (secretd authenticates every call).
+        #[arg(long, env = "SECRETD_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Serve a bare SecretBroker whose GetSecret returns a fixed message.
     BaselineServer {
@@ -90,6 +98,8 @@ enum Command {
         key_count: usize,
         #[arg(long, default_value_t = 32)]
         value_size: usize,
+        #[arg(long, env = "SECRETD_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Wait until a server accepts gRPC connections (at most 30 s).
     Wait {
@@ -113,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
             max_seconds,
             label,
             json,
+            token,
         } => {
             if concurrency == 0 || connections == 0 || key_count == 0 || requests == 0 {
                 bail!("--concurrency, --connections, --key-count and --requests must be at least 1");
@@ -122,8 +133,13 @@ async fn main() -> anyhow::Result<()> {
             for _ in 0..connections {
                 channels.push(connect(&addr).await?);
             }
-            let plan =
-                Plan { namespace, keys: Arc::new(keys), concurrency, deadline: Duration::from_secs(max_seconds) };
+            let plan = Plan {
+                namespace,
+                keys: Arc::new(keys),
+                concurrency,
+                deadline: Duration::from_secs(max_seconds),
+                auth: Auth::new(token.as_deref())?,
+            };
             run(&channels, &plan, warmup).await?;
             let summary = run(&channels, &plan, requests).await?;
             summary.print(&label, concurrency, connections, json);
@@ -139,8 +155,8 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             Ok(())
         }
-        Command::Seed { addr, namespace, key_prefix, key_count, value_size } => {
-            let mut client = SecretBrokerClient::new(connect(&addr).await?);
+        Command::Seed { addr, namespace, key_prefix, key_count, value_size, token } => {
+            let mut client = SecretBrokerClient::with_interceptor(connect(&addr).await?, Auth::new(token.as_deref())?);
             for i in 0..key_count {
                 client
                     .put_secret(PutSecretRequest {
@@ -181,6 +197,27 @@ struct Plan {
     keys: Arc<Vec<String>>,
     concurrency: usize,
     deadline: Duration,
+    auth: Auth,
+}
+
+/// Sends `authorization: Bearer <token>` when a token is given.
+#[derive(Clone)]
+struct Auth(Option<MetadataValue<Ascii>>);
+
+impl Auth {
+    fn new(token: Option<&str>) -> anyhow::Result<Self> {
+        let header = token.map(|t| MetadataValue::try_from(format!("Bearer {}", t.trim()))).transpose();
+        Ok(Self(header.context("--token holds characters a header cannot carry")?))
+    }
+}
+
+impl Interceptor for Auth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(header) = &self.0 {
+            request.metadata_mut().insert("authorization", header.clone());
+        }
+        Ok(request)
+    }
 }
 
 struct Summary {
@@ -231,7 +268,8 @@ async fn run(channels: &[Channel], plan: &Plan, total: u64) -> anyhow::Result<Su
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(plan.concurrency);
     for worker in 0..plan.concurrency {
-        let mut client = SecretBrokerClient::new(channels[worker % channels.len()].clone());
+        let mut client =
+            SecretBrokerClient::with_interceptor(channels[worker % channels.len()].clone(), plan.auth.clone());
         let (issued, errors, keys) = (issued.clone(), errors.clone(), plan.keys.clone());
         let (namespace, deadline) = (plan.namespace.clone(), plan.deadline);
         tasks.push(tokio::spawn(async move {

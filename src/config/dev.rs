@@ -12,7 +12,10 @@ use std::{
 
 use secrecy::SecretString;
 
-use super::{BackendType, CacheConfig, Config, IsolationConfig, JdbcConfig, SecretConfig, ServerConfig};
+use super::{
+    AuditConfig, AuditSinkKind, BackendType, CacheConfig, Config, IsolationConfig, JdbcConfig, SecretConfig,
+    ServerConfig, StateConfig,
+};
 
 /// Where the dev instance keeps its files.
 #[derive(Debug, Clone)]
@@ -20,6 +23,10 @@ pub struct DevPaths {
     pub data_dir: PathBuf,
     pub database: PathBuf,
     pub secret_file: PathBuf,
+    pub state_database: PathBuf,
+    /// The admin token, created on first start (mode 0600); the CLI reads it.
+    pub admin_token: PathBuf,
+    pub audit_log: PathBuf,
 }
 
 impl DevPaths {
@@ -28,6 +35,9 @@ impl DevPaths {
             data_dir: data_dir.to_owned(),
             database: data_dir.join("secrets.db"),
             secret_file: data_dir.join("jdbc.secret"),
+            state_database: data_dir.join("state.db"),
+            admin_token: data_dir.join("admin.token"),
+            audit_log: data_dir.join("audit.log"),
         }
     }
 }
@@ -68,10 +78,18 @@ pub fn dev_config(paths: &DevPaths) -> std::io::Result<Config> {
             cache: CacheConfig::default(),
             isolation: IsolationConfig::default(),
         },
+        security: Default::default(),
+        state: StateConfig {
+            url: Some(SecretString::from(format!("sqlite://{}", paths.state_database.display()))),
+            ..Default::default()
+        },
+        auth: Default::default(),
+        access: Default::default(),
+        audit: AuditConfig { sink: AuditSinkKind::File, path: Some(paths.audit_log.clone()) },
     })
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -112,6 +130,6 @@ mod tests {
             let mode = fs::metadata(&paths.secret_file).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(first.server.listen.ip().is_loopback());
+        assert!(matches!(first.server.listen, crate::config::ListenAddr::Tcp(a) if a.ip().is_loopback()));
     }
 }

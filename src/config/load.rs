@@ -190,7 +190,7 @@ mod tests {
             "server:\n  listen: 127.0.0.1:9999\nsecret:\n  type: jdbc\n  jdbc:\n    url: sqlite://x.db\n    secret: ${JDBC_SECRET}\n    tags:\n      application: prod\n  cache:\n    maximum-size: 10\n    expire-after-write: 5m\n  isolation:\n    enabled: true\n    denied-services: [EXECUTOR]\n",
         )
         .unwrap();
-        assert_eq!(config.server.listen.port(), 9999);
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:9999");
         assert_eq!(config.secret.backend, BackendType::Jdbc);
         let jdbc = config.secret.jdbc.as_ref().unwrap();
         assert_eq!(jdbc.secret.as_ref().unwrap().expose_secret(), SECRET);

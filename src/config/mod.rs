@@ -9,15 +9,20 @@
 
 mod dev;
 mod load;
+mod security;
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+
+use crate::auth::token::TokenHash;
 
 use secrecy::{ExposeSecret, SecretString};
 use secretd_core::{TagScope, Tags, MIN_SECRET_LEN};
 use serde::Deserialize;
 
+pub(crate) use dev::{create_private_dir, write_private_file};
 pub use dev::{dev_config, DevPaths};
-pub use load::{load_file, ConfigError};
+pub use load::{load_file, load_str, ConfigError};
+pub use security::*;
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]
@@ -26,6 +31,16 @@ pub struct Config {
     #[serde(default)]
     pub server: ServerConfig,
     pub secret: SecretConfig,
+    #[serde(default)]
+    pub security: SecurityConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub access: AccessConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,7 +49,12 @@ pub struct ServerConfig {
     /// Where the gRPC API listens. Loopback by default: exposing secretd
     /// beyond the host is a decision, not an accident.
     #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
+    pub listen: ListenAddr,
+    /// The socket file, when `listen` is `unix://`.
+    #[serde(default)]
+    pub socket: SocketConfig,
+    pub tls: Option<TlsConfig>,
+    pub basic_auth: Option<BasicAuthConfig>,
     /// How often the backend's health is checked for `grpc.health.v1`.
     #[serde(default = "default_health_interval", with = "humantime_serde")]
     pub health_check_interval: Duration,
@@ -42,12 +62,18 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), health_check_interval: default_health_interval() }
+        Self {
+            listen: default_listen(),
+            socket: SocketConfig::default(),
+            tls: None,
+            basic_auth: None,
+            health_check_interval: default_health_interval(),
+        }
     }
 }
 
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 7878))
+fn default_listen() -> ListenAddr {
+    ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 7878)))
 }
 
 fn default_health_interval() -> Duration {
@@ -307,7 +333,115 @@ impl Config {
         if let Some(memory) = &s.memory {
             check_scope("secret.memory", &memory.scope(), &mut bad);
         }
+        self.validate_security(&mut bad);
         problems
+    }
+
+    fn validate_security(&self, bad: &mut impl FnMut(&str, String)) {
+        if let ListenAddr::Unix(_) = self.server.listen {
+            if self.server.socket.mode_bits().is_none() {
+                bad(
+                    "server.socket.mode",
+                    format!("{:?} is not an octal file mode like \"0660\"", self.server.socket.mode),
+                );
+            }
+        }
+        if let Some(tls) = &self.server.tls {
+            if tls.cert.is_none() || tls.key.is_none() {
+                bad("server.tls", "needs both cert and key (PEM files)".into());
+            }
+            if tls.client_authentication != ClientAuthentication::None && tls.client_ca.is_none() {
+                bad("server.tls.client-ca", "is required when client-authentication is want or need".into());
+            }
+            if matches!(self.server.listen, ListenAddr::Unix(_)) {
+                bad("server.tls", "applies to TCP listeners; a unix socket is authenticated by its peer".into());
+            }
+        }
+        if let Some(basic) = &self.server.basic_auth {
+            if basic.username.is_empty() || basic.username.contains(':') {
+                bad("server.basic-auth.username", "must be non-empty and must not contain ':'".into());
+            }
+            let password = basic.password.expose_secret();
+            if password.is_empty() {
+                bad("server.basic-auth.password", "must not be empty".into());
+            }
+            if let Some(pattern) = &self.security.basic_auth.password_regexp {
+                match regex::Regex::new(&format!("^(?:{pattern})$")) {
+                    Err(e) => {
+                        bad("security.basic-auth.password-regexp", format!("is not a valid regular expression: {e}"))
+                    }
+                    Ok(re) if !re.is_match(password) => {
+                        bad("server.basic-auth.password", "does not match security.basic-auth.password-regexp".into())
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        let check_principal =
+            |field: &str, name: &str, service: &str, namespaces: &[String], bad: &mut dyn FnMut(&str, String)| {
+                if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                    bad(field, format!("principal name {name:?} must be 1 to 128 characters without spaces"));
+                }
+                if !is_service_type(service) {
+                    bad(
+                        field,
+                        format!("{service:?} is not a service type (upper-case letters, digits and '_', like WORKER)"),
+                    );
+                }
+                if namespaces.iter().any(|g| g.is_empty()) {
+                    bad(field, "namespace globs must not be empty".into());
+                }
+            };
+        for (i, account) in self.auth.service_accounts.iter().enumerate() {
+            let field = format!("auth.service-accounts[{i}]");
+            check_principal(&field, &account.name, &account.service, &account.namespaces, bad);
+            if TokenHash::parse(&account.token_sha256).is_none() {
+                bad(&format!("{field}.token-sha256"), "must be 64 hex digits (`secretd token hash` prints it)".into());
+            }
+        }
+        for (i, rule) in self.auth.certificates.iter().enumerate() {
+            let field = format!("auth.certificates[{i}]");
+            if rule.uri_san.is_none() && rule.common_name.is_none() {
+                bad(&field, "needs uri-san or common-name".into());
+            }
+            let p = &rule.principal;
+            check_principal(&field, &p.name, &p.service, &p.namespaces, bad);
+        }
+        if !self.auth.certificates.is_empty() && self.server.tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
+            bad(
+                "auth.certificates",
+                "needs server.tls with a client-ca: no client certificate can be verified otherwise".into(),
+            );
+        }
+        for (i, rule) in self.auth.unix_peers.iter().enumerate() {
+            let field = format!("auth.unix-peers[{i}]");
+            if rule.uid.is_none() && rule.gid.is_none() {
+                bad(&field, "needs uid or gid".into());
+            }
+            let p = &rule.principal;
+            check_principal(&field, &p.name, &p.service, &p.namespaces, bad);
+        }
+        if self.auth.failure_limit.burst == 0 {
+            bad("auth.failure-limit.burst", "must be at least 1".into());
+        }
+        for (i, rule) in self.access.rules.iter().enumerate() {
+            for glob in rule.allow.iter().chain(&rule.deny) {
+                if glob.split('/').count() < 3 {
+                    bad(
+                        &format!("access.rules[{i}]"),
+                        format!("{glob:?} must be a TENANT/NAMESPACE/KEY glob, like main/company.*/*"),
+                    );
+                }
+            }
+            for service in &rule.services {
+                if !is_service_type(service) {
+                    bad(&format!("access.rules[{i}].services"), format!("{service:?} is not a service type"));
+                }
+            }
+        }
+        if self.audit.sink == AuditSinkKind::File && self.audit.path.is_none() {
+            bad("audit.path", "is required when audit.sink is file".into());
+        }
     }
 }
 

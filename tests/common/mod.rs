@@ -15,10 +15,59 @@ use std::{
     time::Duration,
 };
 
-use secretd::proto::secret_broker_client::SecretBrokerClient;
-use tonic::transport::Channel;
+use secretd::proto::{secret_broker_client::SecretBrokerClient, token_admin_client::TokenAdminClient};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{interceptor::InterceptedService, Interceptor},
+    transport::Channel,
+};
 
 pub const TEST_SECRET: &str = "e2e-test-secret-of-at-least-32-characters";
+
+/// The admin token every test daemon accepts (declared in its config by hash).
+pub const ADMIN_TOKEN: &str = "sdt_e2eAdminTokenAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+pub fn token_hash(token: &str) -> String {
+    secretd::auth::token::TokenHash::of(token).to_hex()
+}
+
+/// The config lines that let [`ADMIN_TOKEN`] in.
+pub fn admin_account() -> String {
+    format!(
+        "auth:\n  service-accounts:\n    - name: test-admin\n      service: ADMIN\n      permissions: [admin]\n      token-sha256: {}\n",
+        token_hash(ADMIN_TOKEN)
+    )
+}
+
+/// Sends a fixed `authorization` header, or none.
+#[derive(Clone)]
+pub struct Auth(pub Option<MetadataValue<Ascii>>);
+
+impl Auth {
+    pub fn bearer(token: &str) -> Self {
+        Auth(Some(format!("Bearer {token}").parse().unwrap()))
+    }
+
+    pub fn raw(header: &str) -> Self {
+        Auth(Some(header.parse().unwrap()))
+    }
+
+    pub fn none() -> Self {
+        Auth(None)
+    }
+}
+
+impl Interceptor for Auth {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(h) = &self.0 {
+            request.metadata_mut().insert("authorization", h.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type Client = SecretBrokerClient<InterceptedService<Channel, Auth>>;
+pub type AdminClient = TokenAdminClient<InterceptedService<Channel, Auth>>;
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_secretd")
@@ -35,7 +84,7 @@ pub struct Daemon {
 impl Daemon {
     /// A daemon on SQLite in a fresh temp dir; `extra` is YAML spliced into
     /// the `secret:` block (indented by two spaces), `jdbc_extra` into
-    /// `secret.jdbc`.
+    /// `secret.jdbc`. It accepts [`ADMIN_TOKEN`].
     pub fn sqlite(extra: &str, jdbc_extra: &str) -> Daemon {
         let temp = tempfile::tempdir().expect("temp dir");
         let dir = temp.path().to_owned();
@@ -47,9 +96,15 @@ impl Daemon {
     /// Like [`Daemon::sqlite`], in a directory the caller owns (to start a
     /// second daemon on the same database).
     pub fn sqlite_in(dir: &Path, extra: &str, jdbc_extra: &str) -> Daemon {
+        Self::configured(dir, "server:\n  listen: 127.0.0.1:0\n", extra, jdbc_extra, &admin_account())
+    }
+
+    /// The general form: `server` is the whole `server:` block, `top` more
+    /// top-level YAML (auth, access, audit, state).
+    pub fn configured(dir: &Path, server: &str, extra: &str, jdbc_extra: &str, top: &str) -> Daemon {
         let db = dir.join("secrets.db");
         let config = format!(
-            "server:\n  listen: 127.0.0.1:0\nsecret:\n  type: jdbc\n  jdbc:\n    url: sqlite://{}\n    secret: ${{E2E_JDBC_SECRET}}\n{}{}",
+            "{server}secret:\n  type: jdbc\n  jdbc:\n    url: sqlite://{}\n    secret: ${{E2E_JDBC_SECRET}}\n{}{}{top}",
             db.display(),
             indent(jdbc_extra, 4),
             indent(extra, 2)
@@ -93,8 +148,17 @@ impl Daemon {
         Daemon { child, addr, dir: dir.to_owned(), logs, _temp: None }
     }
 
-    pub async fn client(&self) -> SecretBrokerClient<Channel> {
-        SecretBrokerClient::new(self.channel().await)
+    /// A client authenticated as the test admin.
+    pub async fn client(&self) -> Client {
+        self.client_as(Auth::bearer(ADMIN_TOKEN)).await
+    }
+
+    pub async fn client_as(&self, auth: Auth) -> Client {
+        SecretBrokerClient::with_interceptor(self.channel().await, auth)
+    }
+
+    pub async fn admin(&self) -> AdminClient {
+        TokenAdminClient::with_interceptor(self.channel().await, Auth::bearer(ADMIN_TOKEN))
     }
 
     pub async fn channel(&self) -> Channel {

@@ -1,15 +1,21 @@
 //! Who is calling: every call is authenticated before anything else looks
 //! at it. There is no anonymous mode.
 //!
-//! A caller proves who it is in one of four ways, tried in this order:
-//! 1. the kernel-verified uid/gid of a Unix socket peer, matched by
-//!    `auth.unix-peers` rules (the sidecar's path: nothing to leak);
-//! 2. a client certificate that rustls verified against
-//!    `server.tls.client-ca`, matched by URI SAN or CN (`auth.certificates`);
-//! 3. `authorization: Bearer <token>`: a service-account token from the
+//! A caller proves who it is in one of four ways:
+//! 1. `authorization: Bearer <token>`: a service-account token from the
 //!    state store or from `auth.service-accounts`;
-//! 4. `authorization: Basic ...`: the operator's admin account from
-//!    `server.basic-auth`.
+//! 2. `authorization: Basic ...`: the operator's admin account from
+//!    `server.basic-auth`;
+//! 3. the kernel-verified uid/gid of a Unix socket peer, matched by
+//!    `auth.unix-peers` rules (the sidecar's path: nothing to leak);
+//! 4. a client certificate that rustls verified against
+//!    `server.tls.client-ca`, matched by URI SAN or CN (`auth.certificates`).
+//!
+//! Explicit credentials win: a call that carries an `authorization` header
+//! is that header's principal or nobody (a bad header never falls back to
+//! the connection's identity), so an operator can act as admin from a host
+//! whose socket peer or certificate maps to a worker. Without a header, the
+//! connection's identity decides.
 //!
 //! Failures get one answer, UNAUTHENTICATED "authentication required", so a
 //! caller learns nothing about which part was wrong; the reason goes to the
@@ -266,36 +272,35 @@ impl Authenticator {
     }
 
     fn identify(&self, metadata: &MetadataMap, peer: &PeerInfo) -> Result<Arc<Principal>, AuthFailure> {
+        if let Some(header) = metadata.get("authorization") {
+            let header = header.to_str().map_err(|_| AuthFailure::Unauthenticated("malformed authorization header"))?;
+            if let Some(bearer) = strip_scheme(header, "bearer") {
+                return self.check_token(bearer.trim());
+            }
+            if let Some(basic) = strip_scheme(header, "basic") {
+                return self.check_basic(basic.trim());
+            }
+            return Err(AuthFailure::Unauthenticated("unknown authorization scheme"));
+        }
         if let Some((uid, gid)) = peer.unix {
             let matched = self.peers.iter().find(|r| r.uid.is_none_or(|u| u == uid) && r.gid.is_none_or(|g| g == gid));
             if let Some(rule) = matched {
                 return Ok(rule.principal.clone());
             }
+            return Err(AuthFailure::Unauthenticated("no rule maps this unix peer and no credentials"));
         }
         if let Some(der) = &peer.leaf_cert {
-            if let Some(id) = cert::identity(der) {
-                let matched = self.certs.iter().find(|r| {
-                    r.uri_san.as_ref().is_none_or(|g| id.uri_sans.iter().any(|u| g.matches(u)))
-                        && r.common_name
-                            .as_ref()
-                            .is_none_or(|g| id.common_name.as_deref().is_some_and(|cn| g.matches(cn)))
-                });
-                if let Some(rule) = matched {
-                    return Ok(rule.principal.clone());
-                }
+            let id = cert::identity(der).ok_or(AuthFailure::Unauthenticated("unreadable client certificate"))?;
+            let matched = self.certs.iter().find(|r| {
+                r.uri_san.as_ref().is_none_or(|g| id.uri_sans.iter().any(|u| g.matches(u)))
+                    && r.common_name.as_ref().is_none_or(|g| id.common_name.as_deref().is_some_and(|cn| g.matches(cn)))
+            });
+            if let Some(rule) = matched {
+                return Ok(rule.principal.clone());
             }
+            return Err(AuthFailure::Unauthenticated("no rule maps this client certificate and no credentials"));
         }
-        let Some(header) = metadata.get("authorization") else {
-            return Err(AuthFailure::Unauthenticated("no credentials"));
-        };
-        let header = header.to_str().map_err(|_| AuthFailure::Unauthenticated("malformed authorization header"))?;
-        if let Some(bearer) = strip_scheme(header, "bearer") {
-            return self.check_token(bearer.trim());
-        }
-        if let Some(basic) = strip_scheme(header, "basic") {
-            return self.check_basic(basic.trim());
-        }
-        Err(AuthFailure::Unauthenticated("unknown authorization scheme"))
+        Err(AuthFailure::Unauthenticated("no credentials"))
     }
 
     fn check_token(&self, presented: &str) -> Result<Arc<Principal>, AuthFailure> {

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -116,8 +118,13 @@ impl Daemon {
 
     /// Starts `secretd ARGS` and waits for it to say where it listens.
     pub fn start(args: &[&str], dir: &Path) -> Daemon {
+        Self::start_with_env(args, dir, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(bin())
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .env("E2E_JDBC_SECRET", TEST_SECRET)
             .env("SECRETD_LOG", "debug")

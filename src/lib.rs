@@ -152,6 +152,28 @@ pub async fn ensure_dev_admin_token(services: &Services, paths: &DevPaths) -> Re
     Ok(())
 }
 
+/// Reads a PKCS#12 keystore's private key and certificate chain.
+fn pkcs12_identity(data: &[u8], password: &str) -> Result<tonic::transport::Identity, StartError> {
+    let bad = |why: String| StartError::Listen(format!("server.tls.keystore: {why}"));
+    let store = p12_keystore::KeyStore::from_pkcs12(data, password, p12_keystore::Pkcs12ImportPolicy::Strict)
+        .map_err(|e| bad(format!("cannot open the keystore (wrong password?): {e}")))?;
+    let (_, chain) = store.private_key_chain().ok_or_else(|| bad("holds no private key with a certificate".into()))?;
+    let certs: String = chain.certs().iter().map(|c| pem("CERTIFICATE", c.as_der())).collect();
+    let key = zeroize::Zeroizing::new(pem("PRIVATE KEY", chain.key().as_der()));
+    Ok(tonic::transport::Identity::from_pem(certs, key.as_bytes()))
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
 /// Binds the configured listener: TCP (with TLS when `server.tls` is set)
 /// or a Unix socket with the configured mode and owner.
 pub async fn bind(config: &Config) -> Result<Listener, StartError> {
@@ -170,13 +192,17 @@ pub async fn bind(config: &Config) -> Result<Listener, StartError> {
                             source,
                         })
                     };
-                    let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
-                        return Err(StartError::Listen("server.tls needs cert and key".into()));
+                    let identity = match (&tls.cert, &tls.key, &tls.keystore) {
+                        (Some(cert), Some(key), _) => tonic::transport::Identity::from_pem(
+                            read("server.tls.cert", cert)?,
+                            read("server.tls.key", key)?,
+                        ),
+                        (_, _, Some(keystore)) => {
+                            let password = tls.keystore_password.as_ref().map(|p| p.expose_secret()).unwrap_or("");
+                            pkcs12_identity(&read("server.tls.keystore", keystore)?, password)?
+                        }
+                        _ => return Err(StartError::Listen("server.tls needs cert and key, or keystore".into())),
                     };
-                    let identity = tonic::transport::Identity::from_pem(
-                        read("server.tls.cert", cert)?,
-                        read("server.tls.key", key)?,
-                    );
                     let mut server_tls = tonic::transport::ServerTlsConfig::new().identity(identity);
                     if let Some(ca) = &tls.client_ca {
                         server_tls = server_tls

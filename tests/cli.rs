@@ -199,11 +199,13 @@ fn config_errors_name_the_field_and_the_file() {
         Command::new(bin())
             .args(["config", "check", &path])
             .env("SECRETD_JDBC_SECRET", common::TEST_SECRET)
+            .env("SECRETD_OPS_TOKEN_SHA256", common::token_hash(common::ADMIN_TOKEN))
+            .env("SECRETD_ADMIN_PASSWORD", "a-long-operator-password-1234")
             .env_remove("SECRETD_CONFIG")
             .output()
             .unwrap()
     };
-    for example in ["secretd.yaml", "postgres.yaml", "mysql.yaml"] {
+    for example in ["secretd.yaml", "postgres.yaml", "mysql.yaml", "sidecar.yaml", "tls.yaml"] {
         let out = check_example(example);
         assert!(out.status.success(), "{example}: {}", stderr(&out));
     }

@@ -310,6 +310,53 @@ async fn mutual_tls_want() {
 }
 
 #[tokio::test]
+async fn tls_from_a_pkcs12_keystore() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let keystore = pki.server_keystore("changeit");
+    let server = format!(
+        "server:\n  listen: 127.0.0.1:0\n  tls:\n    keystore: {}\n    keystore-password: ${{E2E_KEYSTORE_PASSWORD}}\n",
+        keystore.display()
+    );
+    let config = dir.path().join("p12.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{server}secret:\n  type: jdbc\n  jdbc:\n    url: sqlite://{}\n    secret: ${{E2E_JDBC_SECRET}}\n{}",
+            dir.path().join("secrets.db").display(),
+            admin_account()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with_env(
+        &["serve", "--config", config.to_str().unwrap()],
+        dir.path(),
+        &[("E2E_KEYSTORE_PASSWORD", "changeit")],
+    );
+    let mut admin = SecretBrokerClient::with_interceptor(
+        tls_channel(&daemon, &pki, None).await.unwrap(),
+        Auth::bearer(ADMIN_TOKEN),
+    );
+    put(&mut admin, "company", "db", b"p12").await.unwrap();
+    assert_eq!(get(&mut admin, "company", "db").await.unwrap(), b"p12");
+    drop(daemon);
+    // A wrong password stops the daemon with a message that names the setting.
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("E2E_JDBC_SECRET", common::TEST_SECRET)
+        .env("E2E_KEYSTORE_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("server.tls.keystore"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
 async fn mutual_tls_need() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());

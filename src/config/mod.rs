@@ -347,8 +347,9 @@ impl Config {
             }
         }
         if let Some(tls) = &self.server.tls {
-            if tls.cert.is_none() || tls.key.is_none() {
-                bad("server.tls", "needs both cert and key (PEM files)".into());
+            match (&tls.cert, &tls.key, &tls.keystore) {
+                (Some(_), Some(_), None) | (None, None, Some(_)) => {}
+                _ => bad("server.tls", "needs either cert and key (PEM files) or keystore (PKCS#12), not both".into()),
             }
             if tls.client_authentication != ClientAuthentication::None && tls.client_ca.is_none() {
                 bad("server.tls.client-ca", "is required when client-authentication is want or need".into());

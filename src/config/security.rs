@@ -93,6 +93,9 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     /// PEM private key.
     pub key: Option<PathBuf>,
+    /// Or a PKCS#12 keystore holding the key and its certificate chain.
+    pub keystore: Option<PathBuf>,
+    pub keystore_password: Option<SecretString>,
     #[serde(default)]
     pub client_authentication: ClientAuthentication,
     /// PEM bundle of the CAs trusted for client certificates.

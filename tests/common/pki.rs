@@ -10,6 +10,7 @@ pub struct Pki {
     pub ca: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
+    server_der: (Vec<u8>, Vec<u8>),
     dir: PathBuf,
 }
 
@@ -33,6 +34,7 @@ impl Pki {
             ca: write("ca.pem", ca_cert.pem()),
             server_cert: write("server.pem", server_cert.pem()),
             server_key: write("server.key", server_key.serialize_pem()),
+            server_der: (server_cert.der().to_vec(), server_key.serialize_der()),
             issuer,
             dir: dir.to_owned(),
         }
@@ -48,6 +50,22 @@ impl Pki {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
+    }
+
+    /// The server's key and certificate as a PKCS#12 keystore file.
+    pub fn server_keystore(&self, password: &str) -> PathBuf {
+        use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+        let (cert, key) = &self.server_der;
+        let chain = PrivateKeyChain::new(
+            vec![1u8; 20],
+            PrivateKey::from_der(key).unwrap(),
+            [Certificate::from_der(cert).unwrap()],
+        );
+        let mut store = KeyStore::new();
+        store.add_entry("server", KeyStoreEntry::PrivateKeyChain(chain));
+        let path = self.dir.join("server.p12");
+        std::fs::write(&path, store.writer(password).write().unwrap()).unwrap();
+        path
     }
 
     pub fn dir(&self) -> &Path {

@@ -39,7 +39,7 @@ pub struct AuditRecord {
     /// `allow`, `deny` or `unauthenticated`.
     pub decision: &'static str,
     /// Which rule decided, or why authentication failed.
-    pub reason: Option<String>,
+    pub reason: Option<std::borrow::Cow<'static, str>>,
     pub cache_hit: Option<bool>,
     #[serde(with = "humantime_serde::option")]
     pub backend_latency: Option<Duration>,

@@ -49,7 +49,7 @@ pub struct Resolved {
 #[derive(Debug, Clone, Default)]
 pub struct Trail {
     pub allowed: Option<bool>,
-    pub reason: Option<String>,
+    pub reason: Option<std::borrow::Cow<'static, str>>,
     pub cache_hit: Option<bool>,
     pub backend_latency: Option<std::time::Duration>,
 }
@@ -216,12 +216,13 @@ impl Broker {
         trail.allowed = Some(decision.is_ok());
         match decision {
             Ok(reason) => {
-                trail.reason = Some(reason.to_owned());
+                trail.reason = Some(reason.into());
                 Ok(())
             }
             Err(reason) => {
-                trail.reason = Some(reason.clone());
-                Err(Status::permission_denied(reason))
+                let status = Status::permission_denied(reason.clone());
+                trail.reason = Some(reason.into());
+                Err(status)
             }
         }
     }

@@ -28,7 +28,7 @@ use crate::{
     audit::{AuditLog, AuditRecord},
     auth::{
         state::{NewToken, StateError},
-        AuthFailure, Authenticator, PeerInfo,
+        AuthFailure, Authenticator, PeerInfo, PeerKey,
     },
     broker::{Broker, ListQuery, Ref, Resolved, Trail},
     cache::Origin,
@@ -89,7 +89,7 @@ impl Services {
                     key: None,
                     version: None,
                     decision: "unauthenticated",
-                    reason: Some(reason.to_owned()),
+                    reason: Some(reason.into()),
                     cache_hit: None,
                     backend_latency: None,
                     code: code_name(code),
@@ -138,7 +138,8 @@ fn peer_info<T>(request: &Request<T>) -> PeerInfo {
             Some((uid, gid)) => format!("unix:uid={uid},gid={gid}"),
             None => "unix:unknown".to_owned(),
         };
-        return PeerInfo { limit_key: addr.clone(), addr, unix: cred, leaf_cert: None };
+        let limit_key = cred.map_or(PeerKey::Unknown, |(uid, _)| PeerKey::Uid(uid));
+        return PeerInfo { limit_key, addr, unix: cred, leaf_cert: None };
     }
     let tcp = ext
         .get::<TcpConnectInfo>()
@@ -147,7 +148,7 @@ fn peer_info<T>(request: &Request<T>) -> PeerInfo {
     let leaf_cert = request.peer_certs().and_then(|chain| chain.first().map(|c| c.as_ref().to_vec()));
     PeerInfo {
         addr: tcp.map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
-        limit_key: tcp.map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string()),
+        limit_key: tcp.map_or(PeerKey::Unknown, |a| PeerKey::Ip(a.ip())),
         leaf_cert,
         unix: None,
     }

@@ -80,12 +80,21 @@ impl Principal {
 pub struct PeerInfo {
     /// `ip:port` or `unix:uid=..`; the rate-limit key and the audit's peer.
     pub addr: String,
-    /// The rate-limit key: the IP without the port, or the uid.
-    pub limit_key: String,
+    /// Whose failures count together: the IP without the port, or the uid.
+    pub limit_key: PeerKey,
     /// The verified client certificate chain's leaf, DER.
     pub leaf_cert: Option<Vec<u8>>,
     /// The Unix socket peer's (uid, gid), from SO_PEERCRED.
     pub unix: Option<(u32, u32)>,
+}
+
+/// Whose authentication failures count together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum PeerKey {
+    Ip(std::net::IpAddr),
+    Uid(u32),
+    #[default]
+    Unknown,
 }
 
 /// Why authentication failed. Only the audit record and the logs see the
@@ -130,7 +139,7 @@ pub struct Authenticator {
     certs: Vec<CertMatcher>,
     peers: Vec<PeerMatcher>,
     basic: Option<BasicAdmin>,
-    limiter: FailureLimiter,
+    limiter: FailureLimiter<PeerKey>,
     store: Option<Arc<TokenStore>>,
 }
 
@@ -377,7 +386,12 @@ mod tests {
     }
 
     fn peer(key: &str) -> PeerInfo {
-        PeerInfo { addr: key.into(), limit_key: key.into(), ..Default::default() }
+        let limit_key = match key {
+            "good" => PeerKey::Uid(1),
+            "bad" => PeerKey::Uid(2),
+            _ => PeerKey::Unknown,
+        };
+        PeerInfo { addr: key.into(), limit_key, ..Default::default() }
     }
 
     #[test]

@@ -37,6 +37,7 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
             burst: burst.max(1) as f64,
             refill_per_sec: per_minute as f64 / 60.0,
             buckets: Mutex::new(HashMap::new()),
+            any_failures: AtomicBool::new(false),
         }
     }
 

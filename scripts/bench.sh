@@ -7,7 +7,7 @@
 # every call authenticated (a bearer token), authorized and audited to a file.
 # Prints a markdown table.
 #
-#   scripts/bench.sh [concurrency] [requests] [connections]
+#   scripts/bench.sh [concurrency] [requests] [connections] [rounds]
 #   AUDIT_SINK=off scripts/bench.sh     # the same without the audit trail
 #
 # Client and servers share this machine's cores; loopback only; every server
@@ -17,6 +17,9 @@ cd "$(dirname "$0")/.."
 C=${1:-50}
 N=${2:-200000}
 K=${3:-4}
+# Scenarios run interleaved, ROUNDS times each, and the table shows medians:
+# on a small shared machine one run can be off by 15% either way.
+ROUNDS=${4:-5}
 KEYS=100
 
 cargo build --release -q -p secretd -p secretd-bench
@@ -78,21 +81,28 @@ daemon 47912 true
 daemon 47913 false
 
 results=()
-results+=("$(load baseline 127.0.0.1:47911)")
-results+=("$(load cached-get 127.0.0.1:47912)")
-results+=("$(load uncached-get-sqlite 127.0.0.1:47913)")
+for _ in $(seq "$ROUNDS"); do
+    results+=("$(load baseline 127.0.0.1:47911)")
+    results+=("$(load cached-get 127.0.0.1:47912)")
+    results+=("$(load uncached-get-sqlite 127.0.0.1:47913)")
+done
 
 printf '%s\n' "${results[@]}" >&2
 printf '%s\n' "${results[@]}" | python3 -c '
 import json, sys
+from statistics import median
 rows = [json.loads(l) for l in sys.stdin if l.strip()]
-base = rows[0]["rps"]
-print("| scenario | req/s | p50 µs | p99 µs | p999 µs | errors | vs baseline |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-for r in rows:
-    errs = sum(r["errors"].values())
-    label, rps, p50, p99, p999 = r["label"], r["rps"], r["p50_us"], r["p99_us"], r["p999_us"]
-    print(f"| {label} | {rps:.0f} | {p50} | {p99} | {p999} | {errs} | {rps / base:.2f}x |")
+labels = list(dict.fromkeys(r["label"] for r in rows))
+by = {l: [r for r in rows if r["label"] == l] for l in labels}
+med = lambda l, k: median(r[k] for r in by[l])
+base = med(labels[0], "rps")
+print("| scenario | req/s (median) | min–max | p50 µs | p99 µs | p999 µs | errors | vs baseline |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for l in labels:
+    rps = [r["rps"] for r in by[l]]
+    errs = sum(sum(r["errors"].values()) for r in by[l])
+    m, p50, p99, p999 = med(l, "rps"), med(l, "p50_us"), med(l, "p99_us"), med(l, "p999_us")
+    print(f"| {l} | {m:.0f} | {min(rps):.0f}–{max(rps):.0f} | {p50:.0f} | {p99:.0f} | {p999:.0f} | {errs} | {m / base:.2f}x |")
 '
 echo
-echo "concurrency=$C requests=$N connections=$K keys=$KEYS ($(nproc) cores, client and servers on one machine)"
+echo "concurrency=$C requests=$N connections=$K keys=$KEYS rounds=$ROUNDS ($(nproc) cores, client and servers on one machine)"

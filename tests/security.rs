@@ -402,14 +402,7 @@ async fn unix_socket_peers_are_identified_by_the_kernel() {
     let meta = std::fs::metadata(&socket).unwrap();
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    let path = socket.clone();
-    let channel = Endpoint::from_static("http://secretd.local")
-        .connect_with_connector(service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-        }))
-        .await
-        .unwrap();
+    let channel = unix_channel(&socket).await;
     // No token: the kernel vouches for our uid.
     let mut peer = SecretBrokerClient::with_interceptor(channel, Auth::none());
     put(&mut peer, "company", "db", b"via socket").await.unwrap();
@@ -423,17 +416,21 @@ async fn unix_socket_peers_are_identified_by_the_kernel() {
         uid + 1
     );
     let daemon = Daemon::configured(dir.path(), &server, "", "", &top);
-    let path = socket.clone();
-    let channel = Endpoint::from_static("http://secretd.local")
+    let channel = unix_channel(&socket).await;
+    let mut stranger = SecretBrokerClient::with_interceptor(channel, Auth::none());
+    assert_eq!(get(&mut stranger, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
+    drop(daemon);
+}
+
+async fn unix_channel(socket: &Path) -> Channel {
+    let path = socket.to_owned();
+    Endpoint::from_static("http://secretd.local")
         .connect_with_connector(service_fn(move |_: tonic::transport::Uri| {
             let path = path.clone();
             async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
         }))
         .await
-        .unwrap();
-    let mut stranger = SecretBrokerClient::with_interceptor(channel, Auth::none());
-    assert_eq!(get(&mut stranger, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
-    drop(daemon);
+        .unwrap()
 }
 
 /// This process's uid, from the owner of a file it creates.

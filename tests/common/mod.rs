@@ -178,9 +178,16 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// Every test daemon logs at debug level; whatever a test did, its log
+    /// must not hold the test's token or encryption secret.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let logs = self.log_text();
+            assert!(!logs.contains(&ADMIN_TOKEN[4..]), "a daemon logged the admin token");
+            assert!(!logs.contains(TEST_SECRET), "a daemon logged the encryption secret");
+        }
     }
 }
 

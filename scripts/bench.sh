@@ -23,8 +23,8 @@ ROUNDS=${4:-5}
 KEYS=100
 
 cargo build --release -q -p secretd -p secretd-bench
-SECRETD=target/release/secretd
-BENCH=target/release/secretd-bench
+SECRETD="${CARGO_TARGET_DIR:-target}/release/secretd"
+BENCH="${CARGO_TARGET_DIR:-target}/release/secretd-bench"
 work=$(mktemp -d)
 # secretd authenticates every call: a token for the generator, declared in
 # the config by its hash, as a stateless sidecar would.

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bin secretd
-bin=target/release/secretd
+bin="${CARGO_TARGET_DIR:-target}/release/secretd"
 export SECRETD_ADDR=127.0.0.1:7878
 
 "$bin" serve --data-dir ./data &

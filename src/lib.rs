@@ -127,10 +127,17 @@ pub async fn build_services(config: &Config) -> Result<Services, StartError> {
 /// In dev mode, makes sure an admin token exists and is in
 /// `paths.admin_token` (mode 0600), where the CLI finds it.
 pub async fn ensure_dev_admin_token(services: &Services, paths: &DevPaths) -> Result<(), StartError> {
-    if paths.admin_token.exists() {
-        return Ok(());
-    }
     let Some(store) = services.auth.store() else { return Ok(()) };
+    if let Ok(existing) = std::fs::read_to_string(&paths.admin_token) {
+        let hash = auth::token::TokenHash::of(existing.trim());
+        if store.active().await?.iter().any(|t| t.hash == hash) {
+            return Ok(());
+        }
+        // The state store was reset under the file: issue a new token.
+        tracing::warn!(file = %paths.admin_token.display(), "the dev admin token is unknown to the state store; replacing it");
+        std::fs::remove_file(&paths.admin_token)
+            .map_err(|source| StartError::AdminToken { path: paths.admin_token.display().to_string(), source })?;
+    }
     let new = NewToken {
         name: "dev-admin".into(),
         service: ADMIN_SERVICE.into(),

@@ -133,6 +133,17 @@ fn dev_instance_quick_start() {
     let daemon = Daemon::start(&["serve", "--listen", "127.0.0.1:0"], dir.path());
     let get = secretd_in(dir.path(), &daemon.addr, &["get", "-n", "company", "api"], None);
     assert_eq!(get.stdout, b"inline-value", "{}", stderr(&get));
+
+    // A reset state store under an old token file: the next start issues a new token.
+    drop(daemon);
+    let old_token = std::fs::read_to_string(&admin_token).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("data/state.db{suffix}")));
+    }
+    let daemon = Daemon::start(&["serve", "--listen", "127.0.0.1:0"], dir.path());
+    assert_ne!(std::fs::read_to_string(&admin_token).unwrap(), old_token);
+    let get = secretd_in(dir.path(), &daemon.addr, &["get", "-n", "company", "api"], None);
+    assert_eq!(get.stdout, b"inline-value", "{}", stderr(&get));
 }
 
 #[test]

@@ -79,8 +79,10 @@ enum Command {
     List {
         #[command(flatten)]
         conn: Connection,
+        /// The namespace to list (children are not included).
         #[arg(long, short = 'n', env = "SECRETD_NAMESPACE", default_value = "default")]
         namespace: String,
+        /// Empty means `main`.
         #[arg(long, env = "SECRETD_TENANT", default_value = "")]
         tenant: String,
         /// Only secrets with this tag, as key=value; repeat for more.
@@ -174,6 +176,7 @@ struct Connection {
     /// PEM client certificate and key, for mutual TLS.
     #[arg(long, global = true, requires = "client_key")]
     client_cert: Option<PathBuf>,
+    /// The client certificate's PEM private key.
     #[arg(long, global = true, requires = "client_cert")]
     client_key: Option<PathBuf>,
 }
@@ -184,6 +187,7 @@ struct Target {
     conn: Connection,
     /// The secret's key, like db/password.
     key: String,
+    /// The namespace, like company.team (parents are searched on reads).
     #[arg(long, short = 'n', env = "SECRETD_NAMESPACE", default_value = "default")]
     namespace: String,
     /// Empty means `main`.

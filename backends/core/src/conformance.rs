@@ -43,6 +43,8 @@ macro_rules! conformance_suite {
             list_one_namespace_only,
             list_pagination,
             list_tag_filter,
+            versions_the_store_did_not_issue_are_not_found,
+            garbage_page_tokens_are_refused,
             tag_scoping_hides_out_of_scope_secrets,
             tag_scoping_stamps_writes,
             tag_scoping_refuses_out_of_scope_delete,
@@ -193,6 +195,33 @@ pub async fn pinned_versions(store: Arc<dyn SecretStore>) {
     }
     let other = name(&ns, "other");
     assert_kind(store.get(&other, Some(&v1)).await, ErrorKind::NotFound, "version of a missing secret");
+}
+
+pub async fn versions_the_store_did_not_issue_are_not_found(store: Arc<dyn SecretStore>) {
+    if !store.capabilities().versions {
+        return;
+    }
+    let ns = fresh_namespace("versions_the_store_did_not_issue");
+    let n = name(&ns, "k");
+    let v1 = put(&store, &n, b"one", &Tags::new()).await;
+    // Spellings that a lenient parser would read as the real version: a
+    // pinned read names exactly one version or none.
+    for lookalike in [format!("0{v1}"), format!("+{v1}"), format!(" {v1}"), format!("{v1} "), format!("{v1}.0")] {
+        assert_kind(store.get(&n, Some(&Version(lookalike.clone()))).await, ErrorKind::NotFound, &lookalike);
+    }
+}
+
+pub async fn garbage_page_tokens_are_refused(store: Arc<dyn SecretStore>) {
+    if !store.capabilities().list {
+        return;
+    }
+    let ns = fresh_namespace("garbage_page_tokens");
+    put(&store, &name(&ns, "k"), b"v", &Tags::new()).await;
+    let tenant = Tenant::parse(TENANT).unwrap();
+    for token in ["not a token!", "\u{0}", "../../etc"] {
+        let page = PageRequest { size: 10, token: Some(token.to_owned()) };
+        assert_kind(store.list(&tenant, &ns, &Tags::new(), &page).await, ErrorKind::InvalidName, token);
+    }
 }
 
 pub async fn missing_secret_is_not_found(store: Arc<dyn SecretStore>) {

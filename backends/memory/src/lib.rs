@@ -62,8 +62,9 @@ impl SecretStore for MemoryStore {
         let entry = secrets.get(name).ok_or_else(|| StoreError::not_found(name))?;
         let index = match version {
             None => entry.versions.len() - 1,
+            // Only the exact spelling this store issued names a version.
             Some(v) => match v.as_str().parse::<usize>() {
-                Ok(n) if n >= 1 && n <= entry.versions.len() => n - 1,
+                Ok(n) if n >= 1 && n <= entry.versions.len() && n.to_string() == v.as_str() => n - 1,
                 _ => return Err(StoreError::not_found(format!("{name} version {v}"))),
             },
         };
@@ -100,7 +101,13 @@ impl SecretStore for MemoryStore {
         let size = page.size.max(1);
         let secrets = self.secrets.read().await;
         // The page token is the last key of the previous page.
-        let after = page.token.as_deref();
+        let after = match page.token.as_deref() {
+            None => None,
+            Some(token) => match secretd_core::Key::parse(token) {
+                Ok(_) => Some(token),
+                Err(_) => return Err(StoreError::new(secretd_core::ErrorKind::InvalidName, "invalid page token")),
+            },
+        };
         let mut matching = secrets
             .iter()
             .filter(|(n, _)| &n.tenant == tenant && &n.namespace == namespace)

@@ -12,6 +12,7 @@
 mod envelope;
 mod error;
 mod name;
+mod retry;
 mod scope;
 mod store;
 mod tags;
@@ -25,6 +26,7 @@ pub mod testing;
 pub use envelope::{Envelope, EnvelopeError, MIN_SECRET_LEN};
 pub use error::{ErrorKind, StoreError};
 pub use name::{Key, Namespace, SecretName, Tenant, DEFAULT_TENANT};
+pub use retry::{retry, RetryPolicy};
 pub use scope::{ScopedStore, TagScope};
 pub use store::{Capabilities, Page, PageRequest, Secret, SecretMetadata, SecretStore, Version};
 pub use tags::Tags;

@@ -30,6 +30,12 @@ pub struct Capabilities {
     pub versions: bool,
     /// Tags are stored and can be filtered on.
     pub tags: bool,
+    /// Each version keeps the tags it was written with (SQL, Key Vault).
+    /// Without it, tags belong to the secret and every version carries the
+    /// secret's current tags, which is how AWS, Google and Vault's
+    /// `custom_metadata` work: a tag scope then admits or hides a secret
+    /// with all its versions.
+    pub tags_per_version: bool,
     /// The store can list a namespace.
     pub list: bool,
     /// The store refuses writes.
@@ -37,7 +43,8 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    pub const FULL: Capabilities = Capabilities { versions: true, tags: true, list: true, read_only: false };
+    pub const FULL: Capabilities =
+        Capabilities { versions: true, tags: true, tags_per_version: true, list: true, read_only: false };
 }
 
 /// Everything about a secret except its value.

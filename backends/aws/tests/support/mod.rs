@@ -1,0 +1,62 @@
+//! Where the AWS tests find their server.
+//!
+//! `scripts/test.sh` starts moto's server, which speaks the Secrets Manager
+//! API, and sets `SECRETD_TEST_AWS_ENDPOINT`. Without it a test fails under
+//! `CI=true` and otherwise says loudly that it skipped. Every run writes
+//! under its own name prefix.
+
+#![allow(dead_code)]
+
+use std::{io::Write, sync::Mutex};
+
+use secrecy::SecretString;
+use secretd_aws::{AwsOptions, AwsStore, DeletePolicy, NamePrefix, StaticCredentials};
+
+pub fn endpoint() -> Option<String> {
+    match std::env::var("SECRETD_TEST_AWS_ENDPOINT") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("SECRETD_TEST_AWS_ENDPOINT is not set: CI must run the AWS tests against moto (run scripts/test.sh)")
+        }
+        _ => {
+            static WARNED: Mutex<bool> = Mutex::new(false);
+            let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+            if !*warned {
+                *warned = true;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n*** SKIPPED: SECRETD_TEST_AWS_ENDPOINT is not set; the AWS tests did not run against a \
+                     server. Run scripts/test.sh to test them. ***\n"
+                );
+            }
+            None
+        }
+    }
+}
+
+/// moto takes any credentials, but they must be there: requests are signed.
+pub fn credentials() -> StaticCredentials {
+    StaticCredentials {
+        access_key_id: "AKIDTESTSECRETD".into(),
+        secret_access_key: SecretString::from("test-secret-access-key"),
+        session_token: None,
+    }
+}
+
+pub fn run_prefix() -> NamePrefix {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NamePrefix::new(PREFIX.get_or_init(|| format!("secretd-test-{:016x}/", rand::random::<u64>()))).unwrap()
+}
+
+pub fn options(endpoint: &str, delete: DeletePolicy) -> AwsOptions {
+    let mut options = AwsOptions::new("us-east-1");
+    options.endpoint = Some(endpoint.to_owned());
+    options.credentials = Some(credentials());
+    options.name_prefix = run_prefix();
+    options.delete = delete;
+    options
+}
+
+pub async fn connect(options: AwsOptions) -> AwsStore {
+    AwsStore::connect(options).await.unwrap_or_else(|e| panic!("cannot build the AWS client: {e}"))
+}

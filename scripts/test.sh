@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every secretd test: unit tests, the conformance suite on the memory
-# store, SQLite, PostgreSQL and MariaDB, and the end-to-end tests that start
-# the real daemon. It installs and starts the database servers the tests
-# need, and gives each run its own scratch databases, dropped at the end.
+# store, SQLite, PostgreSQL, MariaDB, OpenBao (Vault's API), moto (AWS
+# Secrets Manager's API) and osmem-server (the Elasticsearch/OpenSearch
+# API), and the end-to-end tests that start the real daemon. It installs and
+# starts the servers the tests need (the Python ones into .venv-test, on
+# free loopback ports, stopped by PID at the end), and gives each run its own
+# scratch databases, dropped at the end.
 #
 #   scripts/test.sh [extra cargo test args]
 #
@@ -60,15 +63,39 @@ ensure_mariadb() {
     log "MariaDB did not become ready"; return 1
 }
 
+ensure_tools() {
+    local missing=()
+    command -v curl >/dev/null || missing+=(curl)
+    command -v flock >/dev/null || missing+=(util-linux)
+    python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
 scratch="secretd_test_$$_${RANDOM}"
+server_pids=()
 cleanup() {
     psql -h 127.0.0.1 -U postgres -qc "drop database if exists $scratch" >/dev/null 2>&1 || true
     mariadb -h 127.0.0.1 -u root -e "drop database if exists $scratch" >/dev/null 2>&1 || true
+    for pid in "${server_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 
+# Starts scripts/servers/NAME.sh and exports what it prints; a server that
+# cannot start fails the run.
+start_server() {
+    local out line
+    out=$("scripts/servers/$1.sh") || { log "$1 did not start"; return 1; }
+    while IFS= read -r line; do
+        [ -n "$line" ] || continue
+        export "${line?}"
+        case $line in *_PID=*) server_pids+=("${line#*=}") ;; esac
+    done <<<"$out"
+}
+
+ensure_tools
 ensure_postgres
 ensure_mariadb
+for server in openbao moto osmem; do start_server "$server"; done
 psql -h 127.0.0.1 -U postgres -qc "create database $scratch" >/dev/null
 mariadb -h 127.0.0.1 -u root -e "create database $scratch"
 export SECRETD_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/$scratch"

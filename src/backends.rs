@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use secrecy::ExposeSecret;
 use secretd_core::{ScopedStore, SecretStore};
 
 use crate::config::{BackendType, Config};
@@ -16,8 +17,15 @@ pub enum BackendError {
     NotBuiltIn(&'static str),
     #[error("secret.{0}: the block is missing")]
     MissingBlock(&'static str),
-    #[error("secret.jdbc: {0}")]
-    Sql(String),
+    /// The backend refused to start: `secret.<block>: why`.
+    #[error("secret.{block}: {message}")]
+    Start { block: &'static str, message: String },
+}
+
+impl BackendError {
+    fn start(block: &'static str, e: impl std::fmt::Display) -> Self {
+        BackendError::Start { block, message: e.to_string() }
+    }
 }
 
 /// Whether this build can serve `backend`.
@@ -26,15 +34,14 @@ pub fn is_built_in(backend: BackendType) -> bool {
     match backend {
         BackendType::Memory => true,
         BackendType::Jdbc => true,
-        BackendType::AwsSecretManager
-        | BackendType::AzureKeyVault
-        | BackendType::GoogleSecretManager
-        | BackendType::Vault
-        | BackendType::Elasticsearch => false,
+        BackendType::Vault => cfg!(feature = "vault"),
+        BackendType::AwsSecretManager => cfg!(feature = "aws"),
+        BackendType::AzureKeyVault | BackendType::GoogleSecretManager | BackendType::Elasticsearch => false,
     }
 }
 
-/// Builds the configured store, connected and ready (migrations run).
+/// Builds the configured store, connected and ready (migrations run, logged
+/// in).
 pub async fn build_store(config: &Config) -> Result<Arc<dyn SecretStore>, BackendError> {
     let secret = &config.secret;
     let (store, scope): (Arc<dyn SecretStore>, _) = match secret.backend {
@@ -43,16 +50,100 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn SecretStore>, Backen
             (Arc::new(secretd_memory::MemoryStore::new()), scope)
         }
         BackendType::Jdbc => {
-            use secrecy::ExposeSecret;
             let jdbc = secret.jdbc.as_ref().ok_or(BackendError::MissingBlock("jdbc"))?;
             let encryption = jdbc.secret.as_ref().ok_or(BackendError::MissingBlock("jdbc.secret"))?;
             let options = secretd_sql::SqlOptions { max_connections: jdbc.max_connections };
-            let store = secretd_sql::SqlStore::connect(jdbc.url.expose_secret(), encryption.expose_secret(), options)
-                .await
-                .map_err(|e| BackendError::Sql(e.to_string()))?;
+            let store =
+                secretd_sql::SqlStore::connect(jdbc.url.expose_secret(), encryption.secret().expose_secret(), options)
+                    .await
+                    .map_err(|e| BackendError::start("jdbc", e))?;
             (Arc::new(store), jdbc.scope())
+        }
+        #[cfg(feature = "vault")]
+        BackendType::Vault => {
+            let vault = secret.vault.as_ref().ok_or(BackendError::MissingBlock("vault"))?;
+            (vault::build(vault).await?, vault.scope())
+        }
+        #[cfg(feature = "aws")]
+        BackendType::AwsSecretManager => {
+            let aws = secret.aws_secret_manager.as_ref().ok_or(BackendError::MissingBlock("aws-secret-manager"))?;
+            (aws::build(aws).await?, aws.scope())
         }
         other => return Err(BackendError::NotBuiltIn(other.as_str())),
     };
     Ok(ScopedStore::wrap(store, scope))
+}
+
+#[cfg(feature = "vault")]
+mod vault {
+    use std::sync::Arc;
+
+    use secretd_core::SecretStore;
+    use secretd_vault::{PathPrefix, VaultAuth, VaultOptions, VaultStore};
+
+    use super::BackendError;
+    use crate::config::VaultConfig;
+
+    pub async fn build(config: &VaultConfig) -> Result<Arc<dyn SecretStore>, BackendError> {
+        let auth = match (&config.token, &config.userpass, &config.approle) {
+            (Some(token), None, None) => VaultAuth::Token(token.token.secret().clone()),
+            (None, Some(up), None) => VaultAuth::Userpass {
+                mount: up.mount.clone(),
+                username: up.username.clone(),
+                password: up.password.secret().clone(),
+            },
+            (None, None, Some(ar)) => VaultAuth::AppRole {
+                mount: ar.mount.clone(),
+                role_id: secrecy::ExposeSecret::expose_secret(ar.role_id.secret()).to_owned(),
+                secret_id: ar.secret_id.secret().clone(),
+            },
+            _ => return Err(BackendError::start("vault", "needs exactly one of token, userpass or approle")),
+        };
+        let mut options = VaultOptions::new(config.address.clone(), auth);
+        options.mount = config.mount.clone();
+        options.path_prefix =
+            PathPrefix::new(&config.path_prefix).map_err(|e| BackendError::start("vault.path-prefix", e))?;
+        options.connection.namespace = config.namespace.clone();
+        options.connection.ca_certificate = config.ca_certificate.clone();
+        options.connection.timeout = config.timeout;
+        options.max_versions = config.max_versions;
+        let store = VaultStore::connect(options).await.map_err(|e| BackendError::start("vault", e))?;
+        Ok(Arc::new(store))
+    }
+}
+
+#[cfg(feature = "aws")]
+mod aws {
+    use std::sync::Arc;
+
+    use secretd_aws::{AwsOptions, AwsStore, DeletePolicy, NamePrefix, StaticCredentials};
+    use secretd_core::SecretStore;
+
+    use super::BackendError;
+    use crate::config::AwsConfig;
+
+    pub async fn build(config: &AwsConfig) -> Result<Arc<dyn SecretStore>, BackendError> {
+        let mut options = AwsOptions::new(config.region.clone());
+        options.endpoint = config.endpoint.clone();
+        options.credentials = match (&config.access_key_id, &config.secret_key_id) {
+            (Some(id), Some(key)) => Some(StaticCredentials {
+                access_key_id: secrecy::ExposeSecret::expose_secret(id.secret()).to_owned(),
+                secret_access_key: key.secret().clone(),
+                session_token: config.session_token.as_ref().map(|t| t.secret().clone()),
+            }),
+            _ => None,
+        };
+        options.kms_key_id = config.kms_key_id.clone();
+        options.name_prefix = NamePrefix::new(&config.name_prefix)
+            .map_err(|e| BackendError::start("aws-secret-manager.name-prefix", e))?;
+        options.delete = if config.force_delete {
+            DeletePolicy::Force
+        } else {
+            DeletePolicy::RecoveryWindow(config.recovery_window_days)
+        };
+        options.timeout = config.timeout;
+        options.max_attempts = config.max_attempts;
+        let store = AwsStore::connect(options).await.map_err(|e| BackendError::start("aws-secret-manager", e))?;
+        Ok(Arc::new(store))
+    }
 }

@@ -566,7 +566,9 @@ async fn shutdown_signal() {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SECRETD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // vaultrs and rustify log every error answer (a 404 for a missing
+        // secret included) at ERROR; secretd reports what matters itself.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustify=off,vaultrs=off"));
     let json = std::env::var("SECRETD_LOG_FORMAT").is_ok_and(|f| f == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -13,15 +13,20 @@ say() { printf '\033[1m[%s]\033[0m %s\n' "$(basename "$0" .sh)" "$*" >&2; }
 
 # Installs `spec` (pip requirement) into the test virtualenv unless `module`
 # (its import name) is already importable at that version.
+# The server scripts may run at once; one lock keeps them from creating or
+# filling the virtualenv together.
 ensure_pip() {
     local spec=$1 dist=${1%%[][=<>]*} want=${1##*==}
-    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    local have
-    have=$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('$dist'))" 2>/dev/null || true)
-    if [ "$have" != "$want" ]; then
-        say "installing $spec into $VENV"
-        "$VENV/bin/pip" install -q --disable-pip-version-check "$spec" >&2
-    fi
+    (
+        flock 9
+        [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" >&2
+        local have
+        have=$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('$dist'))" 2>/dev/null || true)
+        if [ "$have" != "$want" ]; then
+            say "installing $spec into $VENV"
+            "$VENV/bin/pip" install -q --disable-pip-version-check "$spec" >&2
+        fi
+    ) 9>"${TMPDIR:-/tmp}/secretd-venv-test.lock"
 }
 
 # A free loopback port (and, with `pair`, the one above it free too).

@@ -13,8 +13,8 @@ use std::{
 use secrecy::SecretString;
 
 use super::{
-    AuditConfig, AuditSinkKind, BackendType, CacheConfig, Config, IsolationConfig, JdbcConfig, SecretConfig,
-    ServerConfig, StateConfig,
+    AuditConfig, AuditSinkKind, BackendType, CacheConfig, Config, Credential, IsolationConfig, JdbcConfig,
+    SecretConfig, ServerConfig, StateConfig,
 };
 
 /// Where the dev instance keeps its files.
@@ -63,7 +63,7 @@ pub fn dev_config(paths: &DevPaths) -> std::io::Result<Config> {
             max_batch_size: 100,
             jdbc: Some(JdbcConfig {
                 url: SecretString::from(format!("sqlite://{}", paths.database.display())),
-                secret: Some(SecretString::from(secret)),
+                secret: Some(Credential::inline(secret)),
                 max_connections: 10,
                 tags: Default::default(),
                 filter_on_tags: Default::default(),

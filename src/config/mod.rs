@@ -7,8 +7,10 @@
 //! [`Config::validate`] then checks what serde cannot (lengths, ranges,
 //! combinations), so a bad config stops the daemon before it listens.
 
+mod credential;
 mod dev;
 mod load;
+mod remote;
 mod security;
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
@@ -19,9 +21,11 @@ use secrecy::{ExposeSecret, SecretString};
 use secretd_core::{TagScope, Tags, MIN_SECRET_LEN};
 use serde::Deserialize;
 
+pub use credential::Credential;
 pub(crate) use dev::{create_private_dir, write_private_file};
 pub use dev::{dev_config, DevPaths};
 pub use load::{load_file, load_str, ConfigError};
+pub use remote::*;
 pub use security::*;
 
 /// The whole configuration file.
@@ -122,13 +126,13 @@ pub struct SecretConfig {
     pub max_batch_size: usize,
     pub jdbc: Option<JdbcConfig>,
     pub memory: Option<MemoryConfig>,
+    pub aws_secret_manager: Option<AwsConfig>,
+    pub vault: Option<VaultConfig>,
     // Blocks of the backends that later work builds in. They are kept as
     // raw YAML so a file naming them parses; the registry refuses the type
     // with a clear message until its crate exists.
-    pub aws_secret_manager: Option<serde_norway::Value>,
     pub azure_key_vault: Option<serde_norway::Value>,
     pub google_secret_manager: Option<serde_norway::Value>,
-    pub vault: Option<serde_norway::Value>,
     pub elasticsearch: Option<serde_norway::Value>,
     #[serde(default)]
     pub cache: CacheConfig,
@@ -166,8 +170,8 @@ pub fn tag_scope(
 pub struct JdbcConfig {
     /// `sqlite://path`, `postgres://...`, `mysql://...` or `mariadb://...`.
     pub url: SecretString,
-    /// The encryption secret, at least 32 characters.
-    pub secret: Option<SecretString>,
+    /// The encryption secret, at least 32 characters; inline or `file:`.
+    pub secret: Option<Credential>,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
     /// Stamped on every write, required on every read.
@@ -310,7 +314,7 @@ impl Config {
                     ),
                 ),
                 Some(secret) => {
-                    let len = secret.expose_secret().chars().count();
+                    let len = secret.secret().expose_secret().chars().count();
                     if len < MIN_SECRET_LEN {
                         bad(
                             "secret.jdbc.secret",
@@ -333,8 +337,42 @@ impl Config {
         if let Some(memory) = &s.memory {
             check_scope("secret.memory", &memory.scope(), &mut bad);
         }
+        if let Some(vault) = &s.vault {
+            self.validate_vault(vault, &mut bad);
+            check_scope("secret.vault", &vault.scope(), &mut bad);
+        }
+        if let Some(aws) = &s.aws_secret_manager {
+            validate_aws(aws, &mut bad);
+            check_scope("secret.aws-secret-manager", &aws.scope(), &mut bad);
+        }
         self.validate_security(&mut bad);
         problems
+    }
+
+    fn validate_vault(&self, vault: &VaultConfig, bad: &mut impl FnMut(&str, String)) {
+        if !(vault.address.starts_with("http://") || vault.address.starts_with("https://")) {
+            bad("secret.vault.address", format!("{:?} must start with http:// or https://", vault.address));
+        }
+        if vault.auth_methods() != 1 {
+            bad("secret.vault", "needs exactly one of token, userpass or approle".into());
+        }
+        if vault.mount.trim_matches('/').is_empty() {
+            bad("secret.vault.mount", "must not be empty".into());
+        }
+        if let Err(reason) = secretd_vault_prefix_check(&vault.path_prefix) {
+            bad("secret.vault.path-prefix", reason);
+        }
+        if vault.timeout.is_zero() {
+            bad("secret.vault.timeout", "must be longer than 0s".into());
+        }
+        if vault.max_versions == Some(0) {
+            bad("secret.vault.max-versions", "must be at least 1 (leave it out to keep the engine's setting)".into());
+        }
+        if let Some(ca) = &vault.ca_certificate {
+            if !ca.is_file() {
+                bad("secret.vault.ca-certificate", format!("{} is not a readable file", ca.display()));
+            }
+        }
     }
 
     fn validate_security(&self, bad: &mut impl FnMut(&str, String)) {
@@ -462,4 +500,53 @@ pub fn is_service_type(s: &str) -> bool {
     !s.is_empty()
         && s.starts_with(|c: char| c.is_ascii_uppercase())
         && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The same rule the Vault store applies, checked here so `config check`
+/// reports it without connecting.
+fn secretd_vault_prefix_check(raw: &str) -> Result<(), String> {
+    let trimmed = raw.trim_matches('/');
+    if !trimmed.is_empty() && trimmed.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err(format!("{raw:?} has an empty, '.' or '..' segment"));
+    }
+    Ok(())
+}
+
+fn validate_aws(aws: &AwsConfig, bad: &mut impl FnMut(&str, String)) {
+    if aws.region.is_empty() {
+        bad("secret.aws-secret-manager.region", "must not be empty".into());
+    }
+    match (&aws.access_key_id, &aws.secret_key_id) {
+        (Some(_), Some(_)) | (None, None) => {}
+        _ => bad(
+            "secret.aws-secret-manager",
+            "access-key-id and secret-key-id go together (leave both out for the default credential chain)".into(),
+        ),
+    }
+    if aws.session_token.is_some() && aws.access_key_id.is_none() {
+        bad("secret.aws-secret-manager.session-token", "needs access-key-id and secret-key-id".into());
+    }
+    if let Some(bad_char) = aws.name_prefix.chars().find(|c| !(c.is_ascii_alphanumeric() || "/_+=.@-".contains(*c))) {
+        bad(
+            "secret.aws-secret-manager.name-prefix",
+            format!("holds {bad_char:?}; secret names allow A-Z a-z 0-9 / _ + = . @ -"),
+        );
+    }
+    if !aws.force_delete && !(7..=30).contains(&aws.recovery_window_days) {
+        bad(
+            "secret.aws-secret-manager.recovery-window-days",
+            format!("must be 7 to 30, got {}", aws.recovery_window_days),
+        );
+    }
+    if let Some(endpoint) = &aws.endpoint {
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            bad("secret.aws-secret-manager.endpoint", format!("{endpoint:?} must start with http:// or https://"));
+        }
+    }
+    if aws.timeout.is_zero() {
+        bad("secret.aws-secret-manager.timeout", "must be longer than 0s".into());
+    }
+    if !(1..=10).contains(&aws.max_attempts) {
+        bad("secret.aws-secret-manager.max-attempts", format!("must be 1 to 10, got {}", aws.max_attempts));
+    }
 }

@@ -1,0 +1,579 @@
+//! The Elasticsearch / OpenSearch store (`secret.type: elasticsearch`),
+//! encrypted at rest.
+//!
+//! Secrets live in one index (`secretd-secrets` by default, created with
+//! secretd's mapping on first start), one head document per secret plus one
+//! document per version; `model.rs` describes the layout. Values are sealed
+//! with the shared AES-256-GCM [`Envelope`] before they leave the process,
+//! bound to their name and version, so the cluster, its snapshots and
+//! anyone who can read the index see ciphertext only.
+//!
+//! **Versions and concurrency.** Versions are `1`, `2`, ... A put claims
+//! the next number by creating that version's document with
+//! `op_type=create`, which the cluster grants to exactly one writer; a
+//! writer that loses moves on to the next number. It then moves the head
+//! forward with a compare-and-set on the head's sequence number
+//! (`if_seq_no`/`if_primary_term`), re-reading and retrying on conflict, and
+//! never moves it backwards. So concurrent puts each get their own version,
+//! none is lost, and the head ends at the highest. A put that fails after
+//! claiming its number takes the version document back.
+//!
+//! **Delete** removes the head, then every version document (delete by
+//! query on the secret's id). A later put starts again at version 1. A put
+//! racing a delete of the same secret may land after it; the secret then
+//! exists again, holding that put's version.
+//!
+//! **Listing** searches heads of exactly one tenant and namespace, with a
+//! term filter per tag, sorted by key and paged with `search_after`; the
+//! page token is the last key, base64url-encoded, and is validated as a key
+//! when it comes back.
+
+mod client;
+mod error;
+mod model;
+mod options;
+
+use std::{
+    fmt,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use async_trait::async_trait;
+use base64::Engine;
+use secrecy::ExposeSecret;
+use secretd_core::{
+    Capabilities, Envelope, ErrorKind, Key, Namespace, Page, PageRequest, Secret, SecretMetadata, SecretName,
+    SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
+};
+
+pub use crate::options::{Auth, ElasticsearchOptions, DEFAULT_INDEX, DEFAULT_TIMEOUT};
+use crate::{
+    client::Client,
+    error::{unexpected, ServerError},
+    model::{
+        parse_version, secret_id, tag_terms, Doc, GetReply, MgetReply, Requests, SearchReply, Summary, HEAD,
+        REQUIRED_FIELDS, VERSION,
+    },
+};
+
+/// How many version numbers a put tries before giving up: each failed
+/// attempt means another writer took that number, so this bounds how many
+/// writers may overtake one put.
+const MAX_VERSION_CLAIMS: u32 = 1000;
+/// How often a put re-reads and retries the head after losing its
+/// compare-and-set to another writer.
+const MAX_HEAD_ATTEMPTS: u32 = 100;
+/// The largest page one search returns (Elasticsearch's default
+/// `index.max_result_window` is 10 000).
+const MAX_PAGE: usize = 5000;
+
+/// The Elasticsearch / OpenSearch [`SecretStore`].
+pub struct ElasticsearchStore {
+    client: Client,
+    requests: Requests,
+    envelope: Envelope,
+}
+
+impl fmt::Debug for ElasticsearchStore {
+    // Credentials live in the client's header and the key in the envelope;
+    // neither is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ElasticsearchStore")
+            .field("hosts", &self.client.hosts())
+            .field("index", &self.requests.index())
+            .field("key_id", &self.envelope.key_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A head as read, with what a compare-and-set needs.
+struct Head {
+    doc: Doc,
+    seq_no: i64,
+    primary_term: i64,
+}
+
+impl ElasticsearchStore {
+    /// Checks the options, derives the encryption key from `secret` (at
+    /// least 32 characters), and makes sure the index exists with secretd's
+    /// mapping, creating it if it is missing.
+    pub async fn connect(options: ElasticsearchOptions) -> Result<Self, StoreError> {
+        let envelope = Envelope::from_secret(options.secret.expose_secret())
+            .map_err(|e| StoreError::new(ErrorKind::InvalidName, format!("secret: {e}")))?;
+        let requests = Requests::new(&options.index)?;
+        let client = Client::new(&options)?;
+        let store = Self { client, requests, envelope };
+        store.ensure_index().await?;
+        Ok(store)
+    }
+
+    /// The index this store uses.
+    pub fn index(&self) -> &str {
+        self.requests.index()
+    }
+
+    async fn ensure_index(&self) -> Result<(), StoreError> {
+        let index = self.requests.index();
+        let what = format!("creating index {index}");
+        let reply = self.client.send(&self.requests.create_index()?, &what).await?;
+        if reply.is_success() {
+            tracing::info!(index, "created the secrets index");
+            return Ok(());
+        }
+        let server = ServerError::parse(&reply.body);
+        // Another replica created it first, or it exists from an earlier
+        // start: either way, check it is one secretd can use.
+        if server.is("resource_already_exists_exception") {
+            return self.check_mapping().await;
+        }
+        // Credentials allowed to use an index need not be allowed to create
+        // one; an operator may have made it beforehand.
+        if matches!(reply.status, 401 | 403) {
+            let probe = self.client.send(&self.requests.probe(), &format!("reading index {index}")).await?;
+            if probe.is_success() {
+                tracing::warn!(index, "not allowed to create the index, but it exists; using it as it is");
+                return Ok(());
+            }
+        }
+        Err(reply.into_error(&what))
+    }
+
+    /// Refuses an index whose mapping would make lookups silently miss (an
+    /// index auto-created with dynamic mapping turns `key` into `text`).
+    async fn check_mapping(&self) -> Result<(), StoreError> {
+        let index = self.requests.index();
+        let what = format!("reading the mapping of index {index}");
+        let reply = self.client.send(&self.requests.get_mapping(), &what).await?;
+        if matches!(reply.status, 401 | 403) {
+            tracing::warn!(index, "not allowed to read the index mapping; assuming it is secretd's");
+            return Ok(());
+        }
+        if !reply.is_success() {
+            return Err(reply.into_error(&what));
+        }
+        let mappings: serde_json::Value = reply.parse(&what)?;
+        // Keyed by the concrete index name, which differs when `index` is
+        // an alias; every index behind it must fit.
+        let Some(indices) = mappings.as_object().filter(|m| !m.is_empty()) else {
+            return Err(unexpected(&what, "no mapping in the answer"));
+        };
+        for (concrete, mapping) in indices {
+            let properties = &mapping["mappings"]["properties"];
+            for (field, expected) in REQUIRED_FIELDS {
+                let found = properties[field]["type"].as_str();
+                if found != Some(expected) {
+                    return Err(StoreError::new(
+                        ErrorKind::InvalidName,
+                        format!(
+                            "index: {concrete} exists but was not created by secretd: field {field} is {} \
+                             instead of {expected}; delete it or configure another index",
+                            found.unwrap_or("missing")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The head of `name`, or `None`. A missing index is an error here:
+    /// a put must not let the cluster auto-create it without the mapping.
+    async fn read_head(&self, name: &SecretName, id: &str) -> Result<Option<Head>, StoreError> {
+        let what = format!("reading secret {name}");
+        let reply = self.client.send(&self.requests.get(id, id), &what).await?;
+        match reply.status {
+            200 => {}
+            404 if ServerError::parse(&reply.body).is("index_not_found_exception") => {
+                return Err(StoreError::unavailable(format!(
+                    "index {} does not exist (deleted while secretd runs?); restart secretd to create it",
+                    self.requests.index()
+                )))
+            }
+            404 => return Ok(None),
+            _ => return Err(reply.into_error(&what)),
+        }
+        let got: GetReply<Doc> = reply.parse(&what)?;
+        let (Some(doc), Some(seq_no), Some(primary_term)) = (got.source, got.seq_no, got.primary_term) else {
+            return if got.found {
+                Err(unexpected(&what, "a found document without source or sequence"))
+            } else {
+                Ok(None)
+            };
+        };
+        if !doc.is_for(name, HEAD) {
+            return Err(StoreError::corrupt(format!("the head document of secret {name} belongs to another name")));
+        }
+        Ok(Some(Head { doc, seq_no, primary_term }))
+    }
+
+    fn open(&self, name: &SecretName, doc: &Doc, created_at: i64) -> Result<Secret, StoreError> {
+        let version = doc.version.to_string();
+        let sealed = base64::engine::general_purpose::STANDARD.decode(&doc.sealed).map_err(|_| {
+            StoreError::corrupt(format!("secret {name} version {version}: the stored value is not base64"))
+        })?;
+        let value = self.envelope.open(name, &version, &sealed)?;
+        Ok(Secret {
+            metadata: SecretMetadata {
+                name: name.clone(),
+                version: Version(version),
+                tags: doc.tags.clone(),
+                created_at: from_millis(created_at),
+                updated_at: from_millis(doc.updated_at),
+            },
+            value,
+        })
+    }
+
+    /// Claims the first free version number from `next` on by creating its
+    /// document, and returns the document written.
+    #[allow(clippy::too_many_arguments)]
+    async fn claim_version(
+        &self,
+        name: &SecretName,
+        id: &str,
+        mut next: u64,
+        value: &SecretValue,
+        tags: &Tags,
+        description: Option<&str>,
+        now: i64,
+    ) -> Result<Doc, StoreError> {
+        let what = format!("writing secret {name}");
+        let write_id = format!("{:032x}", rand::random::<u128>());
+        for _ in 0..MAX_VERSION_CLAIMS {
+            let sealed = self.envelope.seal(name, &next.to_string(), value)?;
+            let doc = Doc {
+                doc_type: VERSION.to_owned(),
+                secret_id: id.to_owned(),
+                tenant: name.tenant.as_str().to_owned(),
+                namespace: name.namespace.as_str().to_owned(),
+                key: name.key.as_str().to_owned(),
+                version: next,
+                tags: tags.clone(),
+                tag_terms: tag_terms(tags),
+                sealed: base64::engine::general_purpose::STANDARD.encode(sealed),
+                key_id: self.envelope.key_id(),
+                description: description.map(str::to_owned),
+                created_at: now,
+                updated_at: now,
+                write_id: Some(write_id.clone()),
+            };
+            let reply = self.client.send(&self.requests.create_version(&doc)?, &what).await?;
+            match reply.status {
+                200 | 201 => return Ok(doc),
+                409 if reply.retried && self.is_own_version(name, id, next, &write_id).await? => return Ok(doc),
+                // Another writer holds this number: the next one, then.
+                409 => next += 1,
+                _ => return Err(reply.into_error(&what)),
+            }
+        }
+        Err(StoreError::unavailable(format!(
+            "writing secret {name}: gave up after {MAX_VERSION_CLAIMS} versions were taken by concurrent writers"
+        )))
+    }
+
+    /// After a retried create answered 409: whether the document there is
+    /// the one this put wrote on an attempt whose answer was lost.
+    async fn is_own_version(
+        &self,
+        name: &SecretName,
+        id: &str,
+        version: u64,
+        write_id: &str,
+    ) -> Result<bool, StoreError> {
+        let what = format!("reading secret {name} version {version}");
+        let reply = self.client.send(&self.requests.get(&model::version_id(id, version), id), &what).await?;
+        if reply.status == 404 {
+            return Ok(false);
+        }
+        if !reply.is_success() {
+            return Err(reply.into_error(&what));
+        }
+        let got: GetReply<Doc> = reply.parse(&what)?;
+        Ok(got.source.is_some_and(|d| d.write_id.as_deref() == Some(write_id)))
+    }
+
+    /// Moves the head to `version` unless it is already at or past it,
+    /// with compare-and-set, re-reading on every conflict. `head` is the
+    /// head as read before the version was claimed.
+    async fn advance_head(
+        &self,
+        name: &SecretName,
+        id: &str,
+        mut head: Option<Head>,
+        version: &Doc,
+    ) -> Result<(), StoreError> {
+        let what = format!("writing secret {name}");
+        for attempt in 1..=MAX_HEAD_ATTEMPTS {
+            let call = match &head {
+                None => {
+                    let doc = Doc { doc_type: HEAD.to_owned(), ..version.clone() };
+                    self.requests.create_head(&doc)?
+                }
+                Some(current) => {
+                    let created_at = current.doc.created_at.min(version.created_at);
+                    let doc = if current.doc.version >= version.version {
+                        // A later version is already the head; only keep the
+                        // secret's first-write time right.
+                        if created_at == current.doc.created_at {
+                            return Ok(());
+                        }
+                        Doc { created_at, ..current.doc.clone() }
+                    } else {
+                        Doc { doc_type: HEAD.to_owned(), created_at, ..version.clone() }
+                    };
+                    self.requests.replace_head(&doc, current.seq_no, current.primary_term)?
+                }
+            };
+            let reply = self.client.send(&call, &what).await?;
+            match reply.status {
+                200 | 201 => return Ok(()),
+                // Lost the race (or our own retried write landed): look again.
+                409 => {
+                    if attempt > 2 {
+                        tokio::time::sleep(client::backoff(attempt).min(Duration::from_millis(50))).await;
+                    }
+                    head = self.read_head(name, id).await?;
+                }
+                _ => return Err(reply.into_error(&what)),
+            }
+        }
+        Err(StoreError::unavailable(format!(
+            "writing secret {name}: too many concurrent writers; the head kept changing"
+        )))
+    }
+}
+
+#[async_trait]
+impl SecretStore for ElasticsearchStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::FULL
+    }
+
+    async fn get(&self, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
+        let id = secret_id(name);
+        let Some(pinned) = version else {
+            // The head carries the latest version whole: one real-time GET.
+            let what = format!("reading secret {name}");
+            let reply = self.client.send(&self.requests.get(&id, &id), &what).await?;
+            if reply.status == 404 {
+                return Err(StoreError::not_found(name));
+            }
+            if !reply.is_success() {
+                return Err(reply.into_error(&what));
+            }
+            let got: GetReply<Doc> = reply.parse(&what)?;
+            let doc = got.source.filter(|_| got.found).ok_or_else(|| StoreError::not_found(name))?;
+            if !doc.is_for(name, HEAD) {
+                return Err(StoreError::corrupt(format!("the head document of secret {name} belongs to another name")));
+            }
+            return self.open(name, &doc, doc.created_at);
+        };
+        let missing = || StoreError::not_found(format!("{name} version {pinned}"));
+        let n = parse_version(pinned.as_str()).ok_or_else(missing)?;
+        // The head too: for the secret's creation time, and because a
+        // version without a head belongs to a deleted secret.
+        let what = format!("reading secret {name} version {n}");
+        let vid = model::version_id(&id, n);
+        let reply = self.client.send(&self.requests.mget(&[&id, &vid], &id)?, &what).await?;
+        if reply.status == 404 {
+            return Err(missing());
+        }
+        if !reply.is_success() {
+            return Err(reply.into_error(&what));
+        }
+        let got: MgetReply<Doc> = reply.parse(&what)?;
+        let mut docs = got.docs.into_iter();
+        let (Some(head), Some(doc)) = (docs.next(), docs.next()) else {
+            return Err(unexpected(&what, "fewer documents than asked for"));
+        };
+        for entry in [&head, &doc] {
+            if let Some(error) = &entry.error {
+                let error = ServerError::from_error(error);
+                if error.is("index_not_found_exception") {
+                    return Err(missing());
+                }
+                // A failed shard, most likely: worth retrying later.
+                return Err(StoreError::unavailable(format!(
+                    "elasticsearch could not read a document while {what}{}",
+                    error.detail()
+                )));
+            }
+        }
+        let (Some(head), Some(doc)) = (head.source.filter(|_| head.found), doc.source.filter(|_| doc.found)) else {
+            return Err(missing());
+        };
+        if !head.is_for(name, HEAD) || !doc.is_for(name, VERSION) || doc.version != n {
+            return Err(StoreError::corrupt(format!(
+                "the documents of secret {name} version {n} belong to another name"
+            )));
+        }
+        self.open(name, &doc, head.created_at.min(doc.created_at))
+    }
+
+    async fn put(
+        &self,
+        name: &SecretName,
+        value: &SecretValue,
+        tags: &Tags,
+        description: Option<&str>,
+    ) -> Result<Version, StoreError> {
+        let id = secret_id(name);
+        let head = self.read_head(name, &id).await?;
+        let next = head.as_ref().map_or(1, |h| h.doc.version.saturating_add(1));
+        let now = now_millis();
+        let doc = self.claim_version(name, &id, next, value, tags, description, now).await?;
+        if let Err(e) = self.advance_head(name, &id, head, &doc).await {
+            // All or nothing. A failed head write may still have landed
+            // (its answer lost): then the put did happen. Otherwise take the
+            // claimed version back; when even that is unclear, leave it.
+            match self.read_head(name, &id).await {
+                Ok(Some(head)) if head.doc.write_id == doc.write_id => {}
+                Ok(_) => {
+                    let undo = self.requests.delete_version(&id, doc.version);
+                    if let Err(undo_error) = self.client.send(&undo, &format!("undoing a failed write of {name}")).await
+                    {
+                        tracing::warn!(secret = %name, version = doc.version, error = %undo_error, "could not remove the version of a failed put");
+                    }
+                    return Err(e);
+                }
+                Err(_) => return Err(e),
+            }
+        }
+        Ok(Version(doc.version.to_string()))
+    }
+
+    async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
+        let id = secret_id(name);
+        let what = format!("deleting secret {name}");
+        // The head first: from then on the secret is gone for get and list,
+        // even if removing its versions fails halfway.
+        let reply = self.client.send(&self.requests.delete_head(&id), &what).await?;
+        let head_found = match reply.status {
+            200 => true,
+            404 => false,
+            _ => return Err(reply.into_error(&what)),
+        };
+        let reply = self.client.send(&self.requests.delete_versions(&id)?, &what).await?;
+        let deleted = match reply.status {
+            200 => reply.parse::<model::DeleteByQueryReply>(&what)?.deleted,
+            404 => 0,
+            _ => return Err(reply.into_error(&what)),
+        };
+        if !head_found && deleted == 0 {
+            return Err(StoreError::not_found(name));
+        }
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        tenant: &Tenant,
+        namespace: &Namespace,
+        filter: &Tags,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        let size = page.size.clamp(1, MAX_PAGE);
+        let mut cursor = page.token.as_deref().map(decode_token).transpose()?;
+        let what = format!("listing namespace {namespace}");
+        // The server filters on tags; the answer is checked again here, and
+        // in batches until the page plus one item (which says whether a
+        // next page exists) is found or the namespace runs out.
+        let batch = size + 1;
+        let mut items: Vec<SecretMetadata> = Vec::with_capacity(batch);
+        loop {
+            let call =
+                self.requests.search_heads(tenant.as_str(), namespace.as_str(), filter, cursor.as_deref(), batch)?;
+            let reply = self.client.send(&call, &what).await?;
+            if reply.status == 404 {
+                // No index, no secrets.
+                break;
+            }
+            if !reply.is_success() {
+                return Err(reply.into_error(&what));
+            }
+            let hits = reply.parse::<SearchReply<Summary>>(&what)?.hits.hits;
+            let exhausted = hits.len() < batch;
+            for hit in hits {
+                let summary = hit.source;
+                let key = Key::parse(&summary.key).map_err(|_| {
+                    StoreError::corrupt(format!("namespace {namespace} holds a document with an invalid key"))
+                })?;
+                cursor = Some(summary.key.clone());
+                if summary.tenant != tenant.as_str()
+                    || summary.namespace != namespace.as_str()
+                    || !summary.tags.contains_all(filter)
+                {
+                    continue;
+                }
+                items.push(SecretMetadata {
+                    name: SecretName::new(tenant.clone(), namespace.clone(), key),
+                    version: Version(summary.version.to_string()),
+                    tags: summary.tags,
+                    created_at: from_millis(summary.created_at),
+                    updated_at: from_millis(summary.updated_at),
+                });
+                if items.len() > size {
+                    break;
+                }
+            }
+            if items.len() > size || exhausted {
+                break;
+            }
+        }
+        let next_token = if items.len() > size {
+            items.truncate(size);
+            items.last().map(|m| encode_token(m.name.key.as_str()))
+        } else {
+            None
+        };
+        Ok(Page { items, next_token })
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        let what = format!("checking index {}", self.requests.index());
+        let reply = self.client.send(&self.requests.probe(), &what).await?;
+        if reply.is_success() {
+            return Ok(());
+        }
+        let mut error = reply.into_error(&what);
+        // A missing index is an outage here, not a missing secret.
+        if error.kind() == ErrorKind::NotFound {
+            error = StoreError::unavailable(error.message());
+        }
+        Err(error)
+    }
+}
+
+fn encode_token(key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+}
+
+fn decode_token(token: &str) -> Result<String, StoreError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|key| Key::parse(key).is_ok())
+        .ok_or_else(|| StoreError::invalid_name("invalid page token: it is not one this store issued"))
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn from_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_garbage_is_refused() {
+        assert_eq!(decode_token(&encode_token("db/password")).unwrap(), "db/password");
+        for garbage in ["not a token!", "\u{0}", "../../etc", "Li4vZXRj", ""] {
+            assert_eq!(decode_token(garbage).unwrap_err().kind(), ErrorKind::InvalidName, "{garbage:?}");
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The blocks of the backends that live on another server: `secret.vault`
+//! and `secret.aws-secret-manager`. Key names follow the platform's own
+//! configuration (`access-key-id`, `secret-key-id`, `session-token`;
+//! `token`, `userpass`, `approle` for Vault), with the platform's older
+//! spellings accepted as aliases.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use secretd_core::TagScope;
+use serde::Deserialize;
+
+use super::{tag_scope, Credential};
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// `secret.vault`: HashiCorp Vault (or OpenBao) KV v2.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VaultConfig {
+    /// `https://vault.example:8200`.
+    pub address: String,
+    /// The KV v2 mount.
+    #[serde(default = "default_mount")]
+    pub mount: String,
+    /// Folder under the mount that holds secretd's secrets.
+    #[serde(default = "default_path_prefix")]
+    pub path_prefix: String,
+    /// Vault Enterprise namespace.
+    pub namespace: Option<String>,
+    /// PEM CA bundle to trust for an `https://` address.
+    pub ca_certificate: Option<PathBuf>,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Versions kept per secret, set on every write; unset leaves the
+    /// engine's setting (10 by default).
+    pub max_versions: Option<u64>,
+    pub token: Option<VaultTokenAuth>,
+    #[serde(alias = "password")]
+    pub userpass: Option<VaultUserpassAuth>,
+    #[serde(alias = "app-role")]
+    pub approle: Option<VaultAppRoleAuth>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub filter_on_tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub excluded_tags: BTreeMap<String, String>,
+}
+
+fn default_mount() -> String {
+    "secret".into()
+}
+
+fn default_path_prefix() -> String {
+    "secretd".into()
+}
+
+impl VaultConfig {
+    pub fn scope(&self) -> TagScope {
+        tag_scope(&self.tags, &self.filter_on_tags, &self.excluded_tags)
+    }
+
+    /// How many auth blocks are set; exactly one must be.
+    pub fn auth_methods(&self) -> usize {
+        usize::from(self.token.is_some()) + usize::from(self.userpass.is_some()) + usize::from(self.approle.is_some())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VaultTokenAuth {
+    pub token: Credential,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VaultUserpassAuth {
+    #[serde(alias = "user")]
+    pub username: String,
+    pub password: Credential,
+    /// Where the userpass method is mounted.
+    #[serde(default = "default_userpass_mount", alias = "path")]
+    pub mount: String,
+}
+
+fn default_userpass_mount() -> String {
+    "userpass".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VaultAppRoleAuth {
+    pub role_id: Credential,
+    pub secret_id: Credential,
+    /// Where the AppRole method is mounted.
+    #[serde(default = "default_approle_mount", alias = "path")]
+    pub mount: String,
+}
+
+fn default_approle_mount() -> String {
+    "approle".into()
+}
+
+/// `secret.aws-secret-manager`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AwsConfig {
+    pub region: String,
+    /// Another endpoint than AWS's (a VPC endpoint, a test server); empty
+    /// means AWS's own.
+    #[serde(alias = "endpoint-override", default, deserialize_with = "empty_is_none")]
+    pub endpoint: Option<String>,
+    /// Static credentials; without them the SDK's default chain is used
+    /// (environment, profile, web identity, ECS, instance metadata).
+    pub access_key_id: Option<Credential>,
+    #[serde(alias = "secret-access-key")]
+    pub secret_key_id: Option<Credential>,
+    pub session_token: Option<Credential>,
+    pub kms_key_id: Option<String>,
+    /// Put in front of every secret name.
+    #[serde(default = "default_name_prefix")]
+    pub name_prefix: String,
+    /// Days a deleted secret can be restored (7 to 30).
+    #[serde(default = "default_recovery_window")]
+    pub recovery_window_days: u8,
+    /// Delete at once, without a recovery window.
+    #[serde(default)]
+    pub force_delete: bool,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Tries per call, the first included.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub filter_on_tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub excluded_tags: BTreeMap<String, String>,
+}
+
+fn default_name_prefix() -> String {
+    "secretd/".into()
+}
+
+fn default_recovery_window() -> u8 {
+    30
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+
+impl AwsConfig {
+    pub fn scope(&self) -> TagScope {
+        tag_scope(&self.tags, &self.filter_on_tags, &self.excluded_tags)
+    }
+}
+
+/// `${VAR:-}` yields an empty string; for an optional setting that means
+/// "not set".
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(deserializer)?;
+    Ok(value.filter(|v| !v.is_empty()))
+}

@@ -36,7 +36,8 @@ pub fn is_built_in(backend: BackendType) -> bool {
         BackendType::Jdbc => true,
         BackendType::Vault => cfg!(feature = "vault"),
         BackendType::AwsSecretManager => cfg!(feature = "aws"),
-        BackendType::AzureKeyVault | BackendType::GoogleSecretManager | BackendType::Elasticsearch => false,
+        BackendType::Elasticsearch => cfg!(feature = "elasticsearch"),
+        BackendType::AzureKeyVault | BackendType::GoogleSecretManager => false,
     }
 }
 
@@ -68,6 +69,11 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn SecretStore>, Backen
         BackendType::AwsSecretManager => {
             let aws = secret.aws_secret_manager.as_ref().ok_or(BackendError::MissingBlock("aws-secret-manager"))?;
             (aws::build(aws).await?, aws.scope())
+        }
+        #[cfg(feature = "elasticsearch")]
+        BackendType::Elasticsearch => {
+            let es = secret.elasticsearch.as_ref().ok_or(BackendError::MissingBlock("elasticsearch"))?;
+            (elasticsearch::build(es).await?, es.scope())
         }
         other => return Err(BackendError::NotBuiltIn(other.as_str())),
     };
@@ -144,6 +150,38 @@ mod aws {
         options.timeout = config.timeout;
         options.max_attempts = config.max_attempts;
         let store = AwsStore::connect(options).await.map_err(|e| BackendError::start("aws-secret-manager", e))?;
+        Ok(Arc::new(store))
+    }
+}
+
+#[cfg(feature = "elasticsearch")]
+mod elasticsearch {
+    use std::sync::Arc;
+
+    use secretd_core::SecretStore;
+    use secretd_elasticsearch::{Auth, ElasticsearchOptions, ElasticsearchStore};
+
+    use super::BackendError;
+    use crate::config::ElasticsearchConfig;
+
+    pub async fn build(config: &ElasticsearchConfig) -> Result<Arc<dyn SecretStore>, BackendError> {
+        let secret = config.secret.as_ref().ok_or(BackendError::MissingBlock("elasticsearch.secret"))?;
+        let mut options = ElasticsearchOptions::new(config.hosts.clone(), secret.secret().clone())
+            .with_index(config.index.clone())
+            .with_timeout(config.timeout);
+        if let Some(basic) = &config.basic_auth {
+            options = options
+                .with_auth(Auth::Basic { username: basic.username.clone(), password: basic.password.secret().clone() });
+        } else if let Some(key) = &config.api_key {
+            options = options.with_auth(Auth::ApiKey(key.secret().clone()));
+        }
+        if let Some(ca) = &config.ca_certificate {
+            let pem = std::fs::read(ca).map_err(|e| {
+                BackendError::start("elasticsearch.ca-certificate", format!("cannot read {}: {e}", ca.display()))
+            })?;
+            options = options.with_ca_certificate_pem(pem);
+        }
+        let store = ElasticsearchStore::connect(options).await.map_err(|e| BackendError::start("elasticsearch", e))?;
         Ok(Arc::new(store))
     }
 }

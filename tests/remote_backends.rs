@@ -1,9 +1,10 @@
 //! End to end on the remote backends: the real daemon, started from the
 //! example configurations in `config/` as an operator would, on OpenBao
-//! (Vault's API) and on moto (Secrets Manager's API), called over gRPC.
+//! (Vault's API), moto (Secrets Manager's API) and osmem-server (the
+//! Elasticsearch/OpenSearch API), called over gRPC.
 //!
 //! The servers come from `scripts/test.sh` (`SECRETD_TEST_VAULT_*`,
-//! `SECRETD_TEST_AWS_ENDPOINT`). Without them a test fails under `CI=true`
+//! `SECRETD_TEST_AWS_ENDPOINT`, `SECRETD_TEST_ELASTICSEARCH_URL`). Without them a test fails under `CI=true`
 //! and otherwise says loudly that it skipped.
 
 mod common;
@@ -179,4 +180,38 @@ async fn aws_example_config_over_grpc() {
     assert_eq!(secret.metadata.version.as_str(), version);
     assert_eq!(secret.metadata.tags.get("application"), Some("production"));
     assert!(!daemon.log_text().contains("e2e-secret-access-key"), "the daemon logged its AWS secret key");
+}
+
+#[tokio::test]
+async fn elasticsearch_example_config_over_grpc() {
+    let Some(url) = env("SECRETD_TEST_ELASTICSEARCH_URL") else { return };
+    // The example's index name is fixed; each run on a shared server must not
+    // depend on what an earlier run left, which the fresh namespace ensures.
+    let (daemon, _dir) =
+        start_example("elasticsearch.yaml", &[("SECRETD_ES_HOST", &url), ("SECRETD_ES_SECRET", common::TEST_SECRET)]);
+    let mut c = daemon.client().await;
+    let ns = fresh_namespace("es");
+    let version = exercise(&mut c, &ns).await;
+
+    let options = secretd_elasticsearch::ElasticsearchOptions::new([url.clone()], common::TEST_SECRET.to_owned());
+    let direct = secretd_elasticsearch::ElasticsearchStore::connect(options).await.unwrap();
+    let secret = direct.get(&SecretName::parse("", &ns, "db/password").unwrap(), None).await.unwrap();
+    assert_eq!(secret.metadata.version.as_str(), version);
+    assert_eq!(secret.metadata.tags.get("application"), Some("production"));
+}
+
+#[tokio::test]
+async fn elasticsearch_without_a_long_secret_refuses_to_start() {
+    let temp = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/elasticsearch.yaml");
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--config", example.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .env("SECRETD_ES_SECRET", "too-short")
+        .current_dir(temp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("secret.elasticsearch.secret") && err.contains("at least 32"), "{err}");
+    assert!(!err.contains("too-short"), "the error echoed the secret");
 }

@@ -128,12 +128,12 @@ pub struct SecretConfig {
     pub memory: Option<MemoryConfig>,
     pub aws_secret_manager: Option<AwsConfig>,
     pub vault: Option<VaultConfig>,
+    pub elasticsearch: Option<ElasticsearchConfig>,
     // Blocks of the backends that later work builds in. They are kept as
     // raw YAML so a file naming them parses; the registry refuses the type
     // with a clear message until its crate exists.
     pub azure_key_vault: Option<serde_norway::Value>,
     pub google_secret_manager: Option<serde_norway::Value>,
-    pub elasticsearch: Option<serde_norway::Value>,
     #[serde(default)]
     pub cache: CacheConfig,
     #[serde(default)]
@@ -305,26 +305,7 @@ impl Config {
             bad(&format!("secret.{t}"), format!("is required when secret.type is {t}"));
         }
         if let Some(jdbc) = &s.jdbc {
-            match &jdbc.secret {
-                None => bad(
-                    "secret.jdbc.secret",
-                    format!(
-                        "is required: SQL secrets are encrypted at rest with it; it must be at least {MIN_SECRET_LEN} \
-                         characters (`secretd keygen` prints one)"
-                    ),
-                ),
-                Some(secret) => {
-                    let len = secret.secret().expose_secret().chars().count();
-                    if len < MIN_SECRET_LEN {
-                        bad(
-                            "secret.jdbc.secret",
-                            format!(
-                                "must be at least {MIN_SECRET_LEN} characters long, got {len} (`secretd keygen` prints one)"
-                            ),
-                        );
-                    }
-                }
-            }
+            check_encryption_secret("secret.jdbc.secret", "SQL", jdbc.secret.as_ref(), &mut bad);
             let url = jdbc.url.expose_secret();
             if !["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"].iter().any(|p| url.starts_with(p)) {
                 bad("secret.jdbc.url", "must start with sqlite:, postgres:, postgresql:, mysql: or mariadb:".into());
@@ -340,6 +321,26 @@ impl Config {
         if let Some(vault) = &s.vault {
             self.validate_vault(vault, &mut bad);
             check_scope("secret.vault", &vault.scope(), &mut bad);
+        }
+        if let Some(es) = &s.elasticsearch {
+            check_encryption_secret("secret.elasticsearch.secret", "Elasticsearch", es.secret.as_ref(), &mut bad);
+            if es.hosts.is_empty() {
+                bad("secret.elasticsearch.hosts", "needs at least one node URL".into());
+            }
+            for host in &es.hosts {
+                if !(host.starts_with("http://") || host.starts_with("https://")) {
+                    bad("secret.elasticsearch.hosts", format!("{host:?} must start with http:// or https://"));
+                }
+            }
+            if es.basic_auth.is_some() && es.api_key.is_some() {
+                bad("secret.elasticsearch", "takes basic-auth or api-key, not both".into());
+            }
+            if let Some(ca) = &es.ca_certificate {
+                if !ca.is_file() {
+                    bad("secret.elasticsearch.ca-certificate", format!("{} is not a readable file", ca.display()));
+                }
+            }
+            check_scope("secret.elasticsearch", &es.scope(), &mut bad);
         }
         if let Some(aws) = &s.aws_secret_manager {
             validate_aws(aws, &mut bad);
@@ -548,5 +549,35 @@ fn validate_aws(aws: &AwsConfig, bad: &mut impl FnMut(&str, String)) {
     }
     if !(1..=10).contains(&aws.max_attempts) {
         bad("secret.aws-secret-manager.max-attempts", format!("must be 1 to 10, got {}", aws.max_attempts));
+    }
+}
+
+/// SQL and Elasticsearch values are encrypted at rest under the backend's
+/// `secret`; without a long enough one the backend must not start.
+fn check_encryption_secret(
+    field: &str,
+    backend: &str,
+    secret: Option<&Credential>,
+    bad: &mut impl FnMut(&str, String),
+) {
+    match secret {
+        None => bad(
+            field,
+            format!(
+                "is required: {backend} secrets are encrypted at rest with it; it must be at least {MIN_SECRET_LEN} \
+                 characters (`secretd keygen` prints one)"
+            ),
+        ),
+        Some(secret) => {
+            let len = secret.expose_secret().chars().count();
+            if len < MIN_SECRET_LEN {
+                bad(
+                    field,
+                    format!(
+                        "must be at least {MIN_SECRET_LEN} characters long, got {len} (`secretd keygen` prints one)"
+                    ),
+                );
+            }
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! The blocks of the backends that live on another server: `secret.vault`
-//! and `secret.aws-secret-manager`. Key names follow the platform's own
+//! The blocks of the backends that live on another server: `secret.vault`,
+//! `secret.aws-secret-manager` and `secret.elasticsearch`. Key names follow the platform's own
 //! configuration (`access-key-id`, `secret-key-id`, `session-token`;
 //! `token`, `userpass`, `approle` for Vault), with the platform's older
 //! spellings accepted as aliases.
@@ -164,4 +164,51 @@ impl AwsConfig {
 fn empty_is_none<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     let value = Option::<String>::deserialize(deserializer)?;
     Ok(value.filter(|v| !v.is_empty()))
+}
+
+/// `secret.elasticsearch`: an Elasticsearch or OpenSearch index, values
+/// encrypted at rest under `secret`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ElasticsearchConfig {
+    /// Node URLs, `http://` or `https://`.
+    pub hosts: Vec<String>,
+    #[serde(default = "default_index")]
+    pub index: String,
+    /// The encryption secret, at least 32 characters; inline or `file:`.
+    pub secret: Option<Credential>,
+    pub basic_auth: Option<ElasticsearchBasicAuth>,
+    /// An encoded API key (`ApiKey` header).
+    pub api_key: Option<Credential>,
+    /// PEM CA bundle; when set, only it is trusted.
+    pub ca_certificate: Option<PathBuf>,
+    #[serde(default = "default_es_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub filter_on_tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub excluded_tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ElasticsearchBasicAuth {
+    pub username: String,
+    pub password: Credential,
+}
+
+fn default_index() -> String {
+    "secretd-secrets".into()
+}
+
+fn default_es_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl ElasticsearchConfig {
+    pub fn scope(&self) -> TagScope {
+        tag_scope(&self.tags, &self.filter_on_tags, &self.excluded_tags)
+    }
 }

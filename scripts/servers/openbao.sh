@@ -5,7 +5,8 @@
 # port above the one given, so both must be free.
 #
 # Prints SECRETD_TEST_VAULT_ADDR, SECRETD_TEST_VAULT_TOKEN and
-# SECRETD_TEST_VAULT_PID for scripts/test.sh.
+# SECRETD_TEST_VAULT_PID for scripts/test.sh, and SECRETD_TEST_BAO (the
+# binary) for the test that starts its own TLS server.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -21,3 +22,4 @@ say "OpenBao on 127.0.0.1:$port (pid $pid, log $log)"
 echo "SECRETD_TEST_VAULT_ADDR=http://127.0.0.1:$port"
 echo "SECRETD_TEST_VAULT_TOKEN=$token"
 echo "SECRETD_TEST_VAULT_PID=$pid"
+echo "SECRETD_TEST_BAO=$VENV/bin/bao"

@@ -77,7 +77,7 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn SecretStore>, Backen
         }
         other => return Err(BackendError::NotBuiltIn(other.as_str())),
     };
-    Ok(ScopedStore::wrap(store, scope))
+    Ok(ScopedStore::wrap(crate::metrics::InstrumentedStore::wrap(store), scope))
 }
 
 #[cfg(feature = "vault")]

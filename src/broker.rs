@@ -84,6 +84,11 @@ impl Broker {
         Self { store, cache, policy, limits }
     }
 
+    /// Entries in the cache, for the metrics.
+    pub fn cache_entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
     pub fn store(&self) -> &Arc<dyn SecretStore> {
         &self.store
     }
@@ -219,9 +224,10 @@ impl Broker {
                 trail.reason = Some(reason.into());
                 Ok(())
             }
-            Err(reason) => {
-                let status = Status::permission_denied(reason.clone());
-                trail.reason = Some(reason.into());
+            Err(denial) => {
+                crate::metrics::get().denials.get_or_create(&crate::metrics::RuleLabel { rule: denial.rule }).inc();
+                let status = Status::permission_denied(denial.reason.clone());
+                trail.reason = Some(denial.reason.into());
                 Err(status)
             }
         }

@@ -56,6 +56,16 @@ impl SecretCache {
                 .max_capacity(config.maximum_size)
                 .time_to_live(config.expire_after_write)
                 .support_invalidation_closures()
+                .eviction_listener(|_, _, cause| {
+                    // Size and age; invalidations after writes are not
+                    // evictions.
+                    if matches!(
+                        cause,
+                        moka::notification::RemovalCause::Size | moka::notification::RemovalCause::Expired
+                    ) {
+                        crate::metrics::get().cache_evictions.inc();
+                    }
+                })
                 .build()
         });
         Self { entries, writes_started: AtomicU64::new(0) }
@@ -82,6 +92,9 @@ impl SecretCache {
         };
         let key = CacheKey { requested: requested.clone(), version: version.cloned() };
         let loaded_here = AtomicBool::new(false);
+        // Only to tell a hit from a join on another caller's load, for the
+        // metrics; a race here mislabels one count, nothing else.
+        let was_cached = entries.contains_key(&key);
         let started = self.writes_started.load(Ordering::SeqCst);
         let secret = entries
             .try_get_with_by_ref(&key, async {
@@ -89,9 +102,16 @@ impl SecretCache {
                 load.await.map(Arc::new)
             })
             .await?;
+        let metrics = crate::metrics::get();
         if !loaded_here.load(Ordering::Relaxed) {
+            if was_cached {
+                metrics.cache_hits.inc();
+            } else {
+                metrics.single_flight_joins.inc();
+            }
             return Ok((secret, Origin::Cache));
         }
+        metrics.cache_misses.inc();
         if self.writes_started.load(Ordering::SeqCst) != started {
             entries.invalidate(&key).await;
         }

@@ -6,12 +6,14 @@
 //! built by [`backends`] from the [`config`]; every decision leaves an
 //! [`audit`] record. [`server`] is the gRPC face; `main.rs` the CLI.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod backends;
 pub mod broker;
 pub mod cache;
 pub mod config;
+pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod status;
@@ -183,6 +185,18 @@ fn pem(label: &str, der: &[u8]) -> String {
 
 /// Binds the configured listener: TCP (with TLS when `server.tls` is set)
 /// or a Unix socket with the configured mode and owner.
+/// Binds the admin listener, unless `server.admin.enabled` is false.
+pub async fn bind_admin(config: &Config) -> Result<Option<tokio::net::TcpListener>, StartError> {
+    if !config.server.admin.enabled {
+        return Ok(None);
+    }
+    let addr = config.server.admin.listen;
+    let tcp = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Listen(format!("server.admin.listen: cannot listen on {addr}: {e}")))?;
+    Ok(Some(tcp))
+}
+
 pub async fn bind(config: &Config) -> Result<Listener, StartError> {
     match &config.server.listen {
         ListenAddr::Tcp(addr) => {

@@ -51,6 +51,9 @@ enum Command {
         /// Listen here instead of server.listen (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Serve /livez, /readyz and /metrics here instead of server.admin.listen.
+        #[arg(long, env = "SECRETD_ADMIN_LISTEN")]
+        admin_listen: Option<SocketAddr>,
     },
     /// Print a secret's raw value on stdout.
     Get {
@@ -219,7 +222,9 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { config, data_dir, listen } => serve(config.as_deref(), &data_dir, listen).await,
+        Command::Serve { config, data_dir, listen, admin_listen } => {
+            serve(config.as_deref(), &data_dir, listen, admin_listen).await
+        }
         Command::Keygen => {
             println!("{}", secretd::keygen());
             Ok(())
@@ -491,7 +496,12 @@ async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config_path: Option<&Path>, data_dir: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn serve(
+    config_path: Option<&Path>,
+    data_dir: &Path,
+    listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     init_logging();
     let mut dev = None;
     let mut config = match config_path {
@@ -520,6 +530,9 @@ async fn serve(config_path: Option<&Path>, data_dir: &Path, listen: Option<Socke
     if let Some(listen) = listen {
         config.server.listen = ListenAddr::Tcp(listen);
     }
+    if let Some(admin) = admin_listen {
+        config.server.admin.listen = admin;
+    }
     if let ListenAddr::Tcp(addr) = &config.server.listen {
         if !addr.ip().is_loopback() && config.server.tls.is_none() {
             tracing::warn!(listen = %addr, "listening beyond loopback without TLS: tokens travel in clear text");
@@ -536,8 +549,21 @@ async fn serve(config_path: Option<&Path>, data_dir: &Path, listen: Option<Socke
         }
         secretd::server::Listener::Unix(_) => config.server.listen.to_string(),
     };
+    let admin = secretd::bind_admin(&config).await?;
+    if let Some(admin) = &admin {
+        let addr = admin.local_addr()?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(admin = %addr, "the admin listener (probes, metrics) is reachable beyond loopback");
+        }
+        tracing::info!(addr = %addr, "secretd admin listening");
+    }
     tracing::info!(addr = %shown, "secretd listening");
-    secretd::server::run(services, listener, config.server.health_check_interval, shutdown_signal()).await?;
+    let options = secretd::server::RunOptions {
+        liveness: config.server.liveness.clone(),
+        admin,
+        grace_period: config.server.termination_grace_period,
+    };
+    secretd::server::run(services, listener, options, shutdown_signal()).await?;
     tracing::info!("secretd stopped");
     Ok(())
 }

@@ -134,7 +134,19 @@ pub struct Policy {
 
 /// Why a call may proceed, or why not: for the caller (refusals only) and
 /// the audit record.
-pub type Decision = Result<&'static str, String>;
+pub type Decision = Result<&'static str, Denial>;
+
+/// A refusal: which kind of rule refused (a fixed word, the metrics label)
+/// and why, in words for the caller and the audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub rule: &'static str,
+    pub reason: String,
+}
+
+fn deny(rule: &'static str, reason: String) -> Decision {
+    Err(Denial { rule, reason })
+}
 
 impl Policy {
     /// Globs that do not parse were refused by config validation; any that
@@ -159,10 +171,16 @@ impl Policy {
     pub fn decide(&self, caller: &Caller, action: Action, target: Target<'_>) -> Decision {
         let p = &caller.principal;
         if self.denied_services.contains(&p.service) {
-            return Err(format!("service type {} is denied by secret.isolation.denied-services", p.service));
+            return deny(
+                "isolation",
+                format!("service type {} is denied by secret.isolation.denied-services", p.service),
+            );
         }
         if !p.can(action.permission()) {
-            return Err(format!("principal {} lacks the {} permission", p.name, action.permission().as_str()));
+            return deny(
+                "permission",
+                format!("principal {} lacks the {} permission", p.name, action.permission().as_str()),
+            );
         }
         let namespace = match target {
             Target::Secret(n) => Some(&n.namespace),
@@ -171,7 +189,7 @@ impl Policy {
         };
         if let Some(ns) = namespace {
             if !p.namespaces.is_empty() && !p.namespaces.iter().any(|g| WildMatch::new(g).matches(ns.as_str())) {
-                return Err(format!("namespace {ns} is outside principal {}'s namespaces", p.name));
+                return deny("namespaces", format!("namespace {ns} is outside principal {}'s namespaces", p.name));
             }
         }
         if matches!(target, Target::Tokens) {
@@ -180,7 +198,7 @@ impl Policy {
         let applicable: Vec<(usize, &Rule)> = self.rules.iter().enumerate().filter(|(_, r)| r.applies_to(p)).collect();
         for (i, rule) in &applicable {
             if let Some(glob) = rule.deny.iter().find(|g| g.matches(&target, true)) {
-                return Err(format!("denied by access.rules[{i}] deny {:?}", glob.source));
+                return deny("access_rule", format!("denied by access.rules[{i}] deny {:?}", glob.source));
             }
         }
         if applicable.iter().any(|(_, rule)| rule.allow.iter().any(|g| g.matches(&target, false))) {
@@ -188,7 +206,9 @@ impl Policy {
         }
         match self.default_access {
             DefaultAccess::Allow => Ok("access.default-access: allow"),
-            DefaultAccess::Deny => Err("no access rule allows it (access.default-access: deny)".into()),
+            DefaultAccess::Deny => {
+                deny("default_access", "no access rule allows it (access.default-access: deny)".into())
+            }
         }
     }
 }

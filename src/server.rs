@@ -24,6 +24,8 @@ use tonic::{
 };
 use tonic_health::ServingStatus;
 
+use crate::{admin::Readiness, config::LivenessConfig};
+
 use crate::{
     audit::{AuditLog, AuditRecord},
     auth::{
@@ -450,12 +452,24 @@ pub enum Listener {
     Unix(UnixListener),
 }
 
+/// How [`run`] checks health and shuts down.
+pub struct RunOptions {
+    pub liveness: LivenessConfig,
+    /// Bound admin listener (`/livez`, `/readyz`, `/metrics`), if enabled.
+    pub admin: Option<tokio::net::TcpListener>,
+    pub grace_period: Duration,
+}
+
 /// Serves the broker, token administration, health and reflection on
-/// `listener` until `shutdown` completes, then lets in-flight calls finish.
+/// `listener` (and the admin endpoints on theirs) until `shutdown`
+/// completes. Then, in this order: health turns NOT_SERVING and `/readyz`
+/// 503, so balancers and probes stop sending; the listener stops
+/// accepting; calls in flight get up to the grace period to finish; and
+/// whatever is left is cut off.
 pub async fn run(
     services: Services,
     listener: Listener,
-    health_interval: Duration,
+    options: RunOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -464,8 +478,38 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the embedded descriptor sets are valid");
-    let health_task = tokio::spawn(watch_health(services.broker.clone(), health_reporter, health_interval));
-    let mut builder = tonic::transport::Server::builder();
+    let readiness = Arc::new(Readiness::default());
+    let health_task = tokio::spawn(watch_health(
+        services.broker.clone(),
+        health_reporter.clone(),
+        readiness.clone(),
+        options.liveness.clone(),
+    ));
+    let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
+    let admin_task = options.admin.map(|admin| {
+        let mut stopped = admin_stopped.clone();
+        let stop = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        tokio::spawn(crate::admin::serve(admin, services.clone(), readiness.clone(), stop))
+    });
+
+    let (drain_started, drain_begun) = tokio::sync::oneshot::channel::<()>();
+    let signal = {
+        let readiness = readiness.clone();
+        async move {
+            shutdown.await;
+            tracing::info!(grace_period = ?options.grace_period, "shutting down: no new calls, draining those in flight");
+            readiness.set_draining();
+            health_task.abort();
+            let service = <SecretBrokerServer<Services> as tonic::server::NamedService>::NAME;
+            health_reporter.set_service_status(service, ServingStatus::NotServing).await;
+            health_reporter.set_service_status("", ServingStatus::NotServing).await;
+            let _ = drain_started.send(());
+        }
+    };
+
+    let mut builder = tonic::transport::Server::builder().layer(crate::metrics::GrpcMetricsLayer);
     if let Listener::Tcp(_, Some(tls)) = &listener {
         builder = builder.tls_config(tls.clone())?;
     }
@@ -474,37 +518,71 @@ pub async fn run(
         .add_service(reflection)
         .add_service(SecretBrokerServer::new(services.clone()))
         .add_service(TokenAdminServer::new(services));
-    let result = match listener {
-        // No Nagle: small gRPC frames must not wait for delayed ACKs (a
-        // 40 ms tail otherwise).
-        Listener::Tcp(tcp, _) => {
-            router.serve_with_incoming_shutdown(TcpIncoming::from(tcp).with_nodelay(Some(true)), shutdown).await
+    let serving = async move {
+        match listener {
+            // No Nagle: small gRPC frames must not wait for delayed ACKs (a
+            // 40 ms tail otherwise).
+            Listener::Tcp(tcp, _) => {
+                router.serve_with_incoming_shutdown(TcpIncoming::from(tcp).with_nodelay(Some(true)), signal).await
+            }
+            Listener::Unix(unix) => router.serve_with_incoming_shutdown(UnixListenerStream::new(unix), signal).await,
         }
-        Listener::Unix(unix) => router.serve_with_incoming_shutdown(UnixListenerStream::new(unix), shutdown).await,
     };
-    health_task.abort();
+    let grace = options.grace_period;
+    let deadline = async move {
+        if drain_begun.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        result = serving => result,
+        () = deadline => {
+            tracing::warn!("termination grace period over; closing with calls still in flight");
+            Ok(())
+        }
+    };
+    let _ = admin_stop.send(true);
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
     result
 }
 
-/// Keeps `grpc.health.v1` in step with the backend: SERVING only while the
-/// backend answers its health check.
-async fn watch_health(broker: Arc<Broker>, reporter: tonic_health::server::HealthReporter, interval: Duration) {
+/// Keeps `grpc.health.v1`, `/readyz` and the `backend_up` gauge in step
+/// with the backend: SERVING only while the backend answers its health
+/// check within `liveness.timeout`.
+async fn watch_health(
+    broker: Arc<Broker>,
+    reporter: tonic_health::server::HealthReporter,
+    readiness: Arc<Readiness>,
+    liveness: LivenessConfig,
+) {
     let service = <SecretBrokerServer<Services> as tonic::server::NamedService>::NAME;
     let mut last = None;
+    tokio::time::sleep(liveness.initial_delay).await;
     loop {
-        let status = match broker.store().health().await {
-            Ok(()) => ServingStatus::Serving,
-            Err(e) => {
+        let status = match tokio::time::timeout(liveness.timeout, broker.store().health()).await {
+            Ok(Ok(())) => ServingStatus::Serving,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "backend health check failed");
                 ServingStatus::NotServing
             }
+            Err(_) => {
+                tracing::warn!(timeout = ?liveness.timeout, "backend health check timed out");
+                ServingStatus::NotServing
+            }
         };
+        let up = status == ServingStatus::Serving;
+        crate::metrics::get().backend_up.set(i64::from(up));
+        readiness.set_backend(up);
         if last != Some(status) {
             tracing::info!(?status, "health changed");
             reporter.set_service_status(service, status).await;
             reporter.set_service_status("", status).await;
             last = Some(status);
         }
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(liveness.interval).await;
     }
 }

@@ -141,6 +141,8 @@ pub struct Authenticator {
     basic: Option<BasicAdmin>,
     limiter: FailureLimiter<PeerKey>,
     store: Option<Arc<TokenStore>>,
+    /// Whether the last refresh reached the state store, for `/readyz`.
+    store_reachable: std::sync::atomic::AtomicBool,
 }
 
 impl Authenticator {
@@ -191,6 +193,7 @@ impl Authenticator {
             basic,
             limiter: FailureLimiter::new(auth.failure_limit.burst, auth.failure_limit.per_minute),
             store,
+            store_reachable: std::sync::atomic::AtomicBool::new(true),
         };
         authenticator.install(Vec::new());
         authenticator
@@ -227,6 +230,17 @@ impl Authenticator {
 
     /// Re-reads the state store now. Called at start and by [`refresh_loop`](Self::refresh_loop).
     pub async fn refresh(&self) -> Result<(), state::StateError> {
+        let result = self.refresh_tokens().await;
+        self.store_reachable.store(result.is_ok(), Ordering::Relaxed);
+        result
+    }
+
+    /// Whether the state store answered the last refresh.
+    pub fn state_store_reachable(&self) -> bool {
+        self.store_reachable.load(Ordering::Relaxed)
+    }
+
+    async fn refresh_tokens(&self) -> Result<(), state::StateError> {
         let Some(store) = &self.store else { return Ok(()) };
         let index = self.tokens.read().unwrap_or_else(|p| p.into_inner()).clone();
         let used: Vec<(String, SystemTime)> = index
@@ -270,10 +284,12 @@ impl Authenticator {
     /// Authenticates one call.
     pub fn authenticate(&self, metadata: &MetadataMap, peer: &PeerInfo) -> Result<Arc<Principal>, AuthFailure> {
         if self.limiter.is_blocked(&peer.limit_key) {
+            crate::metrics::auth_failure("rate limited");
             return Err(AuthFailure::RateLimited);
         }
         let result = self.identify(metadata, peer);
         if let Err(AuthFailure::Unauthenticated(reason)) = &result {
+            crate::metrics::auth_failure(reason);
             self.limiter.record_failure(&peer.limit_key);
             tracing::debug!(peer = %peer.addr, reason, "authentication failed");
         }

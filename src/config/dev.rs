@@ -86,6 +86,7 @@ pub fn dev_config(paths: &DevPaths) -> std::io::Result<Config> {
         auth: Default::default(),
         access: Default::default(),
         audit: AuditConfig { sink: AuditSinkKind::File, path: Some(paths.audit_log.clone()) },
+        configurations: Default::default(),
     })
 }
 

@@ -45,6 +45,8 @@ pub struct Config {
     pub access: AccessConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub configurations: ConfigurationsConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,9 +61,77 @@ pub struct ServerConfig {
     pub socket: SocketConfig,
     pub tls: Option<TlsConfig>,
     pub basic_auth: Option<BasicAuthConfig>,
-    /// How often the backend's health is checked for `grpc.health.v1`.
+    /// The background health check behind `grpc.health.v1` and `/readyz`.
+    #[serde(default)]
+    pub liveness: LivenessConfig,
+    /// The HTTP listener for probes and metrics.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// On SIGTERM or SIGINT, how long in-flight calls may take to finish
+    /// before the daemon closes anyway.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub termination_grace_period: Duration,
+}
+
+/// `server.liveness`, in the platform's shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LivenessConfig {
     #[serde(default = "default_health_interval", with = "humantime_serde")]
-    pub health_check_interval: Duration,
+    pub interval: Duration,
+    /// A check slower than this counts as failed.
+    #[serde(default = "default_health_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Wait before the first check.
+    #[serde(default, with = "humantime_serde")]
+    pub initial_delay: Duration,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        Self { interval: default_health_interval(), timeout: default_health_timeout(), initial_delay: Duration::ZERO }
+    }
+}
+
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// `server.admin`: `/livez`, `/readyz` and `/metrics` over plain HTTP.
+/// Loopback by default: metrics say how busy secretd is and which callers
+/// fail, which is for the operator's scraper, not the network.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdminConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { enabled: true, listen: default_admin_listen() }
+    }
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7879))
+}
+
+/// `configurations`: what happens to the configuration files themselves.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigurationsConfig {
+    /// Delete the configuration file, and the credential files it names
+    /// with `file:`, once loaded, so tasks sharing the host cannot read them
+    /// later.
+    #[serde(default)]
+    pub delete_files_on_start: bool,
 }
 
 impl Default for ServerConfig {
@@ -71,7 +141,9 @@ impl Default for ServerConfig {
             socket: SocketConfig::default(),
             tls: None,
             basic_auth: None,
-            health_check_interval: default_health_interval(),
+            liveness: LivenessConfig::default(),
+            admin: AdminConfig::default(),
+            termination_grace_period: default_grace(),
         }
     }
 }

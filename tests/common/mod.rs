@@ -78,6 +78,8 @@ pub fn bin() -> &'static str {
 pub struct Daemon {
     child: Child,
     pub addr: String,
+    /// The admin listener's address (logged just before `addr`).
+    admin: Arc<Mutex<Option<String>>>,
     pub dir: PathBuf,
     pub logs: Arc<Mutex<Vec<String>>>,
     _temp: Option<tempfile::TempDir>,
@@ -128,6 +130,8 @@ impl Daemon {
             .current_dir(dir)
             .env("E2E_JDBC_SECRET", TEST_SECRET)
             .env("SECRETD_LOG", "debug")
+            // Tests run daemons side by side: each gets its own admin port.
+            .env("SECRETD_ADMIN_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -137,10 +141,15 @@ impl Daemon {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let sink = logs.clone();
+        let admin = Arc::new(Mutex::new(None));
+        let admin_sink = admin.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("secretd listening addr=").nth(1) {
                     let _ = tx.send(addr.trim().to_owned());
+                }
+                if let Some(addr) = line.split("secretd admin listening addr=").nth(1) {
+                    *admin_sink.lock().unwrap() = Some(addr.trim().to_owned());
                 }
                 sink.lock().unwrap().push(line);
             }
@@ -152,7 +161,7 @@ impl Daemon {
                 panic!("secretd did not start; its log:\n{}", logs.lock().unwrap().join("\n"));
             }
         };
-        Daemon { child, addr, dir: dir.to_owned(), logs, _temp: None }
+        Daemon { child, addr, admin, dir: dir.to_owned(), logs, _temp: None }
     }
 
     /// A client authenticated as the test admin.
@@ -170,6 +179,30 @@ impl Daemon {
 
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connect to secretd")
+    }
+
+    /// `http://host:port` of the admin listener.
+    pub fn admin_url(&self) -> String {
+        let addr = self.admin.lock().unwrap().clone().expect("the daemon logged its admin address");
+        format!("http://{addr}")
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping the pod would.
+    pub fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, up to `timeout`; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn log_text(&self) -> String {

@@ -1,0 +1,186 @@
+//! What an operator relies on, against the real daemon: `/livez`,
+//! `/readyz` and `grpc.health.v1` following the backend down and back up,
+//! metrics that move as calls are made, and SIGTERM ending the process
+//! cleanly.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{Auth, Daemon};
+use secretd::proto::{GetSecretRequest, PutSecretRequest};
+
+/// A plain HTTP/1.0 GET: status and body.
+fn http_get(base: &str, path: &str) -> (u16, String) {
+    let host = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).expect("connect to the admin listener");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample line (`name{labels} value`), 0 if absent.
+fn sample(metrics: &str, line_start: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn metrics_move_as_calls_are_made() {
+    let daemon = Daemon::sqlite("", "");
+    let admin = daemon.admin_url();
+    assert_eq!(http_get(&admin, "/livez").0, 200);
+    let before = http_get(&admin, "/metrics").1;
+
+    let mut c = daemon.client().await;
+    let put = PutSecretRequest {
+        namespace: "ops".into(),
+        key: "k".into(),
+        value: b"v".to_vec().into(),
+        ..Default::default()
+    };
+    c.put_secret(put).await.unwrap();
+    let get = GetSecretRequest { namespace: "ops".into(), key: "k".into(), ..Default::default() };
+    c.get_secret(get.clone()).await.unwrap();
+    c.get_secret(get.clone()).await.unwrap();
+    let missing = GetSecretRequest { namespace: "ops".into(), key: "absent".into(), ..Default::default() };
+    assert!(c.get_secret(missing).await.is_err());
+    let mut stranger = daemon.client_as(Auth::bearer(&format!("sdt_{}", "A".repeat(43)))).await;
+    assert!(stranger.get_secret(get).await.is_err());
+
+    let after = http_get(&admin, "/metrics").1;
+    let moved = |line: &str| sample(&after, line) - sample(&before, line);
+    assert_eq!(moved(r#"secretd_requests_total{method="GetSecret",code="OK"}"#), 2.0, "{after}");
+    assert_eq!(moved(r#"secretd_requests_total{method="GetSecret",code="NOT_FOUND"}"#), 1.0, "{after}");
+    assert_eq!(moved(r#"secretd_requests_total{method="GetSecret",code="UNAUTHENTICATED"}"#), 1.0, "{after}");
+    assert_eq!(moved(r#"secretd_requests_total{method="PutSecret",code="OK"}"#), 1.0);
+    assert_eq!(moved("secretd_cache_hits_total"), 1.0, "the second read is a hit");
+    assert!(moved("secretd_cache_misses_total") >= 1.0);
+    assert!(moved(r#"secretd_backend_calls_total{operation="put"}"#) >= 1.0);
+    assert!(moved(r#"secretd_backend_errors_total{operation="get",kind="not_found"}"#) >= 1.0, "{after}");
+    assert_eq!(moved(r#"secretd_auth_failures_total{reason="unknown or revoked token"}"#), 1.0, "{after}");
+    assert!(after.contains("secretd_request_duration_seconds_bucket"), "latency histograms");
+    assert!(after.contains("secretd_cache_entries"));
+    // Labels are fixed words: no secret names, no values.
+    assert!(!after.contains("ops") && !after.contains("absent"), "a secret name leaked into the metrics");
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_cleanly() {
+    let mut daemon = Daemon::sqlite("", "");
+    assert_eq!(http_get(&daemon.admin_url(), "/readyz").0, 200);
+    daemon.terminate();
+    let status = daemon.wait_exit(Duration::from_secs(10)).expect("secretd exits after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    let logs = daemon.log_text();
+    assert!(logs.contains("shutting down"), "{logs}");
+    assert!(logs.contains("secretd stopped"), "{logs}");
+}
+
+/// A dedicated OpenBao, so the test can stop and restart it without
+/// disturbing the other Vault tests.
+struct Bao {
+    child: Child,
+    port: u16,
+}
+
+impl Bao {
+    fn start(binary: &str, port: u16) -> Bao {
+        let child = Command::new(binary)
+            .args(["server", "-dev", "-dev-root-token-id=ops-root"])
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bao");
+        let bao = Bao { child, port };
+        wait_until("bao to listen", Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        bao
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = a.local_addr().unwrap().port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair");
+}
+
+#[tokio::test]
+async fn readiness_and_grpc_health_follow_the_backend() {
+    let Ok(binary) = std::env::var("SECRETD_TEST_BAO") else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "SECRETD_TEST_BAO is not set: run scripts/test.sh");
+        eprintln!("*** SKIPPED: SECRETD_TEST_BAO is not set; run scripts/test.sh ***");
+        return;
+    };
+    let port = free_port_pair();
+    let mut bao = Bao::start(&binary, port);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "server:\n  listen: 127.0.0.1:0\n  liveness: {{interval: 200ms, timeout: 1s}}\n\
+         secret:\n  type: vault\n  vault:\n    address: http://127.0.0.1:{port}\n    timeout: 1s\n    token: {{token: ops-root}}\n{}",
+        common::admin_account()
+    );
+    let path = dir.path().join("ops.yaml");
+    std::fs::write(&path, config).unwrap();
+    let daemon = Daemon::start(&["serve", "--config", path.to_str().unwrap()], dir.path());
+    let admin = daemon.admin_url();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(daemon.channel().await);
+    let serving = |status: i32| status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    let check = tonic_health::pb::HealthCheckRequest { service: String::new() };
+
+    wait_until("ready", Duration::from_secs(10), || http_get(&admin, "/readyz").0 == 200);
+    assert!(serving(health.check(check.clone()).await.unwrap().into_inner().status));
+
+    bao.stop();
+    wait_until("not ready", Duration::from_secs(15), || http_get(&admin, "/readyz").0 == 503);
+    let (_, why) = http_get(&admin, "/readyz");
+    assert!(why.contains("backend unavailable"), "{why}");
+    assert!(!serving(health.check(check.clone()).await.unwrap().into_inner().status));
+    assert_eq!(http_get(&admin, "/livez").0, 200, "a backend outage is no reason to restart secretd");
+    assert!(http_get(&admin, "/metrics").1.contains("secretd_backend_up 0"));
+
+    let _bao = Bao::start(&binary, bao.port);
+    wait_until("ready again", Duration::from_secs(15), || http_get(&admin, "/readyz").0 == 200);
+    assert!(serving(health.check(check).await.unwrap().into_inner().status));
+}

@@ -239,6 +239,15 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     config.secret.backend.as_str()
                 );
             }
+            // The file is read again as written, before `${VAR}` references
+            // are replaced: a credential typed into it is what to flag.
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            for field in config::plaintext_credentials(&text) {
+                eprintln!(
+                    "{}: warning: {field} holds a credential in plain text; use ${{ENV_VAR}} or file:/path/to/mounted/secret",
+                    file.display()
+                );
+            }
             println!("{}: ok", file.display());
             Ok(())
         }
@@ -508,6 +517,9 @@ async fn serve(
         Some(path) => {
             let config = config::load_file(path)?;
             tracing::info!(config = %path.display(), backend = config.secret.backend.as_str(), "configuration loaded");
+            if config.configurations.delete_files_on_start {
+                delete_config_files(path, &config)?;
+            }
             config
         }
         None => {
@@ -565,6 +577,29 @@ async fn serve(
     };
     secretd::server::run(services, listener, options, shutdown_signal()).await?;
     tracing::info!("secretd stopped");
+    Ok(())
+}
+
+/// `configurations.delete-files-on-start`: the file and the credential
+/// files it named are read; remove them, so nothing sharing the host can
+/// read them later. A file that cannot be removed stops the start: the
+/// operator asked for it gone.
+fn delete_config_files(config_path: &Path, config: &config::Config) -> anyhow::Result<()> {
+    // The configuration file last: if a credential file cannot go, the
+    // operator still has the file to see why.
+    let mut files = config.credential_files();
+    files.push(config_path);
+    for file in files {
+        match std::fs::remove_file(file) {
+            Ok(()) => tracing::info!(file = %file.display(), "deleted (configurations.delete-files-on-start)"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!(
+                "{}: configurations.delete-files-on-start: cannot delete {}: {e}",
+                config_path.display(),
+                file.display()
+            ),
+        }
+    }
     Ok(())
 }
 

@@ -74,6 +74,68 @@ pub fn load_str(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -
     }
 }
 
+/// Fields that hold credentials, by their last key. A value there should
+/// come from the environment or a mounted file, not sit in the file.
+const CREDENTIAL_KEYS: &[&str] = &[
+    "secret",
+    "password",
+    "token",
+    "role-id",
+    "secret-id",
+    "secret-key-id",
+    "secret-access-key",
+    "session-token",
+    "access-key-id",
+    "api-key",
+    "client-secret",
+    "keystore-password",
+    "service-account",
+];
+
+/// Credentials written into the file in plain text, as dotted field paths:
+/// a credential field whose raw value is neither a `${VAR}` reference nor a
+/// `file:` reference, and URLs with an inline password. For `config check`,
+/// which warns about each.
+pub fn plaintext_credentials(text: &str) -> Vec<String> {
+    let Ok(value) = serde_norway::from_str::<Value>(text) else { return Vec::new() };
+    let mut found = Vec::new();
+    walk_plaintext(&value, &mut Vec::new(), &mut found);
+    found
+}
+
+fn walk_plaintext(value: &Value, path: &mut Vec<String>, found: &mut Vec<String>) {
+    match value {
+        Value::String(s) => {
+            let key = path.last().map(String::as_str).unwrap_or_default();
+            let by_reference = s.is_empty() || s.starts_with("file:") || (s.starts_with("${") && s.ends_with('}'));
+            let inline_password = key == "url"
+                && s.split_once("://")
+                    .and_then(|(_, rest)| rest.split_once('@'))
+                    .and_then(|(userinfo, _)| userinfo.split_once(':'))
+                    .is_some_and(|(_, password)| !password.is_empty() && !password.starts_with("${"));
+            if (CREDENTIAL_KEYS.contains(&key) && !by_reference) || inline_password {
+                found.push(path.join("."));
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map {
+                path.push(k.as_str().map(str::to_owned).unwrap_or_default());
+                walk_plaintext(v, path, found);
+                path.pop();
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, v) in items.iter().enumerate() {
+                path.push(format!("[{i}]"));
+                walk_plaintext(v, path, found);
+                path.pop();
+            }
+        }
+        Value::Tagged(tagged) => walk_plaintext(&tagged.value, path, found),
+        _ => {}
+    }
+}
+
 /// Replaces `${VAR}` and `${VAR:-default}` in every string value; `$${`
 /// stands for a literal `${`.
 fn substitute(
@@ -172,6 +234,14 @@ mod tests {
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         load_str(text, Path::new("test.yaml"), &env)
+    }
+
+    #[test]
+    fn finds_plaintext_credentials() {
+        let text = "secret:\n  jdbc:\n    url: postgres://app:hunter2@db/secretd\n    secret: inline-and-long-enough-0123456789abcdef\n\
+                    \n  vault:\n    token: {token: ${VAULT_TOKEN}}\n    userpass: {username: u, password: file:/run/p}\n\
+                    state:\n  url: postgres://app:${PW}@db/state\n";
+        assert_eq!(plaintext_credentials(text), vec!["secret.jdbc.url", "secret.jdbc.secret"]);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use serde::Deserialize;
 pub use credential::Credential;
 pub(crate) use dev::{create_private_dir, write_private_file};
 pub use dev::{dev_config, DevPaths};
-pub use load::{load_file, load_str, ConfigError};
+pub use load::{load_file, load_str, plaintext_credentials, ConfigError};
 pub use remote::*;
 pub use security::*;
 
@@ -337,6 +337,36 @@ pub struct Invalid {
 }
 
 impl Config {
+    /// The files that `file:` credentials were read from, for
+    /// `configurations.delete-files-on-start`.
+    pub fn credential_files(&self) -> Vec<&std::path::Path> {
+        let s = &self.secret;
+        let mut credentials: Vec<&Credential> = Vec::new();
+        if let Some(jdbc) = &s.jdbc {
+            credentials.extend(jdbc.secret.as_ref());
+        }
+        if let Some(vault) = &s.vault {
+            credentials.extend(vault.token.as_ref().map(|t| &t.token));
+            credentials.extend(vault.userpass.as_ref().map(|u| &u.password));
+            if let Some(approle) = &vault.approle {
+                credentials.extend([&approle.role_id, &approle.secret_id]);
+            }
+        }
+        if let Some(aws) = &s.aws_secret_manager {
+            credentials.extend([&aws.access_key_id, &aws.secret_key_id, &aws.session_token].into_iter().flatten());
+        }
+        if let Some(es) = &s.elasticsearch {
+            credentials.extend(es.secret.as_ref());
+            credentials.extend(es.api_key.as_ref());
+            credentials.extend(es.basic_auth.as_ref().map(|b| &b.password));
+        }
+        let mut files: Vec<&std::path::Path> =
+            credentials.into_iter().filter_map(|c| c.file()).map(|p| p.as_path()).collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+
     /// Checks ranges and combinations. Returns every problem, not just the
     /// first, so an operator fixes the file in one go.
     pub fn validate(&self) -> Vec<Invalid> {

@@ -92,16 +92,16 @@ mod vault {
 
     pub async fn build(config: &VaultConfig) -> Result<Arc<dyn SecretStore>, BackendError> {
         let auth = match (&config.token, &config.userpass, &config.approle) {
-            (Some(token), None, None) => VaultAuth::Token(token.token.secret().clone()),
+            (Some(token), None, None) => VaultAuth::Token(token.token.source()),
             (None, Some(up), None) => VaultAuth::Userpass {
                 mount: up.mount.clone(),
                 username: up.username.clone(),
-                password: up.password.secret().clone(),
+                password: up.password.source(),
             },
             (None, None, Some(ar)) => VaultAuth::AppRole {
                 mount: ar.mount.clone(),
                 role_id: secrecy::ExposeSecret::expose_secret(ar.role_id.secret()).to_owned(),
-                secret_id: ar.secret_id.secret().clone(),
+                secret_id: ar.secret_id.source(),
             },
             _ => return Err(BackendError::start("vault", "needs exactly one of token, userpass or approle")),
         };
@@ -133,9 +133,9 @@ mod aws {
         options.endpoint = config.endpoint.clone();
         options.credentials = match (&config.access_key_id, &config.secret_key_id) {
             (Some(id), Some(key)) => Some(StaticCredentials {
-                access_key_id: secrecy::ExposeSecret::expose_secret(id.secret()).to_owned(),
-                secret_access_key: key.secret().clone(),
-                session_token: config.session_token.as_ref().map(|t| t.secret().clone()),
+                access_key_id: id.source(),
+                secret_access_key: key.source(),
+                session_token: config.session_token.as_ref().map(|t| t.source()),
             }),
             _ => None,
         };

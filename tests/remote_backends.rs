@@ -107,7 +107,7 @@ async fn vault_example_config_over_grpc() {
     // What Vault holds: the path and metadata the docs promise.
     let mut options = secretd_vault::VaultOptions::new(
         addr.clone(),
-        secretd_vault::VaultAuth::Token(secrecy::SecretString::from(root.clone())),
+        secretd_vault::VaultAuth::Token(secrecy::SecretString::from(root.clone()).into()),
     );
     options.path_prefix = secretd_vault::PathPrefix::new("secretd").unwrap();
     let direct = secretd_vault::VaultStore::connect(options).await.unwrap();
@@ -130,6 +130,80 @@ async fn vault_losing_its_token_is_unavailable_not_permission_denied() {
     let err = get(&mut c, &ns, "other").await.expect_err("the backend refuses secretd now");
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(err.message().contains("vault"), "the message should point at the backend: {}", err.message());
+}
+
+/// One Vault API call with curl: the JSON answer, if any.
+fn vault_api(addr: &str, token: &str, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-X", method, "-H", &format!("X-Vault-Token: {token}"), "-d", &body.to_string()])
+        .arg(format!("{addr}/v1/{path}"))
+        .output()
+        .expect("curl");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// The password file behind `file:` changes (as when Kubernetes rotates a
+/// mounted secret) together with the password in Vault, and the user's
+/// tokens are revoked: the next call logs in again with the new password,
+/// without a restart.
+#[tokio::test]
+async fn vault_password_rotated_in_its_file_is_used_at_the_next_login() {
+    let (Some(addr), Some(root)) = (env("SECRETD_TEST_VAULT_ADDR"), env("SECRETD_TEST_VAULT_TOKEN")) else { return };
+    vault_api(&addr, &root, "POST", "sys/auth/userpass", serde_json::json!({"type": "userpass"}));
+    vault_api(
+        &addr,
+        &root,
+        "PUT",
+        "sys/policies/acl/secretd-rotation",
+        serde_json::json!({"policy": r#"path "secret/data/secretd/*" { capabilities = ["create", "read", "update", "delete", "list"] }
+            path "secret/metadata/secretd/*" { capabilities = ["create", "read", "update", "delete", "list"] }"#}),
+    );
+    let user = format!("rotation-{:08x}", rand::random::<u32>());
+    let user_path = format!("auth/userpass/users/{user}");
+    vault_api(
+        &addr,
+        &root,
+        "POST",
+        &user_path,
+        serde_json::json!({"password": "first-password", "token_policies": ["secretd-rotation"]}),
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("vault-password");
+    std::fs::write(&password_file, "first-password\n").unwrap();
+    let config = format!(
+        "server:\n  listen: 127.0.0.1:0\nsecret:\n  type: vault\n  cache: {{enabled: false}}\n  vault:\n    address: {addr}\n    \
+         userpass: {{username: {user}, password: \"file:{}\"}}\n{}",
+        password_file.display(),
+        admin_account()
+    );
+    let config_path = dir.path().join("rotation.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let daemon = Daemon::start(&["serve", "--config", config_path.to_str().unwrap()], dir.path());
+    let mut c = daemon.client().await;
+    let ns = fresh_namespace("vault-rotation");
+    put(&mut c, &ns, "k", b"before").await.expect("put with the first password");
+
+    vault_api(
+        &addr,
+        &root,
+        "POST",
+        &format!("{user_path}/password"),
+        serde_json::json!({"password": "second-password"}),
+    );
+    std::fs::write(&password_file, "second-password\n").unwrap();
+    vault_api(
+        &addr,
+        &root,
+        "POST",
+        &format!("sys/leases/revoke-prefix/auth/userpass/login/{user}"),
+        serde_json::json!({}),
+    );
+
+    assert_eq!(&get(&mut c, &ns, "k").await.expect("get after the rotation").value[..], b"before");
+    let logs = daemon.log_text();
+    assert!(logs.contains("credential file changed"), "{logs}");
+    assert!(!logs.contains("second-password") && !logs.contains("first-password"), "a password reached the log");
 }
 
 async fn create_child_token(addr: &str, root: &str) -> String {
@@ -171,8 +245,8 @@ async fn aws_example_config_over_grpc() {
     let mut options = secretd_aws::AwsOptions::new("us-east-1");
     options.endpoint = Some(endpoint);
     options.credentials = Some(secretd_aws::StaticCredentials {
-        access_key_id: "AKIDSECRETDE2E".into(),
-        secret_access_key: secrecy::SecretString::from("x"),
+        access_key_id: secrecy::SecretString::from("AKIDSECRETDE2E").into(),
+        secret_access_key: secrecy::SecretString::from("x").into(),
         session_token: None,
     });
     let direct = secretd_aws::AwsStore::connect(options).await.unwrap();

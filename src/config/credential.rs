@@ -7,10 +7,22 @@
 //! loaded; an unreadable file is an error that names the field (through
 //! serde's path) and the file. The text is held in a `SecretString`, so it
 //! never prints.
+//!
+//! Rotation: backends take a [`CredentialSource`] from
+//! [`Credential::source`], and a `file:` one re-reads its file whenever the
+//! file's modification time or size changed since the last read (Kubernetes
+//! swaps a mounted secret's files atomically, so a read never sees half a
+//! value). A read that fails mid-rotation keeps the last good value.
 
-use std::{fmt, path::PathBuf};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
 
 use secrecy::{ExposeSecret, SecretString};
+use secretd_core::{CredentialSource, RotatingSecret, StoreError};
 use serde::{Deserialize, Deserializer};
 
 /// A secret configuration value, and where it came from.
@@ -21,6 +33,18 @@ pub struct Credential {
 }
 
 impl Credential {
+    /// What a backend should log in with: the fixed value, or for `file:`
+    /// the file's current content.
+    pub fn source(&self) -> CredentialSource {
+        match &self.source {
+            None => CredentialSource::fixed(self.value.clone()),
+            Some(path) => CredentialSource::rotating(Arc::new(FileCredential {
+                path: path.clone(),
+                last: Mutex::new((stamp(path), self.value.clone())),
+            })),
+        }
+    }
+
     pub fn inline(value: impl Into<String>) -> Self {
         Self { value: SecretString::from(value.into()), source: None }
     }
@@ -44,18 +68,52 @@ impl Credential {
             return Err("`file:` needs a path, like file:/run/secrets/vault-password".into());
         }
         let path = PathBuf::from(path);
-        let mut text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read the credential file {}: {e}", path.display()))?;
-        if text.ends_with('\n') {
+        let value = read_credential_file(&path)?;
+        Ok(Self { value, source: Some(path) })
+    }
+}
+
+fn read_credential_file(path: &Path) -> Result<SecretString, String> {
+    let mut text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the credential file {}: {e}", path.display()))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
             text.pop();
-            if text.ends_with('\r') {
-                text.pop();
+        }
+    }
+    if text.is_empty() {
+        return Err(format!("the credential file {} is empty", path.display()));
+    }
+    Ok(SecretString::from(text))
+}
+
+/// When the file last changed, as far as a cheap `stat` tells.
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// A `file:` credential, re-read when the file changes.
+struct FileCredential {
+    path: PathBuf,
+    last: Mutex<(Option<(SystemTime, u64)>, SecretString)>,
+}
+
+impl RotatingSecret for FileCredential {
+    fn current(&self) -> Result<SecretString, StoreError> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let now = stamp(&self.path);
+        if now.is_some() && now != last.0 {
+            match read_credential_file(&self.path) {
+                Ok(value) => {
+                    tracing::info!(file = %self.path.display(), "credential file changed; using its new content");
+                    *last = (now, value);
+                }
+                Err(e) => tracing::warn!("{e}; keeping the credential read before"),
             }
         }
-        if text.is_empty() {
-            return Err(format!("the credential file {} is empty", path.display()));
-        }
-        Ok(Self { value: SecretString::from(text), source: Some(path) })
+        Ok(last.1.clone())
     }
 }
 
@@ -103,5 +161,22 @@ mod tests {
         assert!(Credential::resolve("file:").is_err());
         std::fs::write(&path, "\n").unwrap();
         assert!(Credential::resolve(&format!("file:{}", path.display())).unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn file_sources_follow_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, "first\n").unwrap();
+        let source = Credential::resolve(&format!("file:{}", path.display())).unwrap().source();
+        assert_eq!(source.current().unwrap().expose_secret(), "first");
+        // A different size is a change even within the clock's resolution.
+        std::fs::write(&path, "second-value\n").unwrap();
+        assert_eq!(source.current().unwrap().expose_secret(), "second-value");
+        // Mid-rotation the file may vanish for an instant: keep the last.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(source.current().unwrap().expose_secret(), "second-value");
+        let fixed = Credential::inline("inline").source();
+        assert_eq!(fixed.current().unwrap().expose_secret(), "inline");
     }
 }

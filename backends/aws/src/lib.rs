@@ -31,6 +31,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region};
+use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_secretsmanager::{
     config::Credentials,
     operation::describe_secret::DescribeSecretOutput,
@@ -40,26 +41,52 @@ use aws_sdk_secretsmanager::{
 };
 use aws_smithy_http_client::tls;
 use rand::Rng;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use secretd_core::{
-    Capabilities, ErrorKind, Namespace, Page, PageRequest, Secret, SecretMetadata, SecretName, SecretStore,
-    SecretValue, StoreError, Tags, Tenant, Version,
+    Capabilities, CredentialSource, ErrorKind, Namespace, Page, PageRequest, Secret, SecretMetadata, SecretName,
+    SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
 };
 
 pub use names::NamePrefix;
 
 /// Static credentials, as the platform's `access-key-id`, `secret-key-id`
-/// and `session-token`.
-#[derive(Clone)]
+/// and `session-token`. Each is read from its source when the SDK asks for
+/// credentials, which it does again a minute later at the latest, so keys
+/// rotated in a mounted file are picked up without a restart.
+#[derive(Clone, Debug)]
 pub struct StaticCredentials {
-    pub access_key_id: String,
-    pub secret_access_key: SecretString,
-    pub session_token: Option<SecretString>,
+    pub access_key_id: CredentialSource,
+    pub secret_access_key: CredentialSource,
+    pub session_token: Option<CredentialSource>,
 }
 
-impl std::fmt::Debug for StaticCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticCredentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+/// How long the SDK may keep credentials before asking again.
+const CREDENTIALS_REREAD: Duration = Duration::from_secs(60);
+
+impl ProvideCredentials for StaticCredentials {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(self.load())
+    }
+}
+
+impl StaticCredentials {
+    fn load(&self) -> aws_credential_types::provider::Result {
+        let read = |source: &CredentialSource| {
+            source
+                .current()
+                .map(|s| s.expose_secret().to_owned())
+                .map_err(aws_credential_types::provider::error::CredentialsError::provider_error)
+        };
+        Ok(Credentials::new(
+            read(&self.access_key_id)?,
+            read(&self.secret_access_key)?,
+            self.session_token.as_ref().map(read).transpose()?,
+            Some(SystemTime::now() + CREDENTIALS_REREAD),
+            "secretd-config",
+        ))
     }
 }
 
@@ -150,13 +177,7 @@ impl AwsStore {
             loader = loader.endpoint_url(endpoint);
         }
         if let Some(creds) = &options.credentials {
-            loader = loader.credentials_provider(Credentials::new(
-                creds.access_key_id.clone(),
-                creds.secret_access_key.expose_secret().to_owned(),
-                creds.session_token.as_ref().map(|t| t.expose_secret().to_owned()),
-                None,
-                "secretd-config",
-            ));
+            loader = loader.credentials_provider(creds.clone());
         }
         let config = loader.load().await;
         Ok(Self {

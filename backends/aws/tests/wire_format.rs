@@ -14,7 +14,13 @@ async fn raw_client(endpoint: &str) -> Client {
         .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
         .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(creds.access_key_id, "x", None, None, "test"))
+        .credentials_provider(Credentials::new(
+            secrecy::ExposeSecret::expose_secret(&creds.access_key_id.current().unwrap()).to_owned(),
+            "x",
+            None,
+            None,
+            "test",
+        ))
         .http_client(
             aws_smithy_http_client::Builder::new()
                 .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(

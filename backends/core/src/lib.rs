@@ -9,6 +9,7 @@
 //! and, behind the `conformance` feature, the suite every backend must pass
 //! unchanged.
 
+mod credential;
 mod envelope;
 mod error;
 mod name;
@@ -23,6 +24,7 @@ pub mod conformance;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
+pub use credential::{CredentialSource, RotatingSecret};
 pub use envelope::{Envelope, EnvelopeError, MIN_SECRET_LEN};
 pub use error::{ErrorKind, StoreError};
 pub use name::{Key, Namespace, SecretName, Tenant, DEFAULT_TENANT};

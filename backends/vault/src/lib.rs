@@ -60,8 +60,9 @@ pub struct VaultOptions {
     /// The KV v2 mount, `secret` by default.
     pub mount: String,
     pub path_prefix: PathPrefix,
-    /// Versions Vault keeps per secret, set on every write; `None` leaves
-    /// the engine's setting (10 by default), and older versions are pruned.
+    /// Versions Vault keeps per secret, set before every write (one more
+    /// call per put); `None` leaves the engine's setting (10 by default),
+    /// and older versions are pruned.
     pub max_versions: Option<u64>,
     pub retry: RetryPolicy,
 }
@@ -242,6 +243,18 @@ impl SecretStore for VaultStore {
         tags.validate()?;
         let path = self.prefix.secret_path(name);
         let (mount, path) = (self.mount.as_str(), path.as_str());
+        if let Some(max) = self.max_versions {
+            // Before the data: a burst of writes to a new secret would
+            // otherwise run under the engine's default and lose versions
+            // before the tag write below sets the limit.
+            self.session
+                .call(&format!("setting max-versions of {name}"), |login| async move {
+                    let mut request = SetSecretMetadataRequest::builder();
+                    request.max_versions(max);
+                    kv2::set_metadata(&login.client, mount, path, Some(&mut request)).await
+                })
+                .await?;
+        }
         let data = encode_value(value);
         let data = &data;
         let written = self
@@ -249,16 +262,13 @@ impl SecretStore for VaultStore {
             .call(&format!("writing {name}"), |login| async move { kv2::set(&login.client, mount, path, data).await })
             .await?;
         let custom: HashMap<String, String> = tags.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-        let (custom, max_versions) = (&custom, self.max_versions);
+        let custom = &custom;
         self.session
             .call(&format!("tagging {name}"), |login| async move {
                 let mut request = SetSecretMetadataRequest::builder();
                 // The whole map is sent, an empty one too: it replaces the
                 // previous tags rather than merging with them.
                 request.custom_metadata(custom.clone());
-                if let Some(max) = max_versions {
-                    request.max_versions(max);
-                }
                 kv2::set_metadata(&login.client, mount, path, Some(&mut request)).await
             })
             .await

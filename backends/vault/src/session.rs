@@ -19,7 +19,7 @@ use std::{
 };
 
 use secrecy::{ExposeSecret, SecretString};
-use secretd_core::{retry, ErrorKind, RetryPolicy, StoreError};
+use secretd_core::{retry, CredentialSource, ErrorKind, RetryPolicy, StoreError};
 use vaultrs::{
     client::{Client, VaultClient, VaultClientSettingsBuilder},
     error::ClientError,
@@ -27,15 +27,17 @@ use vaultrs::{
 
 use crate::error::map;
 
-/// How secretd proves itself to Vault.
+/// How secretd proves itself to Vault. Secrets are read from their source
+/// at every login, so a rotated password, secret id or token file is
+/// picked up by the next login without a restart.
 #[derive(Clone)]
 pub enum VaultAuth {
     /// A token given by the operator.
-    Token(SecretString),
+    Token(CredentialSource),
     /// `auth/<mount>/login/<username>`.
-    Userpass { mount: String, username: String, password: SecretString },
+    Userpass { mount: String, username: String, password: CredentialSource },
     /// `auth/<mount>/login` with a role id and a secret id.
-    AppRole { mount: String, role_id: String, secret_id: SecretString },
+    AppRole { mount: String, role_id: String, secret_id: CredentialSource },
 }
 
 impl VaultAuth {
@@ -45,11 +47,6 @@ impl VaultAuth {
             VaultAuth::Userpass { .. } => "userpass",
             VaultAuth::AppRole { .. } => "approle",
         }
-    }
-
-    /// Whether a dead token can be replaced without the operator.
-    fn can_log_in_again(&self) -> bool {
-        !matches!(self, VaultAuth::Token(_))
     }
 }
 
@@ -81,6 +78,9 @@ pub struct Connection {
 /// One token and the client that sends it.
 pub struct Login {
     pub client: VaultClient,
+    /// The operator's token this login used (token auth only), to tell a
+    /// rotated token from the same one due for renewal.
+    given_token: Option<SecretString>,
     /// When to renew or log in again; `None` for a token that never expires.
     refresh_at: Option<Instant>,
     generation: u64,
@@ -127,7 +127,15 @@ impl Session {
             return Ok(current);
         }
         let fresh = match &self.auth {
-            VaultAuth::Token(_) => renew(&current, &self.connection, &self.auth, generation + 1).await?,
+            VaultAuth::Token(source) => {
+                let token = source.current()?;
+                let same = current.given_token.as_ref().is_some_and(|t| t.expose_secret() == token.expose_secret());
+                if same {
+                    renew(&current, &self.connection, token, generation + 1).await?
+                } else {
+                    retry_login(&self.connection, &self.auth, self.retry, generation + 1).await?
+                }
+            }
             _ => retry_login(&self.connection, &self.auth, self.retry, generation + 1).await?,
         };
         let fresh = Arc::new(fresh);
@@ -147,7 +155,9 @@ impl Session {
         retry(self.retry, || async {
             let login = self.login().await?;
             match op(login.clone()).await {
-                Err(e) if is_forbidden(&e) && self.auth.can_log_in_again() => {
+                // A token given by the operator cannot be renewed past its
+                // death, but its file may hold a new one by now.
+                Err(e) if is_forbidden(&e) => {
                     tracing::debug!(method = self.auth.method(), "vault refused the token; logging in again");
                     let fresh = self.replace(login.generation).await?;
                     op(fresh).await.map_err(|e| denied_or(map(e, what)))
@@ -214,14 +224,21 @@ async fn retry_login(
 async fn log_in(connection: &Connection, auth: &VaultAuth, generation: u64) -> Result<Login, StoreError> {
     let what = format!("logging in with {}", auth.method());
     let (token, lease) = match auth {
-        VaultAuth::Token(token) => {
+        VaultAuth::Token(source) => {
+            let token = source.current()?;
             let client = client(connection, token.expose_secret())?;
             let info = vaultrs::token::lookup_self(&client).await.map_err(|e| map(e, &what))?;
             let lease = if info.renewable.unwrap_or(false) { info.ttl } else { 0 };
-            return Ok(Login { client, refresh_at: refresh_at(Duration::from_secs(lease)), generation });
+            return Ok(Login {
+                client,
+                given_token: Some(token),
+                refresh_at: refresh_at(Duration::from_secs(lease)),
+                generation,
+            });
         }
         VaultAuth::Userpass { mount, username, password } => {
             let anonymous = client(connection, "")?;
+            let password = password.current()?;
             let info = vaultrs::auth::userpass::login(&anonymous, mount, username, password.expose_secret())
                 .await
                 .map_err(|e| map(e, &what))?;
@@ -229,6 +246,7 @@ async fn log_in(connection: &Connection, auth: &VaultAuth, generation: u64) -> R
         }
         VaultAuth::AppRole { mount, role_id, secret_id } => {
             let anonymous = client(connection, "")?;
+            let secret_id = secret_id.current()?;
             let info = vaultrs::auth::approle::login(&anonymous, mount, role_id, secret_id.expose_secret())
                 .await
                 .map_err(|e| map(e, &what))?;
@@ -237,26 +255,24 @@ async fn log_in(connection: &Connection, auth: &VaultAuth, generation: u64) -> R
     };
     let token = SecretString::from(token);
     let client = client(connection, token.expose_secret())?;
-    Ok(Login { client, refresh_at: refresh_at(Duration::from_secs(lease)), generation })
+    Ok(Login { client, given_token: None, refresh_at: refresh_at(Duration::from_secs(lease)), generation })
 }
 
 /// Renews an operator-given token; past its max TTL nothing can be done but
-/// keep using it until Vault refuses it.
+/// keep using it until Vault refuses it (or its file holds a new one).
 async fn renew(
     current: &Login,
     connection: &Connection,
-    auth: &VaultAuth,
+    token: SecretString,
     generation: u64,
 ) -> Result<Login, StoreError> {
-    let VaultAuth::Token(token) = auth else {
-        return Err(StoreError::internal("renew is only for token auth"));
-    };
     let client = client(connection, token.expose_secret())?;
-    match current.client.renew(None).await {
-        Ok(info) => Ok(Login { client, refresh_at: refresh_at(Duration::from_secs(info.lease_duration)), generation }),
+    let refresh = match current.client.renew(None).await {
+        Ok(info) => refresh_at(Duration::from_secs(info.lease_duration)),
         Err(e) => {
             tracing::warn!("cannot renew the vault token: {}", map(e, "renewing the token"));
-            Ok(Login { client, refresh_at: None, generation })
+            None
         }
-    }
+    };
+    Ok(Login { client, given_token: Some(token), refresh_at: refresh, generation })
 }

@@ -37,8 +37,8 @@ pub fn endpoint() -> Option<String> {
 /// moto takes any credentials, but they must be there: requests are signed.
 pub fn credentials() -> StaticCredentials {
     StaticCredentials {
-        access_key_id: "AKIDTESTSECRETD".into(),
-        secret_access_key: SecretString::from("test-secret-access-key"),
+        access_key_id: SecretString::from("AKIDTESTSECRETD").into(),
+        secret_access_key: SecretString::from("test-secret-access-key").into(),
         session_token: None,
     }
 }

@@ -14,6 +14,7 @@
 use std::{io::Write, sync::Mutex, time::Duration};
 
 use secrecy::SecretString;
+use secretd_core::CredentialSource;
 use secretd_vault::{PathPrefix, VaultAuth, VaultOptions, VaultStore};
 use tokio::sync::OnceCell;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
@@ -168,6 +169,6 @@ pub async fn connect(options: VaultOptions) -> VaultStore {
     VaultStore::connect(options).await.unwrap_or_else(|e| panic!("cannot connect to the test vault: {e}"))
 }
 
-pub fn secret(s: &str) -> SecretString {
-    SecretString::from(s.to_owned())
+pub fn secret(s: &str) -> CredentialSource {
+    SecretString::from(s.to_owned()).into()
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs every secretd test: unit tests, the conformance suite on the memory
+# Runs every secretd test: unit tests; the conformance suite on the memory
 # store, SQLite, PostgreSQL, MariaDB, OpenBao (Vault's API), moto (AWS
-# Secrets Manager's API) and osmem-server (the Elasticsearch/OpenSearch
-# API), and the end-to-end tests that start the real daemon. It installs and
-# starts the servers the tests need (the Python ones into .venv-test, on
-# free loopback ports, stopped by PID at the end), and gives each run its own
-# scratch databases, dropped at the end.
+# Secrets Manager's API), osmem-server (the Elasticsearch/OpenSearch API),
+# drongo (Google Secret Manager's REST API) and the in-process Key Vault test
+# server; the end-to-end tests that start the real daemon; the deployment
+# manifests; and the worker client examples. It installs and starts the
+# servers the tests need (the Python ones into .venv-test, on free loopback
+# ports, stopped by PID at the end), and gives each run its own scratch
+# databases, dropped at the end.
 #
 #   scripts/test.sh [extra cargo test args]
 #
@@ -95,7 +97,11 @@ start_server() {
 ensure_tools
 ensure_postgres
 ensure_mariadb
-for server in openbao moto osmem; do start_server "$server"; done
+for server in openbao moto osmem drongo; do start_server "$server"; done
+# The Python worker client's test needs grpcio; the Rust example is run by
+# that test too, and `cargo test` builds examples only as test harnesses.
+export "$(scripts/python-client-deps.sh)"
+cargo build --example worker_client
 psql -h 127.0.0.1 -U postgres -qc "create database $scratch" >/dev/null
 mariadb -h 127.0.0.1 -u root -e "create database $scratch"
 export SECRETD_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/$scratch"

@@ -37,7 +37,8 @@ pub fn is_built_in(backend: BackendType) -> bool {
         BackendType::Vault => cfg!(feature = "vault"),
         BackendType::AwsSecretManager => cfg!(feature = "aws"),
         BackendType::Elasticsearch => cfg!(feature = "elasticsearch"),
-        BackendType::AzureKeyVault | BackendType::GoogleSecretManager => false,
+        BackendType::GoogleSecretManager => cfg!(feature = "gcp"),
+        BackendType::AzureKeyVault => false,
     }
 }
 
@@ -74,6 +75,12 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn SecretStore>, Backen
         BackendType::Elasticsearch => {
             let es = secret.elasticsearch.as_ref().ok_or(BackendError::MissingBlock("elasticsearch"))?;
             (elasticsearch::build(es).await?, es.scope())
+        }
+        #[cfg(feature = "gcp")]
+        BackendType::GoogleSecretManager => {
+            let gcp =
+                secret.google_secret_manager.as_ref().ok_or(BackendError::MissingBlock("google-secret-manager"))?;
+            (gcp::build(gcp).await?, gcp.scope())
         }
         other => return Err(BackendError::NotBuiltIn(other.as_str())),
     };
@@ -182,6 +189,37 @@ mod elasticsearch {
             options = options.with_ca_certificate_pem(pem);
         }
         let store = ElasticsearchStore::connect(options).await.map_err(|e| BackendError::start("elasticsearch", e))?;
+        Ok(Arc::new(store))
+    }
+}
+
+#[cfg(feature = "gcp")]
+mod gcp {
+    use std::sync::Arc;
+
+    use secretd_core::{RetryPolicy, SecretStore};
+    use secretd_gcp::{GcpCredentials, GcpOptions, GcpStore, NamePrefix, Replication};
+
+    use super::BackendError;
+    use crate::config::{GcpConfig, GcpReplication};
+
+    pub async fn build(config: &GcpConfig) -> Result<Arc<dyn SecretStore>, BackendError> {
+        let credentials = match (&config.service_account, config.anonymous) {
+            (Some(key), _) => GcpCredentials::ServiceAccountJson(key.secret().clone()),
+            (None, true) => GcpCredentials::Anonymous,
+            (None, false) => GcpCredentials::ApplicationDefault,
+        };
+        let mut options = GcpOptions::new(config.project.clone(), credentials);
+        options.endpoint = config.endpoint.clone();
+        options.replication = match &config.replication {
+            GcpReplication::Locations { locations } => Replication::UserManaged(locations.clone()),
+            GcpReplication::Default | GcpReplication::Named(_) => Replication::Automatic,
+        };
+        options.name_prefix = NamePrefix::new(&config.name_prefix)
+            .map_err(|e| BackendError::start("google-secret-manager.name-prefix", e))?;
+        options.timeout = config.timeout;
+        options.retry = RetryPolicy { attempts: config.max_attempts, ..RetryPolicy::default() };
+        let store = GcpStore::connect(options).await.map_err(|e| BackendError::start("google-secret-manager", e))?;
         Ok(Arc::new(store))
     }
 }

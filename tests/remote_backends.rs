@@ -1,10 +1,12 @@
 //! End to end on the remote backends: the real daemon, started from the
 //! example configurations in `config/` as an operator would, on OpenBao
-//! (Vault's API), moto (Secrets Manager's API) and osmem-server (the
-//! Elasticsearch/OpenSearch API), called over gRPC.
+//! (Vault's API), moto (Secrets Manager's API), osmem-server (the
+//! Elasticsearch/OpenSearch API) and drongo (Google Secret Manager's REST
+//! API), called over gRPC.
 //!
 //! The servers come from `scripts/test.sh` (`SECRETD_TEST_VAULT_*`,
-//! `SECRETD_TEST_AWS_ENDPOINT`, `SECRETD_TEST_ELASTICSEARCH_URL`). Without them a test fails under `CI=true`
+//! `SECRETD_TEST_AWS_ENDPOINT`, `SECRETD_TEST_ELASTICSEARCH_URL`,
+//! `SECRETD_TEST_GCP_ENDPOINT`). Without them a test fails under `CI=true`
 //! and otherwise says loudly that it skipped.
 
 mod common;
@@ -288,4 +290,53 @@ async fn elasticsearch_without_a_long_secret_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("secret.elasticsearch.secret") && err.contains("at least 32"), "{err}");
     assert!(!err.contains("too-short"), "the error echoed the secret");
+}
+
+/// A throwaway service-account key: drongo checks no signature, but the
+/// daemon signs every request with the key as it would for Google.
+fn service_account_key_file(dir: &Path) -> std::path::PathBuf {
+    let out = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+        .output()
+        .expect("openssl makes the test key");
+    assert!(out.status.success(), "openssl genpkey failed");
+    let key = serde_json::json!({
+        "type": "service_account",
+        "project_id": "secretd-e2e",
+        "private_key_id": "0123456789abcdef",
+        "private_key": String::from_utf8(out.stdout).unwrap(),
+        "client_email": "secretd@secretd-e2e.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    });
+    let path = dir.join("gcp-key.json");
+    std::fs::write(&path, key.to_string()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn google_example_config_over_grpc() {
+    let Some(endpoint) = env("SECRETD_TEST_GCP_ENDPOINT") else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = service_account_key_file(keys.path());
+    let project = format!("secretd-e2e-{:08x}", rand::random::<u32>());
+    let (daemon, _dir) = start_example(
+        "google.yaml",
+        &[
+            ("SECRETD_GCP_ENDPOINT", &endpoint),
+            ("GOOGLE_CLOUD_PROJECT", &project),
+            ("GOOGLE_SERVICE_ACCOUNT_KEY_FILE", key_file.to_str().unwrap()),
+        ],
+    );
+    let mut c = daemon.client().await;
+    let ns = fresh_namespace("gcp");
+    let version = exercise(&mut c, &ns).await;
+
+    let mut options = secretd_gcp::GcpOptions::new(project, secretd_gcp::GcpCredentials::Anonymous);
+    options.endpoint = Some(endpoint);
+    let direct = secretd_gcp::GcpStore::connect(options).await.unwrap();
+    let secret = direct.get(&SecretName::parse("", &ns, "db/password").unwrap(), None).await.unwrap();
+    assert_eq!(secret.metadata.version.as_str(), version);
+    assert_eq!(secret.metadata.tags.get("application"), Some("production"));
+    assert!(!daemon.log_text().contains("PRIVATE KEY"), "the daemon logged the service-account key");
 }

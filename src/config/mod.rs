@@ -201,11 +201,11 @@ pub struct SecretConfig {
     pub aws_secret_manager: Option<AwsConfig>,
     pub vault: Option<VaultConfig>,
     pub elasticsearch: Option<ElasticsearchConfig>,
+    pub google_secret_manager: Option<GcpConfig>,
     // Blocks of the backends that later work builds in. They are kept as
     // raw YAML so a file naming them parses; the registry refuses the type
     // with a clear message until its crate exists.
     pub azure_key_vault: Option<serde_norway::Value>,
-    pub google_secret_manager: Option<serde_norway::Value>,
     #[serde(default)]
     pub cache: CacheConfig,
     #[serde(default)]
@@ -355,6 +355,9 @@ impl Config {
         if let Some(aws) = &s.aws_secret_manager {
             credentials.extend([&aws.access_key_id, &aws.secret_key_id, &aws.session_token].into_iter().flatten());
         }
+        if let Some(gcp) = &s.google_secret_manager {
+            credentials.extend(gcp.service_account.as_ref());
+        }
         if let Some(es) = &s.elasticsearch {
             credentials.extend(es.secret.as_ref());
             credentials.extend(es.api_key.as_ref());
@@ -443,6 +446,23 @@ impl Config {
                 }
             }
             check_scope("secret.elasticsearch", &es.scope(), &mut bad);
+        }
+        if let Some(gcp) = &s.google_secret_manager {
+            if gcp.anonymous && gcp.endpoint.is_none() {
+                bad("secret.google-secret-manager.anonymous", "is for emulators only and needs an endpoint".into());
+            }
+            if gcp.anonymous && gcp.service_account.is_some() {
+                bad("secret.google-secret-manager", "takes service-account or anonymous, not both".into());
+            }
+            if let GcpReplication::Locations { locations } = &gcp.replication {
+                if locations.is_empty() {
+                    bad("secret.google-secret-manager.replication.locations", "needs at least one location".into());
+                }
+            }
+            if !(1..=10).contains(&gcp.max_attempts) {
+                bad("secret.google-secret-manager.max-attempts", format!("must be 1 to 10, got {}", gcp.max_attempts));
+            }
+            check_scope("secret.google-secret-manager", &gcp.scope(), &mut bad);
         }
         if let Some(aws) = &s.aws_secret_manager {
             validate_aws(aws, &mut bad);

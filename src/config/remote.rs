@@ -1,5 +1,6 @@
 //! The blocks of the backends that live on another server: `secret.vault`,
-//! `secret.aws-secret-manager` and `secret.elasticsearch`. Key names follow the platform's own
+//! `secret.aws-secret-manager`, `secret.google-secret-manager` and
+//! `secret.elasticsearch`. Key names follow the platform's own
 //! configuration (`access-key-id`, `secret-key-id`, `session-token`;
 //! `token`, `userpass`, `approle` for Vault), with the platform's older
 //! spellings accepted as aliases.
@@ -208,6 +209,66 @@ fn default_es_timeout() -> Duration {
 }
 
 impl ElasticsearchConfig {
+    pub fn scope(&self) -> TagScope {
+        tag_scope(&self.tags, &self.filter_on_tags, &self.excluded_tags)
+    }
+}
+
+/// `secret.google-secret-manager`, in the platform's shape (`project`,
+/// `service-account: |`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GcpConfig {
+    pub project: String,
+    /// A service-account key as JSON, inline or `file:`; without it,
+    /// application default credentials.
+    pub service_account: Option<Credential>,
+    /// Another endpoint than Google's (a private endpoint, an emulator).
+    #[serde(default, deserialize_with = "empty_is_none")]
+    pub endpoint: Option<String>,
+    /// No credentials at all: for emulators only, with an `endpoint`.
+    #[serde(default)]
+    pub anonymous: bool,
+    #[serde(default)]
+    pub replication: GcpReplication,
+    #[serde(default = "default_gcp_prefix")]
+    pub name_prefix: String,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub filter_on_tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub excluded_tags: BTreeMap<String, String>,
+}
+
+/// `automatic` (the default), or `{locations: [us-east1, ...]}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", untagged)]
+pub enum GcpReplication {
+    #[default]
+    #[serde(skip)]
+    Default,
+    Named(GcpReplicationName),
+    Locations {
+        locations: Vec<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GcpReplicationName {
+    Automatic,
+}
+
+fn default_gcp_prefix() -> String {
+    "secretd".into()
+}
+
+impl GcpConfig {
     pub fn scope(&self) -> TagScope {
         tag_scope(&self.tags, &self.filter_on_tags, &self.excluded_tags)
     }

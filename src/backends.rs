@@ -38,7 +38,7 @@ pub fn is_built_in(backend: BackendType) -> bool {
         BackendType::AwsSecretManager => cfg!(feature = "aws"),
         BackendType::Elasticsearch => cfg!(feature = "elasticsearch"),
         BackendType::GoogleSecretManager => cfg!(feature = "gcp"),
-        BackendType::AzureKeyVault => false,
+        BackendType::AzureKeyVault => cfg!(feature = "azure"),
     }
 }
 
@@ -82,6 +82,12 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn SecretStore>, Backen
                 secret.google_secret_manager.as_ref().ok_or(BackendError::MissingBlock("google-secret-manager"))?;
             (gcp::build(gcp).await?, gcp.scope())
         }
+        #[cfg(feature = "azure")]
+        BackendType::AzureKeyVault => {
+            let azure = secret.azure_key_vault.as_ref().ok_or(BackendError::MissingBlock("azure-key-vault"))?;
+            (azure::build(azure).await?, azure.scope())
+        }
+        #[allow(unreachable_patterns)]
         other => return Err(BackendError::NotBuiltIn(other.as_str())),
     };
     Ok(ScopedStore::wrap(crate::metrics::InstrumentedStore::wrap(store), scope))
@@ -220,6 +226,52 @@ mod gcp {
         options.timeout = config.timeout;
         options.retry = RetryPolicy { attempts: config.max_attempts, ..RetryPolicy::default() };
         let store = GcpStore::connect(options).await.map_err(|e| BackendError::start("google-secret-manager", e))?;
+        Ok(Arc::new(store))
+    }
+}
+
+#[cfg(feature = "azure")]
+mod azure {
+    use std::sync::Arc;
+
+    use secretd_azure::{AzureCredential, AzureOptions, AzureStore, NamePrefix};
+    use secretd_core::{RetryPolicy, SecretStore};
+
+    use super::BackendError;
+    use crate::config::AzureConfig;
+
+    pub async fn build(config: &AzureConfig) -> Result<Arc<dyn SecretStore>, BackendError> {
+        let credential = if let Some(cs) = &config.client_secret {
+            AzureCredential::ClientSecret {
+                tenant_id: cs.tenant_id.clone(),
+                client_id: cs.client_id.clone(),
+                client_secret: cs.client_secret.secret().clone(),
+            }
+        } else if let Some(mi) = &config.managed_identity {
+            AzureCredential::ManagedIdentity { client_id: mi.client_id.clone() }
+        } else if let Some(wi) = &config.workload_identity {
+            AzureCredential::WorkloadIdentity {
+                tenant_id: wi.tenant_id.clone(),
+                client_id: wi.client_id.clone(),
+                token_file: wi.token_file.clone(),
+            }
+        } else {
+            AzureCredential::Default
+        };
+        let mut options = AzureOptions::new(config.vault_url.clone(), credential);
+        options.authority_host = config.authority_host.clone();
+        if let Some(ca) = &config.ca_certificate {
+            let pem = std::fs::read(ca)
+                .map_err(|e| BackendError::start("azure-key-vault.ca-certificate", format!("cannot read {ca}: {e}")))?;
+            options.ca_certificate_pem = Some(pem);
+        }
+        options.verify_challenge_resource = config.verify_challenge_resource;
+        options.name_prefix =
+            NamePrefix::new(&config.name_prefix).map_err(|e| BackendError::start("azure-key-vault.name-prefix", e))?;
+        options.purge_on_delete = config.purge_on_delete;
+        options.timeout = config.timeout;
+        options.retry = RetryPolicy { attempts: config.max_attempts, ..RetryPolicy::default() };
+        let store = AzureStore::connect(options).await.map_err(|e| BackendError::start("azure-key-vault", e))?;
         Ok(Arc::new(store))
     }
 }

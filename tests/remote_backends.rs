@@ -1,8 +1,9 @@
 //! End to end on the remote backends: the real daemon, started from the
 //! example configurations in `config/` as an operator would, on OpenBao
 //! (Vault's API), moto (Secrets Manager's API), osmem-server (the
-//! Elasticsearch/OpenSearch API) and drongo (Google Secret Manager's REST
-//! API), called over gRPC.
+//! Elasticsearch/OpenSearch API), drongo (Google Secret Manager's REST
+//! API) and the Key Vault test server in `backends/azure` (in process),
+//! called over gRPC.
 //!
 //! The servers come from `scripts/test.sh` (`SECRETD_TEST_VAULT_*`,
 //! `SECRETD_TEST_AWS_ENDPOINT`, `SECRETD_TEST_ELASTICSEARCH_URL`,
@@ -339,4 +340,36 @@ async fn google_example_config_over_grpc() {
     assert_eq!(secret.metadata.version.as_str(), version);
     assert_eq!(secret.metadata.tags.get("application"), Some("production"));
     assert!(!daemon.log_text().contains("PRIVATE KEY"), "the daemon logged the service-account key");
+}
+
+/// Key Vault: the daemon logs in with a real client-secret credential
+/// against the test server's token endpoint, answers its bearer challenge,
+/// and trusts its CA from `ca-certificate`.
+#[tokio::test]
+async fn azure_example_config_over_grpc() {
+    let server = secretd_azure::test_server::TestServer::start().expect("the Key Vault test server starts");
+    let keys = tempfile::tempdir().unwrap();
+    let ca = keys.path().join("kv-ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    let (daemon, _dir) = start_example(
+        "azure.yaml",
+        &[
+            ("AZURE_KEYVAULT_URL", &server.url),
+            ("AZURE_AUTHORITY_HOST", &server.url),
+            ("AZURE_TENANT_ID", &server.tenant_id),
+            ("AZURE_CLIENT_ID", &server.client_id),
+            ("AZURE_CLIENT_SECRET", &server.client_secret),
+            ("SECRETD_AZURE_CA_FILE", ca.to_str().unwrap()),
+            ("SECRETD_AZURE_VERIFY_CHALLENGE", "false"),
+        ],
+    );
+    let mut c = daemon.client().await;
+    let ns = fresh_namespace("azure");
+    let version = exercise(&mut c, &ns).await;
+
+    let direct = secretd_azure::AzureStore::connect(server.options()).await.unwrap();
+    let secret = direct.get(&SecretName::parse("", &ns, "db/password").unwrap(), None).await.unwrap();
+    assert_eq!(secret.metadata.version.as_str(), version);
+    assert_eq!(secret.metadata.tags.get("application"), Some("production"));
+    assert!(!daemon.log_text().contains(&server.client_secret), "the daemon logged its client secret");
 }

@@ -202,10 +202,7 @@ pub struct SecretConfig {
     pub vault: Option<VaultConfig>,
     pub elasticsearch: Option<ElasticsearchConfig>,
     pub google_secret_manager: Option<GcpConfig>,
-    // Blocks of the backends that later work builds in. They are kept as
-    // raw YAML so a file naming them parses; the registry refuses the type
-    // with a clear message until its crate exists.
-    pub azure_key_vault: Option<serde_norway::Value>,
+    pub azure_key_vault: Option<AzureConfig>,
     #[serde(default)]
     pub cache: CacheConfig,
     #[serde(default)]
@@ -358,6 +355,9 @@ impl Config {
         if let Some(gcp) = &s.google_secret_manager {
             credentials.extend(gcp.service_account.as_ref());
         }
+        if let Some(azure) = &s.azure_key_vault {
+            credentials.extend(azure.client_secret.as_ref().map(|c| &c.client_secret));
+        }
         if let Some(es) = &s.elasticsearch {
             credentials.extend(es.secret.as_ref());
             credentials.extend(es.api_key.as_ref());
@@ -446,6 +446,26 @@ impl Config {
                 }
             }
             check_scope("secret.elasticsearch", &es.scope(), &mut bad);
+        }
+        if let Some(azure) = &s.azure_key_vault {
+            if !azure.vault_url.starts_with("https://") {
+                bad("secret.azure-key-vault.vault-url", format!("{:?} must start with https://", azure.vault_url));
+            }
+            if azure.credential_blocks() > 1 {
+                bad(
+                    "secret.azure-key-vault",
+                    "takes at most one of client-secret, managed-identity, workload-identity".into(),
+                );
+            }
+            if let Some(ca) = &azure.ca_certificate {
+                if !std::path::Path::new(ca).is_file() {
+                    bad("secret.azure-key-vault.ca-certificate", format!("{ca} is not a readable file"));
+                }
+            }
+            if !(1..=10).contains(&azure.max_attempts) {
+                bad("secret.azure-key-vault.max-attempts", format!("must be 1 to 10, got {}", azure.max_attempts));
+            }
+            check_scope("secret.azure-key-vault", &azure.scope(), &mut bad);
         }
         if let Some(gcp) = &s.google_secret_manager {
             if gcp.anonymous && gcp.endpoint.is_none() {

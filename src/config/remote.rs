@@ -1,6 +1,6 @@
 //! The blocks of the backends that live on another server: `secret.vault`,
-//! `secret.aws-secret-manager`, `secret.google-secret-manager` and
-//! `secret.elasticsearch`. Key names follow the platform's own
+//! `secret.aws-secret-manager`, `secret.google-secret-manager`,
+//! `secret.azure-key-vault` and `secret.elasticsearch`. Key names follow the platform's own
 //! configuration (`access-key-id`, `secret-key-id`, `session-token`;
 //! `token`, `userpass`, `approle` for Vault), with the platform's older
 //! spellings accepted as aliases.
@@ -271,5 +271,108 @@ fn default_gcp_prefix() -> String {
 impl GcpConfig {
     pub fn scope(&self) -> TagScope {
         tag_scope(&self.tags, &self.filter_on_tags, &self.excluded_tags)
+    }
+}
+
+/// `secret.azure-key-vault`, in the platform's shape (`vault-url`, a
+/// `client-secret` block).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AzureConfig {
+    /// `https://<vault-name>.vault.azure.net/`.
+    pub vault_url: String,
+    /// At most one credential block; with none, the default chain
+    /// (environment, workload identity, managed identity).
+    pub client_secret: Option<AzureClientSecret>,
+    pub managed_identity: Option<AzureManagedIdentity>,
+    pub workload_identity: Option<AzureWorkloadIdentity>,
+    /// Entra ID's host, for sovereign clouds (or a test server).
+    #[serde(default, deserialize_with = "empty_is_none")]
+    pub authority_host: Option<String>,
+    /// PEM CA bundle to trust besides the system roots.
+    #[serde(default, deserialize_with = "empty_is_none")]
+    pub ca_certificate: Option<String>,
+    /// The SDK's check that the vault is under `*.vault.azure.net`; off
+    /// only for a private endpoint's custom domain or a test server.
+    #[serde(default = "default_true_flag", deserialize_with = "flag")]
+    pub verify_challenge_resource: bool,
+    #[serde(default = "default_azure_prefix")]
+    pub name_prefix: String,
+    /// Purge right after deleting, instead of leaving the secret
+    /// recoverable for the vault's retention period.
+    #[serde(default)]
+    pub purge_on_delete: bool,
+    #[serde(default = "default_es_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub filter_on_tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub excluded_tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AzureClientSecret {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: Credential,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AzureManagedIdentity {
+    /// A user-assigned identity; the system-assigned one without it.
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AzureWorkloadIdentity {
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+fn default_azure_prefix() -> String {
+    "secretd-".into()
+}
+
+fn default_true_flag() -> bool {
+    true
+}
+
+/// A boolean, or its spelling as a string: `${VAR}` references yield
+/// strings, and a switch like `verify-challenge-resource` is one an
+/// operator sets per environment.
+fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    match Flag::deserialize(deserializer)? {
+        Flag::Bool(b) => Ok(b),
+        Flag::Text(t) => match t.as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(serde::de::Error::custom(format!("expected true or false, got {other:?}"))),
+        },
+    }
+}
+
+impl AzureConfig {
+    pub fn scope(&self) -> TagScope {
+        tag_scope(&self.tags, &self.filter_on_tags, &self.excluded_tags)
+    }
+
+    pub fn credential_blocks(&self) -> usize {
+        usize::from(self.client_secret.is_some())
+            + usize::from(self.managed_identity.is_some())
+            + usize::from(self.workload_identity.is_some())
     }
 }

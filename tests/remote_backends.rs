@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::{io::Write, path::Path};
+use std::path::Path;
 
 use common::{admin_account, Client, Daemon};
 use secretd::proto::{DeleteSecretRequest, GetSecretRequest, ListSecretsRequest, PutSecretRequest, Source};
@@ -20,16 +20,7 @@ use secretd_core::{SecretName, SecretStore};
 use tonic::Code;
 
 fn env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{var} is not set: CI must run this test against its server (run scripts/test.sh)")
-        }
-        _ => {
-            let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {var} is not set; run scripts/test.sh ***\n");
-            None
-        }
-    }
+    secretd_core::conformance::server_from_env(var)
 }
 
 /// The example file as shipped, with the test admin account added and a

@@ -402,7 +402,7 @@ impl SecretStore for AwsStore {
         filter: &Tags,
         page: &PageRequest,
     ) -> Result<Page, StoreError> {
-        let after = page.token.as_deref().map(names::decode_token).transpose()?;
+        let after = page.token.as_deref().map(secretd_core::key_after_token).transpose()?;
         let prefix = self.prefix.namespace_prefix(tenant, namespace);
         // The server narrows by name prefix and tags (loosely: prefix and
         // case-insensitive matches); every answer is checked exactly below.
@@ -445,7 +445,7 @@ impl SecretStore for AwsStore {
         }
         items.sort_by(|a, b| a.name.key.cmp(&b.name.key));
         let size = page.size.max(1);
-        let next_token = (items.len() > size).then(|| names::encode_token(&items[size - 1].name.key));
+        let next_token = (items.len() > size).then(|| secretd_core::key_page_token(&items[size - 1].name.key));
         items.truncate(size);
         Ok(Page { items, next_token })
     }

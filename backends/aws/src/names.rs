@@ -10,7 +10,6 @@
 //! escaped. A name longer than Secrets Manager's 512 characters is refused
 //! as `InvalidName` rather than shortened.
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use secretd_core::{Key, Namespace, SecretName, StoreError, Tenant};
 
 /// Secrets Manager's longest secret name.
@@ -58,18 +57,6 @@ impl NamePrefix {
 /// ignores case).
 pub fn key_in(prefix: &str, aws_name: &str) -> Option<Key> {
     Key::parse(aws_name.strip_prefix(prefix)?).ok()
-}
-
-/// The list page token: the last key of the previous page, base64url.
-pub fn encode_token(last_key: &Key) -> String {
-    URL_SAFE_NO_PAD.encode(last_key.as_str())
-}
-
-/// Refuses tokens this store did not make.
-pub fn decode_token(token: &str) -> Result<Key, StoreError> {
-    let bad = || StoreError::invalid_name("the page token is not one this store issued");
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    Key::parse(&String::from_utf8(bytes).map_err(|_| bad())?).map_err(|_| bad())
 }
 
 /// Version ids are the client request tokens secretd (or another client)

@@ -514,14 +514,15 @@ impl SecretStore for AzureStore {
         filter: &Tags,
         page: &PageRequest,
     ) -> Result<Page, StoreError> {
-        let after = page.token.as_deref().map(names::decode_token).transpose()?;
+        let after = page.token.as_deref().map(secretd_core::key_after_token).transpose()?;
         let size = page.size.max(1);
         let mut candidates = self.list_names(tenant, namespace, filter, after.as_ref()).await?;
         let more = candidates.len() > size;
         candidates.truncate(size);
         // The next page starts after this page's last name, whatever became
         // of that secret while the page was read.
-        let next_token = if more { candidates.last().map(|(key, _, _)| names::encode_token(key)) } else { None };
+        let next_token =
+            if more { candidates.last().map(|(key, _, _)| secretd_core::key_page_token(key)) } else { None };
         let reads = stream::iter(candidates)
             .map(|(_, name, azure)| async move {
                 let read = self.read(&name, &azure, None, false).await;

@@ -46,7 +46,6 @@
 //! tool's secret in the same vault, say), so a listing never shows a key
 //! that a get would look up under another name.
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use secretd_core::{Key, Namespace, SecretName, StoreError, Tenant};
 
 /// Key Vault's longest secret name.
@@ -200,18 +199,6 @@ pub fn decode(name: &str) -> Option<Vec<String>> {
     }
     parts.push(part);
     Some(parts)
-}
-
-/// The list page token: the last key of the previous page, base64url.
-pub fn encode_token(last_key: &Key) -> String {
-    URL_SAFE_NO_PAD.encode(last_key.as_str())
-}
-
-/// Refuses tokens this store did not make.
-pub fn decode_token(token: &str) -> Result<Key, StoreError> {
-    let bad = || StoreError::invalid_name("the page token is not one this store issued");
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    Key::parse(&String::from_utf8(bytes).map_err(|_| bad())?).map_err(|_| bad())
 }
 
 /// Key Vault version ids are 32 lower-case hex digits. Anything else names
@@ -399,18 +386,5 @@ mod tests {
         assert_eq!(NamePrefix::new("Team-").unwrap().as_str(), "team-");
         assert!(NamePrefix::new("a_b").is_err());
         assert!(NamePrefix::new(&"a".repeat(65)).is_err());
-    }
-
-    #[test]
-    fn tokens_and_versions() {
-        let key = Key::parse("db/password").unwrap();
-        assert_eq!(decode_token(&encode_token(&key)).unwrap(), key);
-        for bad in ["not a token!", "\u{0}", "../../etc", ""] {
-            assert!(decode_token(bad).is_err(), "{bad:?}");
-        }
-        assert!(is_version_id("0123456789abcdef0123456789abcdef"));
-        for bad in ["0123456789ABCDEF0123456789abcdef", "0123456789abcdef0123456789abcde", "../x", ""] {
-            assert!(!is_version_id(bad), "{bad}");
-        }
     }
 }

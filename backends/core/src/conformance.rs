@@ -72,6 +72,36 @@ macro_rules! conformance_suite {
     };
 }
 
+/// The address of a test server from the environment variable `var`
+/// (which `scripts/test.sh` sets after starting the server). Without it the
+/// test fails under `CI=true`, and otherwise says loudly, once per variable
+/// and test binary, that it skipped: a backend test never passes silently
+/// without its server.
+pub fn server_from_env(var: &str) -> Option<String> {
+    use std::{io::Write, sync::Mutex};
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{var} is not set: CI must run this test against its server (run scripts/test.sh)")
+        }
+        _ => {
+            // Straight to the process's stderr: libtest captures the output
+            // of passing tests, and a skip must not be silent.
+            static WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+            let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+            if !warned.iter().any(|w| w == var) {
+                warned.push(var.to_owned());
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n*** SKIPPED: {var} is not set; these tests did not run against their server. \
+                     Run scripts/test.sh (or set {var}) to test it. ***\n"
+                );
+            }
+            None
+        }
+    }
+}
+
 /// A fresh namespace no other case or run uses.
 fn fresh_namespace(case: &str) -> Namespace {
     let n: u64 = rand::random();

@@ -30,6 +30,8 @@ pub use error::{ErrorKind, StoreError};
 pub use name::{Key, Namespace, SecretName, Tenant, DEFAULT_TENANT};
 pub use retry::{retry, RetryPolicy};
 pub use scope::{ScopedStore, TagScope};
-pub use store::{Capabilities, Page, PageRequest, Secret, SecretMetadata, SecretStore, Version};
+pub use store::{
+    key_after_token, key_page_token, Capabilities, Page, PageRequest, Secret, SecretMetadata, SecretStore, Version,
+};
 pub use tags::Tags;
 pub use value::SecretValue;

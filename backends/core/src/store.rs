@@ -4,7 +4,9 @@ use std::{fmt, time::SystemTime};
 
 use async_trait::async_trait;
 
-use crate::{Namespace, SecretName, SecretValue, StoreError, Tags, Tenant};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+
+use crate::{Key, Namespace, SecretName, SecretValue, StoreError, Tags, Tenant};
 
 /// A version id, opaque to the broker: `"3"` in SQL, a UUID in AWS.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -124,4 +126,32 @@ pub trait SecretStore: Send + Sync + 'static {
 
     /// Answers `Ok` when the backend can serve requests.
     async fn health(&self) -> Result<(), StoreError>;
+}
+
+/// The page token of stores that page by key: the last key of the previous
+/// page, base64url. Opaque to callers; only [`key_after_token`] reads it.
+pub fn key_page_token(last_key: &Key) -> String {
+    URL_SAFE_NO_PAD.encode(last_key.as_str())
+}
+
+/// The key a [`key_page_token`] names. A token this store could not have
+/// issued is `InvalidName`, never a listing from some other point.
+pub fn key_after_token(token: &str) -> Result<Key, StoreError> {
+    let bad = || StoreError::invalid_name("the page token is not one this store issued");
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    Key::parse(&String::from_utf8(bytes).map_err(|_| bad())?).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_page_tokens_round_trip_and_garbage_is_refused() {
+        let key = Key::parse("a/b.c").unwrap();
+        assert_eq!(key_after_token(&key_page_token(&key)).unwrap(), key);
+        for garbage in ["not a token!", "\u{0}", "../../etc", ""] {
+            assert_eq!(key_after_token(garbage).unwrap_err().kind(), crate::ErrorKind::InvalidName, "{garbage:?}");
+        }
+    }
 }

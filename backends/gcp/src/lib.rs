@@ -396,7 +396,7 @@ impl SecretStore for GcpStore {
         filter: &Tags,
         page: &PageRequest,
     ) -> Result<Page, StoreError> {
-        let after = page.token.as_deref().map(names::decode_token).transpose()?;
+        let after = page.token.as_deref().map(secretd_core::key_after_token).transpose()?;
         let prefix = self.prefix.namespace_prefix(tenant, namespace);
         let what = format!("listing {tenant}/{namespace}");
         let server_filter = labels::server_filter(filter);
@@ -433,7 +433,7 @@ impl SecretStore for GcpStore {
         }
         drop(lookups);
         let next_token = match items.last() {
-            Some(last) if consumed < candidates.len() => Some(names::encode_token(&last.name.key)),
+            Some(last) if consumed < candidates.len() => Some(secretd_core::key_page_token(&last.name.key)),
             _ => None,
         };
         Ok(Page { items, next_token })

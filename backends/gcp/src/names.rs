@@ -31,7 +31,6 @@
 //! (Secret Manager ids are case-sensitive). An id longer than 255
 //! characters is refused as `InvalidName`, never shortened.
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use secretd_core::{Key, Namespace, SecretName, StoreError, Tenant};
 
 /// Secret Manager's longest secret id.
@@ -175,18 +174,6 @@ pub fn id_of(resource: &str) -> Option<&str> {
     (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
-/// The list page token: the last key of the previous page, base64url.
-pub fn encode_token(last_key: &Key) -> String {
-    URL_SAFE_NO_PAD.encode(last_key.as_str())
-}
-
-/// Refuses tokens this store did not make.
-pub fn decode_token(token: &str) -> Result<Key, StoreError> {
-    let bad = || StoreError::invalid_name("the page token is not one this store issued");
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    Key::parse(&String::from_utf8(bytes).map_err(|_| bad())?).map_err(|_| bad())
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -312,14 +299,5 @@ mod tests {
         assert_eq!(version_of("projects/p/secrets/s/versions/latest"), None);
         assert_eq!(id_of("projects/123456/secrets/secretd_-a_-b_-c"), Some("secretd_-a_-b_-c"));
         assert_eq!(id_of("projects/p/secrets/s/versions/1"), None);
-    }
-
-    #[test]
-    fn page_tokens() {
-        let key = Key::parse("db/password").unwrap();
-        assert_eq!(decode_token(&encode_token(&key)).unwrap(), key);
-        for garbage in ["not a token!", "\u{0}", "../../etc", "", "Lw"] {
-            assert_eq!(decode_token(garbage).unwrap_err().kind(), ErrorKind::InvalidName, "{garbage:?}");
-        }
     }
 }

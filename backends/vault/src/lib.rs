@@ -300,7 +300,7 @@ impl SecretStore for VaultStore {
         filter: &Tags,
         page: &PageRequest,
     ) -> Result<Page, StoreError> {
-        let after = page.token.as_deref().map(names::decode_token).transpose()?;
+        let after = page.token.as_deref().map(secretd_core::key_after_token).transpose()?;
         let size = page.size.max(1);
         let folder = self.prefix.namespace_folder(tenant, namespace);
         let mut keys = self.list_keys(&folder).await?;
@@ -337,7 +337,7 @@ impl SecretStore for VaultStore {
             }
         }
         let next_token = match (consumed < keys.len(), keys.get(consumed.wrapping_sub(1))) {
-            (true, Some(last)) => Some(names::encode_token(last)),
+            (true, Some(last)) => Some(secretd_core::key_page_token(last)),
             _ => None,
         };
         Ok(Page { items, next_token })

@@ -8,8 +8,7 @@
 //! path. Every character a name may hold (letters, digits, `_ - . /`) is one
 //! Vault stores as is, and paths are case-sensitive, so nothing is escaped.
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use secretd_core::{Key, Namespace, SecretName, StoreError, Tenant};
+use secretd_core::{Namespace, SecretName, Tenant};
 
 /// The prefix under the mount, without leading or trailing slashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,19 +44,6 @@ impl PathPrefix {
     }
 }
 
-/// The list page token: the last key of the previous page, base64url.
-pub fn encode_token(last_key: &Key) -> String {
-    URL_SAFE_NO_PAD.encode(last_key.as_str())
-}
-
-/// Refuses tokens this store did not make.
-pub fn decode_token(token: &str) -> Result<Key, StoreError> {
-    let bad = || StoreError::invalid_name("the page token is not one this store issued");
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let key = String::from_utf8(bytes).map_err(|_| bad())?;
-    Key::parse(&key).map_err(|_| bad())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,14 +59,5 @@ mod tests {
         );
         assert!(PathPrefix::new("a//b").is_err());
         assert!(PathPrefix::new("a/../b").is_err());
-    }
-
-    #[test]
-    fn tokens_round_trip_and_garbage_is_refused() {
-        let key = Key::parse("a/b.c").unwrap();
-        assert_eq!(decode_token(&encode_token(&key)).unwrap(), key);
-        for garbage in ["not a token!", "\u{0}", "../../etc", ""] {
-            assert!(decode_token(garbage).is_err(), "{garbage:?}");
-        }
     }
 }

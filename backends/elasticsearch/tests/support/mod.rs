@@ -8,10 +8,7 @@
 
 #![allow(dead_code)]
 
-use std::{
-    io::Write,
-    sync::{Mutex, OnceLock},
-};
+use std::sync::OnceLock;
 
 use secretd_core::SecretName;
 use secretd_elasticsearch::{ElasticsearchOptions, ElasticsearchStore};
@@ -21,28 +18,7 @@ pub const SECRET: &str = "es-conformance-secret-0123456789abcdef";
 
 /// The server's URL, or `None` (after a loud note) outside CI.
 pub fn server_url() -> Option<String> {
-    match std::env::var(VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{VAR} is not set: CI must run this test against its server (run scripts/test.sh)")
-        }
-        _ => {
-            // Straight to the process's stderr: libtest captures `eprintln!`
-            // of passing tests, and a skip must not be silent. Once per
-            // test binary is loud enough.
-            static WARNED: Mutex<bool> = Mutex::new(false);
-            let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
-            if !*warned {
-                *warned = true;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n*** SKIPPED: {VAR} is not set; these tests did not run against their server. \
-                     Run scripts/test.sh (or eval \"$(scripts/servers/osmem.sh)\") to test it. ***\n"
-                );
-            }
-            None
-        }
-    }
+    secretd_core::conformance::server_from_env(VAR)
 }
 
 /// This test binary's scratch index.

@@ -8,32 +8,10 @@
 
 #![allow(dead_code)]
 
-use std::{io::Write, sync::Mutex};
-
 use secretd_gcp::{GcpCredentials, GcpOptions, GcpStore};
 
 pub fn endpoint() -> Option<String> {
-    match std::env::var("SECRETD_TEST_GCP_ENDPOINT") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "SECRETD_TEST_GCP_ENDPOINT is not set: CI must run the GCP tests against drongo (run scripts/test.sh)"
-            )
-        }
-        _ => {
-            static WARNED: Mutex<bool> = Mutex::new(false);
-            let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
-            if !*warned {
-                *warned = true;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n*** SKIPPED: SECRETD_TEST_GCP_ENDPOINT is not set; the Google Secret Manager tests did not run \
-                     against a server. Run scripts/test.sh to test them. ***\n"
-                );
-            }
-            None
-        }
-    }
+    secretd_core::conformance::server_from_env("SECRETD_TEST_GCP_ENDPOINT")
 }
 
 /// One project per test run (per test binary), so runs never meet.

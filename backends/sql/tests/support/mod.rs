@@ -8,11 +8,7 @@
 
 #![allow(dead_code)]
 
-use std::{
-    io::Write,
-    path::PathBuf,
-    sync::{Mutex, OnceLock},
-};
+use std::{path::PathBuf, sync::OnceLock};
 
 use secretd_core::SecretName;
 use secretd_sql::{Dialect, SqlOptions, SqlStore};
@@ -28,28 +24,7 @@ pub fn sqlite_url() -> String {
 
 /// The URL in `var`, or `None` (after a loud note) outside CI.
 pub fn server_url(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{var} is not set: CI must run this test against its server (run scripts/test.sh)")
-        }
-        _ => {
-            // Straight to the process's stderr: libtest captures `eprintln!`
-            // of passing tests, and a skip must not be silent. Once per
-            // variable and test binary is loud enough.
-            static WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-            let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
-            if !warned.iter().any(|w| w == var) {
-                warned.push(var.to_owned());
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n*** SKIPPED: {var} is not set; these tests did not run against their server. \
-                     Run scripts/test.sh (or set {var}) to test it. ***\n"
-                );
-            }
-            None
-        }
-    }
+    secretd_core::conformance::server_from_env(var)
 }
 
 pub async fn connect(url: &str) -> SqlStore {

@@ -11,7 +11,7 @@
 
 #![allow(dead_code)]
 
-use std::{io::Write, sync::Mutex, time::Duration};
+use std::time::Duration;
 
 use secrecy::SecretString;
 use secretd_core::CredentialSource;
@@ -26,28 +26,9 @@ pub struct Server {
 
 /// The server, or `None` (after a loud note) outside CI.
 pub fn server() -> Option<Server> {
-    let address = std::env::var("SECRETD_TEST_VAULT_ADDR").ok().filter(|a| !a.is_empty());
-    let root_token = std::env::var("SECRETD_TEST_VAULT_TOKEN").ok().filter(|t| !t.is_empty());
-    match (address, root_token) {
-        (Some(address), Some(root_token)) => Some(Server { address, root_token }),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
-            "SECRETD_TEST_VAULT_ADDR / SECRETD_TEST_VAULT_TOKEN are not set: CI must run the Vault tests \
-             against OpenBao (run scripts/test.sh)"
-        ),
-        _ => {
-            static WARNED: Mutex<bool> = Mutex::new(false);
-            let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
-            if !*warned {
-                *warned = true;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n*** SKIPPED: SECRETD_TEST_VAULT_ADDR is not set; the Vault tests did not run against a \
-                     server. Run scripts/test.sh to test them. ***\n"
-                );
-            }
-            None
-        }
-    }
+    let address = secretd_core::conformance::server_from_env("SECRETD_TEST_VAULT_ADDR")?;
+    let root_token = secretd_core::conformance::server_from_env("SECRETD_TEST_VAULT_TOKEN")?;
+    Some(Server { address, root_token })
 }
 
 pub fn root_client(server: &Server) -> VaultClient {

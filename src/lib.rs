@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod status;
+pub mod tls;
 
 /// Generated gRPC code for `proto/secretd/v1/*.proto`.
 pub mod proto {
@@ -39,7 +40,7 @@ use crate::{
     },
     broker::{Broker, Limits},
     cache::SecretCache,
-    config::{AuditSinkKind, ClientAuthentication, Config, DevPaths, ListenAddr, Permission},
+    config::{AuditSinkKind, Config, DevPaths, ListenAddr, Permission},
     policy::Policy,
     server::{Listener, Services},
 };
@@ -162,29 +163,6 @@ pub async fn ensure_dev_admin_token(services: &Services, paths: &DevPaths) -> Re
 }
 
 /// Reads a PKCS#12 keystore's private key and certificate chain.
-fn pkcs12_identity(data: &[u8], password: &str) -> Result<tonic::transport::Identity, StartError> {
-    let bad = |why: String| StartError::Listen(format!("server.tls.keystore: {why}"));
-    let store = p12_keystore::KeyStore::from_pkcs12(data, password, p12_keystore::Pkcs12ImportPolicy::Strict)
-        .map_err(|e| bad(format!("cannot open the keystore (wrong password?): {e}")))?;
-    let (_, chain) = store.private_key_chain().ok_or_else(|| bad("holds no private key with a certificate".into()))?;
-    let certs: String = chain.certs().iter().map(|c| pem("CERTIFICATE", c.as_der())).collect();
-    let key = zeroize::Zeroizing::new(pem("PRIVATE KEY", chain.key().as_der()));
-    Ok(tonic::transport::Identity::from_pem(certs, key.as_bytes()))
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
-/// Binds the configured listener: TCP (with TLS when `server.tls` is set)
-/// or a Unix socket with the configured mode and owner.
 /// Binds the admin listener, unless `server.admin.enabled` is false.
 pub async fn bind_admin(config: &Config) -> Result<Option<tokio::net::TcpListener>, StartError> {
     if !config.server.admin.enabled {
@@ -197,6 +175,8 @@ pub async fn bind_admin(config: &Config) -> Result<Option<tokio::net::TcpListene
     Ok(Some(tcp))
 }
 
+/// Binds the configured listener: TCP (with TLS when `server.tls` is set)
+/// or a Unix socket with the configured mode and owner.
 pub async fn bind(config: &Config) -> Result<Listener, StartError> {
     match &config.server.listen {
         ListenAddr::Tcp(addr) => {
@@ -205,33 +185,7 @@ pub async fn bind(config: &Config) -> Result<Listener, StartError> {
                 .map_err(|e| StartError::Listen(format!("cannot listen on {addr}: {e}")))?;
             let tls = match &config.server.tls {
                 None => None,
-                Some(tls) => {
-                    let read = |field: &'static str, path: &Path| {
-                        std::fs::read(path).map_err(|source| StartError::ReadFile {
-                            field,
-                            path: path.display().to_string(),
-                            source,
-                        })
-                    };
-                    let identity = match (&tls.cert, &tls.key, &tls.keystore) {
-                        (Some(cert), Some(key), _) => tonic::transport::Identity::from_pem(
-                            read("server.tls.cert", cert)?,
-                            read("server.tls.key", key)?,
-                        ),
-                        (_, _, Some(keystore)) => {
-                            let password = tls.keystore_password.as_ref().map(|p| p.expose_secret()).unwrap_or("");
-                            pkcs12_identity(&read("server.tls.keystore", keystore)?, password)?
-                        }
-                        _ => return Err(StartError::Listen("server.tls needs cert and key, or keystore".into())),
-                    };
-                    let mut server_tls = tonic::transport::ServerTlsConfig::new().identity(identity);
-                    if let Some(ca) = &tls.client_ca {
-                        server_tls = server_tls
-                            .client_ca_root(tonic::transport::Certificate::from_pem(read("server.tls.client-ca", ca)?))
-                            .client_auth_optional(tls.client_authentication != ClientAuthentication::Need);
-                    }
-                    Some(server_tls)
-                }
+                Some(tls) => Some(tls::server_config(tls).map_err(StartError::Listen)?),
             };
             Ok(Listener::Tcp(tcp, tls))
         }

@@ -448,7 +448,7 @@ impl TokenAdmin for Services {
 
 /// A bound listener.
 pub enum Listener {
-    Tcp(TcpListener, Option<tonic::transport::ServerTlsConfig>),
+    Tcp(TcpListener, Option<Arc<rustls::ServerConfig>>),
     Unix(UnixListener),
 }
 
@@ -509,11 +509,8 @@ pub async fn run(
         }
     };
 
-    let mut builder = tonic::transport::Server::builder().layer(crate::metrics::GrpcMetricsLayer);
-    if let Listener::Tcp(_, Some(tls)) = &listener {
-        builder = builder.tls_config(tls.clone())?;
-    }
-    let router = builder
+    let router = tonic::transport::Server::builder()
+        .layer(crate::metrics::GrpcMetricsLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(SecretBrokerServer::new(services.clone()))
@@ -522,8 +519,11 @@ pub async fn run(
         match listener {
             // No Nagle: small gRPC frames must not wait for delayed ACKs (a
             // 40 ms tail otherwise).
-            Listener::Tcp(tcp, _) => {
+            Listener::Tcp(tcp, None) => {
                 router.serve_with_incoming_shutdown(TcpIncoming::from(tcp).with_nodelay(Some(true)), signal).await
+            }
+            Listener::Tcp(tcp, Some(tls)) => {
+                router.serve_with_incoming_shutdown(crate::tls::incoming(tcp, tls), signal).await
             }
             Listener::Unix(unix) => router.serve_with_incoming_shutdown(UnixListenerStream::new(unix), signal).await,
         }

@@ -537,3 +537,32 @@ async fn audit_records_every_decision_and_nothing_secret() {
     }
     assert!(logs.contains("DEBUG"), "the scan needs debug logs to mean something");
 }
+
+/// The server certificate is renewed in place (as cert-manager does): the
+/// next connection gets the new one, without a restart.
+#[tokio::test]
+async fn a_renewed_server_certificate_is_served_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let daemon = Daemon::configured(dir.path(), &tls_server_block(&pki, "none"), "", "", &common::admin_account());
+    let mut before = SecretBrokerClient::with_interceptor(
+        tls_channel(&daemon, &pki, None).await.unwrap(),
+        Auth::bearer(ADMIN_TOKEN),
+    );
+    put(&mut before, "renewal", "k", b"v").await.unwrap();
+
+    // A new CA and a new certificate, written over the old files.
+    let renewed_dir = tempfile::tempdir().unwrap();
+    let renewed = Pki::new(renewed_dir.path());
+    std::fs::copy(&renewed.server_key, &pki.server_key).unwrap();
+    std::fs::copy(&renewed.server_cert, &pki.server_cert).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+    let mut after = SecretBrokerClient::with_interceptor(
+        tls_channel(&daemon, &renewed, None).await.expect("the renewed certificate is served"),
+        Auth::bearer(ADMIN_TOKEN),
+    );
+    assert_eq!(get(&mut after, "renewal", "k").await.unwrap(), b"v");
+    assert!(tls_channel(&daemon, &pki, None).await.is_err(), "the old CA still validates the served certificate");
+    assert!(daemon.log_text().contains("TLS certificate files changed"));
+}

@@ -239,7 +239,7 @@ mod tests {
     #[test]
     fn finds_plaintext_credentials() {
         let text = "secret:\n  jdbc:\n    url: postgres://app:hunter2@db/secretd\n    secret: inline-and-long-enough-0123456789abcdef\n\
-                    \n  vault:\n    token: {token: ${VAULT_TOKEN}}\n    userpass: {username: u, password: file:/run/p}\n\
+                    \n  vault:\n    token: {token: \"${VAULT_TOKEN}\"}\n    userpass: {username: u, password: file:/run/p}\n\
                     state:\n  url: postgres://app:${PW}@db/state\n";
         assert_eq!(plaintext_credentials(text), vec!["secret.jdbc.url", "secret.jdbc.secret"]);
     }

@@ -108,4 +108,4 @@ export SECRETD_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/$scratch"
 export SECRETD_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306/$scratch"
 log "scratch databases: $scratch (PostgreSQL and MariaDB)"
 
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"

@@ -479,11 +479,23 @@ pub async fn run(
         .build_v1()
         .expect("the embedded descriptor sets are valid");
     let readiness = Arc::new(Readiness::default());
+    // The first check before the first call, unless the operator asked to
+    // wait: a client must never find the service unknown, nor SERVING
+    // before the backend said so.
+    let first = if options.liveness.initial_delay.is_zero() {
+        Some(check_backend(&services.broker, &health_reporter, &readiness, &options.liveness, None).await)
+    } else {
+        let service = <SecretBrokerServer<Services> as tonic::server::NamedService>::NAME;
+        health_reporter.set_service_status(service, ServingStatus::NotServing).await;
+        health_reporter.set_service_status("", ServingStatus::NotServing).await;
+        None
+    };
     let health_task = tokio::spawn(watch_health(
         services.broker.clone(),
         health_reporter.clone(),
         readiness.clone(),
         options.liveness.clone(),
+        first,
     ));
     let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
     let admin_task = options.admin.map(|admin| {
@@ -558,31 +570,44 @@ async fn watch_health(
     reporter: tonic_health::server::HealthReporter,
     readiness: Arc<Readiness>,
     liveness: LivenessConfig,
+    mut last: Option<ServingStatus>,
 ) {
-    let service = <SecretBrokerServer<Services> as tonic::server::NamedService>::NAME;
-    let mut last = None;
-    tokio::time::sleep(liveness.initial_delay).await;
+    tokio::time::sleep(if last.is_some() { liveness.interval } else { liveness.initial_delay }).await;
     loop {
-        let status = match tokio::time::timeout(liveness.timeout, broker.store().health()).await {
-            Ok(Ok(())) => ServingStatus::Serving,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "backend health check failed");
-                ServingStatus::NotServing
-            }
-            Err(_) => {
-                tracing::warn!(timeout = ?liveness.timeout, "backend health check timed out");
-                ServingStatus::NotServing
-            }
-        };
-        let up = status == ServingStatus::Serving;
-        crate::metrics::get().backend_up.set(i64::from(up));
-        readiness.set_backend(up);
-        if last != Some(status) {
-            tracing::info!(?status, "health changed");
-            reporter.set_service_status(service, status).await;
-            reporter.set_service_status("", status).await;
-            last = Some(status);
-        }
+        let status = check_backend(&broker, &reporter, &readiness, &liveness, last).await;
+        last = Some(status);
         tokio::time::sleep(liveness.interval).await;
     }
+}
+
+/// One health check of the backend, published to `grpc.health.v1`,
+/// `/readyz` and the `backend_up` gauge.
+async fn check_backend(
+    broker: &Broker,
+    reporter: &tonic_health::server::HealthReporter,
+    readiness: &Readiness,
+    liveness: &LivenessConfig,
+    last: Option<ServingStatus>,
+) -> ServingStatus {
+    let service = <SecretBrokerServer<Services> as tonic::server::NamedService>::NAME;
+    let status = match tokio::time::timeout(liveness.timeout, broker.store().health()).await {
+        Ok(Ok(())) => ServingStatus::Serving,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "backend health check failed");
+            ServingStatus::NotServing
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?liveness.timeout, "backend health check timed out");
+            ServingStatus::NotServing
+        }
+    };
+    let up = status == ServingStatus::Serving;
+    crate::metrics::get().backend_up.set(i64::from(up));
+    readiness.set_backend(up);
+    if last != Some(status) {
+        tracing::info!(?status, "health changed");
+        reporter.set_service_status(service, status).await;
+        reporter.set_service_status("", status).await;
+    }
+    status
 }

@@ -183,10 +183,10 @@ mod elasticsearch {
             .with_index(config.index.clone())
             .with_timeout(config.timeout);
         if let Some(basic) = &config.basic_auth {
-            options = options
-                .with_auth(Auth::Basic { username: basic.username.clone(), password: basic.password.secret().clone() });
+            options =
+                options.with_auth(Auth::Basic { username: basic.username.clone(), password: basic.password.source() });
         } else if let Some(key) = &config.api_key {
-            options = options.with_auth(Auth::ApiKey(key.secret().clone()));
+            options = options.with_auth(Auth::ApiKey(key.source()));
         }
         if let Some(ca) = &config.ca_certificate {
             let pem = std::fs::read(ca).map_err(|e| {
@@ -211,7 +211,7 @@ mod gcp {
 
     pub async fn build(config: &GcpConfig) -> Result<Arc<dyn SecretStore>, BackendError> {
         let credentials = match (&config.service_account, config.anonymous) {
-            (Some(key), _) => GcpCredentials::ServiceAccountJson(key.secret().clone()),
+            (Some(key), _) => GcpCredentials::ServiceAccount(key.source()),
             (None, true) => GcpCredentials::Anonymous,
             (None, false) => GcpCredentials::ApplicationDefault,
         };
@@ -245,7 +245,7 @@ mod azure {
             AzureCredential::ClientSecret {
                 tenant_id: cs.tenant_id.clone(),
                 client_id: cs.client_id.clone(),
-                client_secret: cs.client_secret.secret().clone(),
+                client_secret: cs.client_secret.source(),
             }
         } else if let Some(mi) = &config.managed_identity {
             AzureCredential::ManagedIdentity { client_id: mi.client_id.clone() }

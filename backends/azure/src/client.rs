@@ -31,8 +31,8 @@ use azure_identity::{
     ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
     UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
-use secrecy::ExposeSecret;
-use secretd_core::{ErrorKind, RetryPolicy, StoreError};
+use secrecy::{ExposeSecret, SecretString};
+use secretd_core::{CredentialSource, ErrorKind, RetryPolicy, StoreError};
 
 use crate::{AzureCredential, AzureOptions};
 
@@ -96,6 +96,86 @@ pub fn client_options(
     Ok(options)
 }
 
+/// A client-secret credential whose secret is read from its source before
+/// each token request: a secret rotated in its file is used for the next
+/// token, without a restart. (The SDK's credential holds its secret for
+/// life, so a new one is made when the secret changes.)
+struct RotatingClientSecret {
+    tenant_id: String,
+    client_id: String,
+    source: CredentialSource,
+    options: ClientOptions,
+    current: std::sync::Mutex<(SecretString, Arc<ClientSecretCredential>)>,
+}
+
+impl std::fmt::Debug for RotatingClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatingClientSecret")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RotatingClientSecret {
+    fn new(
+        tenant_id: String,
+        client_id: String,
+        source: CredentialSource,
+        options: ClientOptions,
+    ) -> Result<Self, StoreError> {
+        let secret = source.current()?;
+        let credential = Self::build(&tenant_id, &client_id, &secret, &options)?;
+        Ok(Self { tenant_id, client_id, source, options, current: std::sync::Mutex::new((secret, credential)) })
+    }
+
+    fn build(
+        tenant_id: &str,
+        client_id: &str,
+        secret: &SecretString,
+        options: &ClientOptions,
+    ) -> Result<Arc<ClientSecretCredential>, StoreError> {
+        ClientSecretCredential::new(
+            tenant_id,
+            client_id.to_owned(),
+            secret.expose_secret().to_owned().into(),
+            Some(ClientSecretCredentialOptions { client_options: options.clone() }),
+        )
+        .map_err(|e| {
+            config_error(format!("cannot set up the client-secret credential: {}", error_text(&e))).with_source(e)
+        })
+    }
+
+    fn credential(&self) -> azure_core::Result<Arc<ClientSecretCredential>> {
+        let secret = self.source.current().map_err(|e| {
+            azure_core::Error::with_message(azure_core::error::ErrorKind::Credential, e.message().to_owned())
+        })?;
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.0.expose_secret() != secret.expose_secret() {
+            match Self::build(&self.tenant_id, &self.client_id, &secret, &self.options) {
+                Ok(credential) => {
+                    tracing::info!("the Key Vault client secret changed; using the new one");
+                    *current = (secret, credential);
+                }
+                Err(e) => tracing::warn!("cannot use the changed Key Vault client secret, keeping the old one: {e}"),
+            }
+        }
+        Ok(current.1.clone())
+    }
+}
+
+#[async_trait]
+impl TokenCredential for RotatingClientSecret {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        let credential = self.credential()?;
+        credential.get_token(scopes, options).await
+    }
+}
+
 /// The token credential the options describe.
 pub fn credential(
     credential: &AzureCredential,
@@ -105,13 +185,12 @@ pub fn credential(
         config_error(format!("cannot set up the {what} credential: {}", error_text(&e))).with_source(e)
     };
     Ok(match credential {
-        AzureCredential::ClientSecret { tenant_id, client_id, client_secret } => ClientSecretCredential::new(
-            tenant_id,
+        AzureCredential::ClientSecret { tenant_id, client_id, client_secret } => Arc::new(RotatingClientSecret::new(
+            tenant_id.clone(),
             client_id.clone(),
-            client_secret.expose_secret().to_owned().into(),
-            Some(ClientSecretCredentialOptions { client_options: options()? }),
-        )
-        .map_err(|e| sdk("client-secret", e))?,
+            client_secret.clone(),
+            options()?,
+        )?),
         AzureCredential::ManagedIdentity { client_id } => {
             let o = ManagedIdentityCredentialOptions {
                 user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),

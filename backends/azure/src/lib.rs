@@ -78,7 +78,7 @@ use azure_security_keyvault_secrets::{
     ResourceExt, SecretClient, SecretClientOptions,
 };
 use futures::{stream, StreamExt, TryStreamExt};
-use secrecy::SecretString;
+use secretd_core::CredentialSource;
 use secretd_core::{
     Capabilities, ErrorKind, Key, Namespace, Page, PageRequest, RetryPolicy, Secret, SecretMetadata, SecretName,
     SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
@@ -96,7 +96,7 @@ pub use names::NamePrefix;
 pub enum AzureCredential {
     /// A service principal's client secret, as the platform's
     /// `client-secret` block (`tenant-id`, `client-id`, `client-secret`).
-    ClientSecret { tenant_id: String, client_id: String, client_secret: SecretString },
+    ClientSecret { tenant_id: String, client_id: String, client_secret: CredentialSource },
     /// The managed identity of the VM, App Service or container: the
     /// system-assigned one, or the user-assigned one with this client id.
     ManagedIdentity { client_id: Option<String> },
@@ -708,7 +708,7 @@ mod tests {
             AzureCredential::ClientSecret {
                 tenant_id: "tenant".into(),
                 client_id: "client".into(),
-                client_secret: SecretString::from("hunter2-client-secret".to_owned()),
+                client_secret: "hunter2-client-secret".into(),
             },
         );
         let shown = format!("{options:?}");

@@ -327,3 +327,28 @@ async fn deletes_that_key_vault_finishes_later_are_waited_for() {
     let conflicts = server.requests().iter().filter(|r| r.status == 409).count();
     assert!(conflicts >= 6, "{conflicts} conflicts");
 }
+
+/// A client secret held in a source that changes (a mounted file, in the
+/// daemon): the first token request uses the wrong one and fails; once the
+/// source holds the right one, the next request succeeds without a new
+/// store.
+#[tokio::test]
+async fn a_rotated_client_secret_is_used_for_the_next_token() {
+    struct Rotating(std::sync::Mutex<String>);
+    impl secretd_core::RotatingSecret for Rotating {
+        fn current(&self) -> Result<secrecy::SecretString, secretd_core::StoreError> {
+            Ok(secrecy::SecretString::from(self.0.lock().unwrap().clone()))
+        }
+    }
+    let server = support::server();
+    let rotating = Arc::new(Rotating(std::sync::Mutex::new("the-old-secret".into())));
+    let mut options = server.client_secret_options();
+    if let AzureCredential::ClientSecret { client_secret, .. } = &mut options.credential {
+        *client_secret = secretd_core::CredentialSource::rotating(rotating.clone());
+    }
+    let store = support::connect(support::fast(options)).await;
+    let err = store.put(&name("rotated"), &value("v"), &Tags::new(), None).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    *rotating.0.lock().unwrap() = server.client_secret.clone();
+    store.put(&name("rotated"), &value("v"), &Tags::new(), None).await.expect("the rotated secret is used");
+}

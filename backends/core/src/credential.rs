@@ -43,6 +43,18 @@ impl CredentialSource {
     }
 }
 
+impl From<&str> for CredentialSource {
+    fn from(value: &str) -> Self {
+        Self::fixed(SecretString::from(value.to_owned()))
+    }
+}
+
+impl From<String> for CredentialSource {
+    fn from(value: String) -> Self {
+        Self::fixed(SecretString::from(value))
+    }
+}
+
 impl From<SecretString> for CredentialSource {
     fn from(value: SecretString) -> Self {
         Self::fixed(value)

@@ -101,7 +101,9 @@ pub(crate) struct Client {
     http: reqwest::Client,
     hosts: Vec<Url>,
     next_host: AtomicUsize,
-    authorization: Option<HeaderValue>,
+    /// Read for every request, so a password or API key rotated in its
+    /// file is used from the next request on.
+    auth: Auth,
 }
 
 impl Client {
@@ -129,7 +131,8 @@ impl Client {
             }
             hosts.push(url);
         }
-        let authorization = authorization_header(&auth)?;
+        // Once now, so unusable credentials fail the start.
+        authorization_header(&auth)?;
 
         // reqwest is built without a default crypto provider, so the
         // process-wide one is installed here; a provider already installed
@@ -152,7 +155,7 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| config_error("cannot build the HTTP client (TLS setup failed)").with_source(e))?;
-        Ok(Self { http, hosts, next_host: AtomicUsize::new(0), authorization })
+        Ok(Self { http, hosts, next_host: AtomicUsize::new(0), auth })
     }
 
     /// The hosts, without credentials, for `Debug`.
@@ -182,8 +185,8 @@ impl Client {
         loop {
             attempt += 1;
             let mut request = self.http.request(call.method.clone(), self.url(call));
-            if let Some(value) = &self.authorization {
-                request = request.header(AUTHORIZATION, value.clone());
+            if let Some(value) = authorization_header(&self.auth)? {
+                request = request.header(AUTHORIZATION, value);
             }
             if let Some(body) = &call.body {
                 request = request.header(CONTENT_TYPE, "application/json").body(body.clone());
@@ -285,10 +288,10 @@ fn authorization_header(auth: &Auth) -> Result<Option<HeaderValue>, StoreError> 
             if username.contains(':') {
                 return Err(config_error("auth: a basic-auth username cannot contain ':'"));
             }
-            let pair = format!("{username}:{}", password.expose_secret());
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+            let pair = zeroize::Zeroizing::new(format!("{username}:{}", password.current()?.expose_secret()));
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()))
         }
-        Auth::ApiKey(key) => format!("ApiKey {}", key.expose_secret().trim()),
+        Auth::ApiKey(key) => format!("ApiKey {}", key.current()?.expose_secret().trim()),
     };
     let mut value = HeaderValue::from_str(&raw)
         .map_err(|_| config_error("auth: the credentials contain characters an HTTP header cannot carry"))?;
@@ -318,7 +321,7 @@ mod tests {
     fn credentials_in_a_host_become_basic_auth() {
         let client = Client::new(&options(&["https://elastic:p%40ss@es:9200"])).unwrap();
         assert_eq!(client.hosts(), ["https://es:9200"]);
-        let header = client.authorization.as_ref().unwrap();
+        let header = authorization_header(&client.auth).unwrap().unwrap();
         assert!(header.is_sensitive());
         use base64::Engine;
         let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("elastic:p@ss"));
@@ -346,7 +349,7 @@ mod tests {
     #[test]
     fn api_key_header() {
         let client = Client::new(&options(&["http://es"]).with_auth(Auth::ApiKey("abc==".into()))).unwrap();
-        assert_eq!(client.authorization.as_ref().unwrap().to_str().unwrap(), "ApiKey abc==");
+        assert_eq!(authorization_header(&client.auth).unwrap().unwrap().to_str().unwrap(), "ApiKey abc==");
     }
 
     #[test]

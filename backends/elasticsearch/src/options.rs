@@ -9,6 +9,7 @@
 use std::{fmt, time::Duration};
 
 use secrecy::SecretString;
+use secretd_core::CredentialSource;
 
 /// The index secretd writes to unless told otherwise.
 pub const DEFAULT_INDEX: &str = "secretd-secrets";
@@ -24,11 +25,11 @@ pub enum Auth {
     #[default]
     None,
     /// HTTP basic authentication with a native or file-realm user.
-    Basic { username: String, password: SecretString },
+    Basic { username: String, password: CredentialSource },
     /// An API key in its encoded form, the `encoded` field Elasticsearch
     /// returns when the key is created (base64 of `id:api_key`); sent as
     /// `Authorization: ApiKey <encoded>`.
-    ApiKey(SecretString),
+    ApiKey(CredentialSource),
 }
 
 impl fmt::Debug for Auth {

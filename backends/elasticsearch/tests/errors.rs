@@ -222,3 +222,34 @@ async fn a_put_whose_head_write_fails_takes_its_version_back() {
     assert!(heads[4].starts_with("GET "), "the head is read again: {}", heads[4]);
     assert!(heads[5].starts_with("DELETE ") && heads[5].contains(".1?routing="), "{}", heads[5]);
 }
+
+/// A password held in a source that changes (a mounted file, in the
+/// daemon) is read for every request.
+#[tokio::test]
+async fn a_rotated_password_is_sent_from_the_next_request_on() {
+    struct Rotating(std::sync::Mutex<String>);
+    impl secretd_core::RotatingSecret for Rotating {
+        fn current(&self) -> Result<secrecy::SecretString, secretd_core::StoreError> {
+            Ok(secrecy::SecretString::from(self.0.lock().unwrap().clone()))
+        }
+    }
+    let exists = r#"{"error":{"type":"resource_already_exists_exception","reason":"index [secretd-secrets] already exists"},"status":400}"#;
+    let mapping = r#"{"secretd-secrets-000001":{"mappings":{"properties":{
+        "doc_type":{"type":"keyword"},"secret_id":{"type":"keyword"},"tenant":{"type":"keyword"},
+        "namespace":{"type":"keyword"},"key":{"type":"keyword"},"tag_terms":{"type":"keyword"},"version":{"type":"long"}}}}}"#;
+    let (url, _, heads) =
+        scripted(vec![Some((400, exists)), Some((200, mapping)), Some((200, r#"{"count":0}"#))]).await;
+    let password = Arc::new(Rotating(std::sync::Mutex::new("old".into())));
+    let options = options(&url).with_auth(Auth::Basic {
+        username: "secretd".into(),
+        password: secretd_core::CredentialSource::rotating(password.clone()),
+    });
+    let store = ElasticsearchStore::connect(options).await.unwrap();
+    *password.0.lock().unwrap() = "new".into();
+    let _ = store.health().await;
+    use base64::Engine;
+    let basic = |p: &str| base64::engine::general_purpose::STANDARD.encode(format!("secretd:{p}")).to_ascii_lowercase();
+    let heads = heads.lock().unwrap();
+    assert!(heads[1].to_ascii_lowercase().contains(&format!("authorization: basic {}", basic("old"))));
+    assert!(heads[2].to_ascii_lowercase().contains(&format!("authorization: basic {}", basic("new"))));
+}

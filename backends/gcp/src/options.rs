@@ -12,7 +12,7 @@ use std::{fmt, path::PathBuf, time::Duration};
 
 use google_cloud_auth::credentials::{self, Credentials};
 use secrecy::{ExposeSecret, SecretString};
-use secretd_core::{RetryPolicy, StoreError};
+use secretd_core::{CredentialSource, RetryPolicy, StoreError};
 use serde_json::Value;
 
 use crate::names::NamePrefix;
@@ -24,6 +24,10 @@ pub enum GcpCredentials {
     /// A service-account key as JSON: the platform's inline
     /// `service-account: |` block, or the contents of the key file.
     ServiceAccountJson(SecretString),
+    /// A service-account key as JSON, read from its source again before
+    /// each request's headers are made: a key rotated in its file is used
+    /// from then on, without a restart.
+    ServiceAccount(CredentialSource),
     /// A service-account key file, read by [`crate::GcpStore::connect`].
     ServiceAccountFile(PathBuf),
     /// Application Default Credentials: the file named by
@@ -39,6 +43,7 @@ impl fmt::Debug for GcpCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GcpCredentials::ServiceAccountJson(_) => f.write_str("ServiceAccountJson(<redacted>)"),
+            GcpCredentials::ServiceAccount(source) => f.debug_tuple("ServiceAccount").field(source).finish(),
             GcpCredentials::ServiceAccountFile(path) => f.debug_tuple("ServiceAccountFile").field(path).finish(),
             GcpCredentials::ApplicationDefault => f.write_str("ApplicationDefault"),
             GcpCredentials::Anonymous => f.write_str("Anonymous"),
@@ -149,12 +154,74 @@ pub(crate) async fn build_credentials(credentials: &GcpCredentials) -> Result<Cr
             )
         }),
         GcpCredentials::ServiceAccountJson(json) => service_account(json.expose_secret(), "service-account"),
+        GcpCredentials::ServiceAccount(source) => {
+            let json = source.current()?;
+            let credentials = service_account(json.expose_secret(), "service-account")?;
+            Ok(Credentials::from(RotatingServiceAccount {
+                source: source.clone(),
+                current: std::sync::Mutex::new((json, credentials)),
+            }))
+        }
         GcpCredentials::ServiceAccountFile(path) => {
             let text = tokio::fs::read_to_string(path).await.map_err(|e| {
                 StoreError::invalid_name(format!("cannot read the service-account key file {}: {e}", path.display()))
             })?;
             service_account(&text, &format!("the service-account key file {}", path.display()))
         }
+    }
+}
+
+/// Service-account credentials that follow their key's source.
+struct RotatingServiceAccount {
+    source: CredentialSource,
+    current: std::sync::Mutex<(SecretString, Credentials)>,
+}
+
+impl fmt::Debug for RotatingServiceAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RotatingServiceAccount(<redacted>)")
+    }
+}
+
+impl RotatingServiceAccount {
+    /// The credentials of the current key; a changed key that cannot be
+    /// used is logged and the previous one kept.
+    fn credentials(&self) -> Credentials {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match self.source.current() {
+            Ok(json) if json.expose_secret() != current.0.expose_secret() => {
+                match service_account(json.expose_secret(), "the rotated service-account key") {
+                    Ok(credentials) => {
+                        tracing::info!("the service-account key changed; using the new one");
+                        *current = (json, credentials);
+                    }
+                    Err(e) => tracing::warn!("{e}; keeping the previous key"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot read the service-account key: {e}; keeping the previous key"),
+        }
+        current.1.clone()
+    }
+}
+
+impl google_cloud_auth::credentials::CredentialsProvider for RotatingServiceAccount {
+    fn headers(
+        &self,
+        extensions: http::Extensions,
+    ) -> impl std::future::Future<
+        Output = Result<
+            google_cloud_auth::credentials::CacheableResource<http::HeaderMap>,
+            google_cloud_auth::errors::CredentialsError,
+        >,
+    > + Send {
+        let credentials = self.credentials();
+        async move { credentials.headers(extensions).await }
+    }
+
+    fn universe_domain(&self) -> impl std::future::Future<Output = Option<String>> + Send {
+        let credentials = self.credentials();
+        async move { credentials.universe_domain().await }
     }
 }
 

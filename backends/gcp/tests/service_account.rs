@@ -123,3 +123,44 @@ fn tempfile() -> (std::path::PathBuf, std::fs::File) {
     let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).unwrap();
     (path, file)
 }
+
+/// A key held in a source that changes (a mounted file, in the daemon):
+/// requests after the change are signed by the new key.
+#[tokio::test]
+async fn a_rotated_key_signs_the_next_requests() {
+    struct Rotating(std::sync::Mutex<String>);
+    impl secretd_core::RotatingSecret for Rotating {
+        fn current(&self) -> Result<SecretString, secretd_core::StoreError> {
+            Ok(SecretString::from(self.0.lock().unwrap().clone()))
+        }
+    }
+    let Some(first) = service_account_json() else { return };
+    let Some(second) = service_account_json() else { return };
+    let second = second.replace("\"secretd@p-1.iam.gserviceaccount.com\"", "\"rotated@p-1.iam.gserviceaccount.com\"");
+    let (url, heads) = recording().await;
+    let key = std::sync::Arc::new(Rotating(std::sync::Mutex::new(first)));
+    let source = secretd_core::CredentialSource::rotating(key.clone());
+    let mut options = GcpOptions::new("p-1", GcpCredentials::ServiceAccount(source));
+    options.endpoint = Some(url);
+    let store = GcpStore::connect(options).await.expect("a store with a service-account key");
+    store.health().await.expect("the recording server answers 200");
+    *key.0.lock().unwrap() = second;
+    store.health().await.expect("the recording server answers 200");
+    let issuers: Vec<String> = heads
+        .lock()
+        .await
+        .iter()
+        .map(|head| {
+            let token = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("authorization: Bearer ").or_else(|| l.strip_prefix("Authorization: Bearer "))
+                })
+                .unwrap_or_else(|| panic!("no bearer token in {head}"));
+            let claims = token.trim().split('.').nth(1).unwrap();
+            let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+            claims["iss"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(issuers, ["secretd@p-1.iam.gserviceaccount.com", "rotated@p-1.iam.gserviceaccount.com"]);
+}

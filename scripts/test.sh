@@ -69,6 +69,7 @@ ensure_tools() {
     local missing=()
     command -v curl >/dev/null || missing+=(curl)
     command -v flock >/dev/null || missing+=(util-linux)
+    command -v openssl >/dev/null || missing+=(openssl)
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }

@@ -103,7 +103,14 @@ pub fn map(e: azure_core::Error, what: &str) -> StoreError {
         SdkKind::Credential => {
             // The token endpoint may be unreachable (worth retrying later) or
             // may refuse the credential (the operator's to fix).
-            let kind = if transport_cause(&e).is_some() { ErrorKind::Unavailable } else { ErrorKind::PermissionDenied };
+            // The bearer-token policy's own race (see `AzureStore::challenged`)
+            // is no refusal: a retry succeeds.
+            let raced = e.to_string().contains("error while fetching the access token");
+            let kind = if transport_cause(&e).is_some() || raced {
+                ErrorKind::Unavailable
+            } else {
+                ErrorKind::PermissionDenied
+            };
             StoreError::new(kind, format!("the Azure credential could not get a token while {what}: {}", chain(&e)))
                 .with_source(e)
         }

@@ -236,6 +236,9 @@ pub struct AzureStore {
     vault_url: String,
     prefix: NamePrefix,
     purge_on_delete: bool,
+    /// Set once one request has been through Key Vault's authentication
+    /// challenge; see [`AzureStore::challenged`].
+    challenged: tokio::sync::OnceCell<()>,
 }
 
 impl std::fmt::Debug for AzureStore {
@@ -277,7 +280,13 @@ impl AzureStore {
         let client = SecretClient::new(&vault_url, credential, Some(client_options)).map_err(|e| {
             StoreError::invalid_name(format!("vault-url {vault_url:?} is not usable: {e}")).with_source(e)
         })?;
-        Ok(Self { client, vault_url, prefix: options.name_prefix, purge_on_delete: options.purge_on_delete })
+        Ok(Self {
+            client,
+            vault_url,
+            prefix: options.name_prefix,
+            purge_on_delete: options.purge_on_delete,
+            challenged: tokio::sync::OnceCell::new(),
+        })
     }
 
     /// One version (the latest, or a pinned one), with or without its value.
@@ -438,6 +447,7 @@ impl SecretStore for AzureStore {
     }
 
     async fn get(&self, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
+        self.challenged().await?;
         let azure = self.prefix.secret_name(name)?;
         let read = self.read(name, &azure, version, true).await?;
         let value =
@@ -461,6 +471,7 @@ impl SecretStore for AzureStore {
         tags: &Tags,
         _description: Option<&str>,
     ) -> Result<Version, StoreError> {
+        self.challenged().await?;
         let azure = self.prefix.secret_name(name)?;
         // The secret's first-write time, carried into the new version.
         let created_unix = match self.read(name, &azure, None, false).await {
@@ -492,6 +503,7 @@ impl SecretStore for AzureStore {
     }
 
     async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
+        self.challenged().await?;
         let azure = self.prefix.secret_name(name)?;
         self.client
             .delete_secret(&azure, None)
@@ -514,6 +526,7 @@ impl SecretStore for AzureStore {
         filter: &Tags,
         page: &PageRequest,
     ) -> Result<Page, StoreError> {
+        self.challenged().await?;
         let after = page.token.as_deref().map(secretd_core::key_after_token).transpose()?;
         let size = page.size.max(1);
         let mut candidates = self.list_names(tenant, namespace, filter, after.as_ref()).await?;
@@ -551,7 +564,26 @@ impl SecretStore for AzureStore {
     }
 
     async fn health(&self) -> Result<(), StoreError> {
-        // The cheapest authenticated call: one secret's properties.
+        self.challenged().await?;
+        self.list_one().await
+    }
+}
+
+impl AzureStore {
+    /// The SDK answers a new client's first requests with Key Vault's
+    /// bearer challenge, and when several first requests meet their
+    /// challenges at once, one can clear the token another has just
+    /// fetched (azure_core 1.1's bearer-token policy), which fails that
+    /// request with "an error while fetching the access token". So the
+    /// first request goes alone: callers wait for it, then all carry the
+    /// token. A failed first request is not remembered; the next caller
+    /// tries again.
+    async fn challenged(&self) -> Result<(), StoreError> {
+        self.challenged.get_or_try_init(|| self.list_one()).await.map(|_| ())
+    }
+
+    /// The cheapest authenticated call: one secret's properties.
+    async fn list_one(&self) -> Result<(), StoreError> {
         let options = SecretClientListSecretPropertiesOptions { maxresults: Some(1), ..Default::default() };
         let what = "checking health (listing one secret)";
         let mut pages =

@@ -22,7 +22,6 @@ use std::{
 };
 
 use async_trait::async_trait;
-use base64::Engine;
 use secretd_core::{
     Capabilities, Envelope, EnvelopeError, ErrorKind, Key, Namespace, Page, PageRequest, Secret, SecretMetadata,
     SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
@@ -375,7 +374,7 @@ impl SecretStore for SqlStore {
         let size = page.size.max(1);
         let mut cursor = match &page.token {
             None => String::new(),
-            Some(token) => decode_token(token)?,
+            Some(token) => secretd_core::key_after_token(token)?.as_str().to_owned(),
         };
         // Tags are filtered here, not in SQL, so read in batches until the
         // page and one more item are found (the extra one says whether a
@@ -427,7 +426,7 @@ impl SecretStore for SqlStore {
         }
         let next_token = if items.len() > size {
             items.truncate(size);
-            items.last().map(|m| encode_token(m.name.key.as_str()))
+            items.last().map(|m| secretd_core::key_page_token(&m.name.key))
         } else {
             None
         };
@@ -454,19 +453,6 @@ pub fn text(row: &sqlx::any::AnyRow, index: usize) -> Result<String, sqlx::Error
 
 fn parse_tags(name: &SecretName, json: &str) -> Result<Tags, StoreError> {
     serde_json::from_str(json).map_err(|_| StoreError::corrupt(format!("secret {name} has unreadable tags")))
-}
-
-fn encode_token(key: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
-}
-
-fn decode_token(token: &str) -> Result<String, StoreError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|key| Key::parse(key).is_ok())
-        .ok_or_else(|| StoreError::new(ErrorKind::InvalidName, "invalid page token"))
 }
 
 fn now_millis() -> i64 {

@@ -131,6 +131,6 @@ async fn bad_page_tokens_are_refused() {
         let page = PageRequest { size: 10, token: Some(token.to_owned()) };
         let err = store.list(&name.tenant, &name.namespace, &Tags::new(), &page).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidName, "token {token:?}");
-        assert_eq!(err.message(), "invalid page token");
+        assert_eq!(err.message(), "the page token is not one this store issued");
     }
 }

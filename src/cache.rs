@@ -91,10 +91,14 @@ impl SecretCache {
             return load.await.map(|s| (Arc::new(s), Origin::Backend)).map_err(Arc::new);
         };
         let key = CacheKey { requested: requested.clone(), version: version.cloned() };
+        let metrics = crate::metrics::get();
+        // A hit is one lookup; only a miss goes through the single-flight
+        // path, where a caller that did not load joined another's load.
+        if let Some(secret) = entries.get(&key).await {
+            metrics.cache_hits.inc();
+            return Ok((secret, Origin::Cache));
+        }
         let loaded_here = AtomicBool::new(false);
-        // Only to tell a hit from a join on another caller's load, for the
-        // metrics; a race here mislabels one count, nothing else.
-        let was_cached = entries.contains_key(&key);
         let started = self.writes_started.load(Ordering::SeqCst);
         let secret = entries
             .try_get_with_by_ref(&key, async {
@@ -102,13 +106,8 @@ impl SecretCache {
                 load.await.map(Arc::new)
             })
             .await?;
-        let metrics = crate::metrics::get();
         if !loaded_here.load(Ordering::Relaxed) {
-            if was_cached {
-                metrics.cache_hits.inc();
-            } else {
-                metrics.single_flight_joins.inc();
-            }
+            metrics.single_flight_joins.inc();
             return Ok((secret, Origin::Cache));
         }
         metrics.cache_misses.inc();

@@ -137,6 +137,7 @@ async fn main() -> ExitCode {
         namespace: args.namespace.clone(),
         key: args.key.clone(),
         version: String::new(), // the latest
+        ..Default::default()    // no max_age, no refresh: the cache may answer
     };
     match client.get_secret(request).await {
         // Printing the value is this example's whole point. A real worker keeps it in memory,

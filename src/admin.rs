@@ -5,7 +5,10 @@
 //! - `GET /readyz`: 200 when the backend passed its last health check, the
 //!   state store answered its last refresh, and the daemon is not draining;
 //!   503 with the reason otherwise, so traffic moves elsewhere while the
-//!   process stays up.
+//!   process stays up. A backend outage is the exception while the cache
+//!   serves stale values (`secret.cache.stale-if-error`): 200, with the body
+//!   saying `degraded` and why, since every replica shares the backend and
+//!   taking them all out would turn stale answers into none.
 //! - `GET /metrics`: Prometheus text format (see [`crate::metrics`]).
 //!
 //! Plain HTTP on its own address (127.0.0.1:7879 by default), apart from
@@ -13,26 +16,32 @@
 //! answers carries a secret.
 
 use std::sync::{
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicBool, AtomicU8, Ordering},
     Arc,
 };
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
 use tokio::net::TcpListener;
 
-use crate::server::Services;
+use crate::{resilience::breaker::BreakerState, server::Services};
 
 /// What `/readyz` reports, kept current by the health check and the
 /// shutdown path.
 #[derive(Debug, Default)]
 pub struct Readiness {
     backend_ok: AtomicBool,
+    serves_stale: AtomicBool,
+    /// The circuit breaker at the last health check: 0 closed, 1 half-open,
+    /// 2 open.
+    breaker: AtomicU8,
     draining: AtomicBool,
 }
 
 impl Readiness {
-    pub fn set_backend(&self, ok: bool) {
+    pub fn set_backend(&self, ok: bool, serves_stale: bool, breaker: Option<BreakerState>) {
         self.backend_ok.store(ok, Ordering::Relaxed);
+        self.serves_stale.store(serves_stale, Ordering::Relaxed);
+        self.breaker.store(breaker.map_or(0, |b| b.gauge() as u8), Ordering::Relaxed);
     }
 
     pub fn set_draining(&self) {
@@ -66,20 +75,31 @@ pub async fn serve(
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    let readiness = &state.readiness;
     let mut problems = Vec::new();
-    if state.readiness.is_draining() {
-        problems.push("shutting down");
+    if readiness.is_draining() {
+        problems.push("shutting down".to_owned());
     }
-    if !state.readiness.backend_ok.load(Ordering::Relaxed) {
-        problems.push("backend unavailable");
+    let backend =
+        (!readiness.backend_ok.load(Ordering::Relaxed)).then(|| match readiness.breaker.load(Ordering::Relaxed) {
+            2 => "backend unavailable; circuit breaker open",
+            1 => "backend unavailable; circuit breaker half-open",
+            _ => "backend unavailable",
+        });
+    let degraded = backend.filter(|_| readiness.serves_stale.load(Ordering::Relaxed));
+    if let (Some(backend), None) = (backend, degraded) {
+        problems.push(backend.to_owned());
     }
     if !state.services.auth.state_store_reachable() {
-        problems.push("state store unreachable");
+        problems.push("state store unreachable".to_owned());
     }
-    if problems.is_empty() {
-        (StatusCode::OK, "ok\n".to_owned())
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", problems.join("; ")))
+    match (problems.is_empty(), degraded) {
+        (true, None) => (StatusCode::OK, "ok\n".to_owned()),
+        (true, Some(why)) => (
+            StatusCode::OK,
+            format!("degraded: {why}; cached values are served stale within secret.cache.stale-if-error\n"),
+        ),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", problems.join("; "))),
     }
 }
 

@@ -41,6 +41,8 @@ pub struct AuditRecord {
     /// Which rule decided, or why authentication failed.
     pub reason: Option<std::borrow::Cow<'static, str>>,
     pub cache_hit: Option<bool>,
+    /// Where a read's answer came from: `backend`, `cache` or `stale`.
+    pub source: Option<&'static str>,
     #[serde(with = "humantime_serde::option")]
     pub backend_latency: Option<Duration>,
     /// The gRPC code the caller got, like `OK` or `NOT_FOUND`.

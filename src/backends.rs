@@ -1,15 +1,32 @@
 //! The backend registry: from `secret.type` and its block to a store.
 //!
 //! Adding a backend touches its own crate, one arm of [`build_store`] and
-//! the docs. Every store is wrapped in its tag scope here, so scoping works
-//! the same for every backend.
+//! the docs. Every store is wrapped here, the same way for every backend:
+//! its tag scope outermost, then the resilience layer (timeouts, retries,
+//! circuit breaker, rate limit), then the metrics, so that each attempt
+//! that reaches the backend is measured and a call the breaker refused is
+//! not counted as a backend call.
+//!
+//! The resilience layer owns retries: the cloud SDKs are built with a
+//! single attempt, so one `max-attempts` bounds the tries of a call, and
+//! the caller's deadline bounds them all.
 
 use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 use secretd_core::{ScopedStore, SecretStore};
 
-use crate::config::{BackendType, Config};
+use crate::{
+    config::{BackendType, Config},
+    resilience::{breaker::CircuitBreaker, ResilientStore},
+};
+
+/// The store the broker calls, and its circuit breaker for the health
+/// reports.
+pub struct Backend {
+    pub store: Arc<dyn SecretStore>,
+    pub breaker: Arc<CircuitBreaker>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -44,7 +61,7 @@ pub fn is_built_in(backend: BackendType) -> bool {
 
 /// Builds the configured store, connected and ready (migrations run, logged
 /// in).
-pub async fn build_store(config: &Config) -> Result<Arc<dyn SecretStore>, BackendError> {
+pub async fn build_store(config: &Config) -> Result<Backend, BackendError> {
     let secret = &config.secret;
     let (store, scope): (Arc<dyn SecretStore>, _) = match secret.backend {
         BackendType::Memory => {
@@ -90,7 +107,11 @@ pub async fn build_store(config: &Config) -> Result<Arc<dyn SecretStore>, Backen
         #[allow(unreachable_patterns)]
         other => return Err(BackendError::NotBuiltIn(other.as_str())),
     };
-    Ok(ScopedStore::wrap(crate::metrics::InstrumentedStore::wrap(store), scope))
+    let (settings, _) = secret.resilience();
+    let resilient =
+        ResilientStore::new(crate::metrics::InstrumentedStore::wrap(store), secret.backend.as_str(), settings);
+    let breaker = resilient.breaker();
+    Ok(Backend { store: ScopedStore::wrap(Arc::new(resilient), scope), breaker })
 }
 
 #[cfg(feature = "vault")]
@@ -161,7 +182,7 @@ mod aws {
             DeletePolicy::RecoveryWindow(config.recovery_window_days)
         };
         options.timeout = config.timeout;
-        options.max_attempts = config.max_attempts;
+        options.max_attempts = 1;
         let store = AwsStore::connect(options).await.map_err(|e| BackendError::start("aws-secret-manager", e))?;
         Ok(Arc::new(store))
     }
@@ -224,7 +245,7 @@ mod gcp {
         options.name_prefix = NamePrefix::new(&config.name_prefix)
             .map_err(|e| BackendError::start("google-secret-manager.name-prefix", e))?;
         options.timeout = config.timeout;
-        options.retry = RetryPolicy { attempts: config.max_attempts, ..RetryPolicy::default() };
+        options.retry = RetryPolicy::NONE;
         let store = GcpStore::connect(options).await.map_err(|e| BackendError::start("google-secret-manager", e))?;
         Ok(Arc::new(store))
     }
@@ -270,7 +291,7 @@ mod azure {
             NamePrefix::new(&config.name_prefix).map_err(|e| BackendError::start("azure-key-vault.name-prefix", e))?;
         options.purge_on_delete = config.purge_on_delete;
         options.timeout = config.timeout;
-        options.retry = RetryPolicy { attempts: config.max_attempts, ..RetryPolicy::default() };
+        options.retry = RetryPolicy::NONE;
         let store = AzureStore::connect(options).await.map_err(|e| BackendError::start("azure-key-vault", e))?;
         Ok(Arc::new(store))
     }

@@ -18,8 +18,10 @@ use secretd_core::{
 use tonic::Status;
 
 use crate::{
-    cache::{Origin, SecretCache},
+    cache::{Freshness, Origin, SecretCache},
+    config::RateLimitConfig,
     policy::{Action, Caller, Policy, Target},
+    resilience::{breaker::CircuitBreaker, rate_limit::RateLimiter},
     status::from_store_error,
 };
 
@@ -41,6 +43,8 @@ const MAX_PAGE_TOKEN_LEN: usize = 2048;
 pub struct Resolved {
     pub secret: Arc<Secret>,
     pub origin: Origin,
+    /// Time since it was read from the backend.
+    pub age: std::time::Duration,
 }
 
 /// What the broker learned while handling one decision, for its audit
@@ -51,6 +55,8 @@ pub struct Trail {
     pub allowed: Option<bool>,
     pub reason: Option<std::borrow::Cow<'static, str>>,
     pub cache_hit: Option<bool>,
+    /// Where a read's answer came from.
+    pub origin: Option<Origin>,
     pub backend_latency: Option<std::time::Duration>,
 }
 
@@ -77,11 +83,44 @@ pub struct Broker {
     cache: SecretCache,
     policy: Policy,
     limits: Limits,
+    breaker: Option<Arc<CircuitBreaker>>,
+    /// `refresh = true` calls, per principal.
+    refresh_limits: moka::sync::Cache<Arc<str>, Arc<RateLimiter>>,
+    refresh_limit: RateLimitConfig,
 }
 
 impl Broker {
     pub fn new(store: Arc<dyn SecretStore>, cache: SecretCache, policy: Policy, limits: Limits) -> Self {
-        Self { store, cache, policy, limits }
+        Self {
+            store,
+            cache,
+            policy,
+            limits,
+            breaker: None,
+            // A principal idle for ten minutes starts again with a full
+            // bucket; the bound keeps a flood of principals from growing it.
+            refresh_limits: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(std::time::Duration::from_secs(600))
+                .build(),
+            refresh_limit: RateLimitConfig { requests_per_second: 1.0, burst: 5 },
+        }
+    }
+
+    /// The per-principal limit on `refresh = true`.
+    pub fn with_refresh_limit(mut self, limit: RateLimitConfig) -> Self {
+        self.refresh_limit = limit;
+        self
+    }
+
+    /// The backend's circuit breaker, for the health reports.
+    pub fn with_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    pub fn breaker(&self) -> Option<&Arc<CircuitBreaker>> {
+        self.breaker.as_ref()
     }
 
     /// Entries in the cache, for the metrics.
@@ -98,26 +137,55 @@ impl Broker {
     }
 
     pub async fn get(&self, caller: &Caller, r: Ref<'_>, trail: &mut Trail) -> Result<Resolved, Status> {
+        self.get_with(caller, r, Freshness::default(), trail).await
+    }
+
+    /// A read with the caller's freshness demands (`max_age`, `refresh`).
+    pub async fn get_with(
+        &self,
+        caller: &Caller,
+        r: Ref<'_>,
+        freshness: Freshness,
+        trail: &mut Trail,
+    ) -> Result<Resolved, Status> {
         let name = parse_name(r.tenant, r.namespace, r.key)?;
         let version = parse_version(r.version)?;
         self.authorize(caller, Action::Read, Target::Secret(&name), trail)?;
+        if freshness.refresh && !self.refresh_allowed(caller) {
+            crate::metrics::get().refresh_rejections.inc();
+            return Err(Status::resource_exhausted(format!(
+                "refresh = true is limited to {} per second per caller (burst {}; secret.cache.refresh-rate-limit); \
+                 the cached value is still available without it",
+                self.refresh_limit.requests_per_second, self.refresh_limit.burst
+            )));
+        }
         let started = std::time::Instant::now();
-        let result = self
-            .cache
-            .get_or_load(&name, version.as_ref(), async { self.resolve(&name, version.as_ref()).await })
-            .await;
-        let (secret, origin) = match result {
-            Ok(found) => found,
+        let load = || -> crate::cache::Load {
+            let (store, name, version) = (self.store.clone(), name.clone(), version.clone());
+            Box::pin(async move { resolve(&*store, &name, version.as_ref()).await })
+        };
+        let result = self.cache.get_or_load(&name, version.as_ref(), freshness, load).await;
+        let answer = match result {
+            Ok(answer) => answer,
             Err(e) => {
                 trail.backend_latency = Some(started.elapsed());
                 return Err(from_store_error(&e));
             }
         };
-        trail.cache_hit = Some(origin == Origin::Cache);
-        if origin == Origin::Backend {
+        trail.cache_hit = Some(answer.origin != Origin::Backend);
+        trail.origin = Some(answer.origin);
+        if answer.origin != Origin::Cache {
             trail.backend_latency = Some(started.elapsed());
         }
-        Ok(Resolved { secret, origin })
+        Ok(Resolved { secret: answer.secret, origin: answer.origin, age: answer.age })
+    }
+
+    fn refresh_allowed(&self, caller: &Caller) -> bool {
+        let key: Arc<str> = Arc::from(caller.principal.name.as_str());
+        let limit = self.refresh_limit;
+        self.refresh_limits
+            .get_with(key, || Arc::new(RateLimiter::new(limit.requests_per_second, limit.burst)))
+            .try_acquire()
     }
 
     /// Each item is answered on its own: one failing ref does not fail the
@@ -232,33 +300,33 @@ impl Broker {
             }
         }
     }
+}
 
-    /// Namespace inheritance: the requested namespace, then each parent;
-    /// the first namespace that has the key answers. A pinned version
-    /// applies to that namespace: if the key exists there without that
-    /// version, the answer is NOT_FOUND rather than a parent's version.
-    async fn resolve(&self, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
-        for namespace in name.namespace.self_and_ancestors() {
-            let candidate = name.in_namespace(namespace);
-            match self.store.get(&candidate, version).await {
-                Ok(secret) => return Ok(secret),
-                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
-                Err(e) => {
-                    if version.is_some() && self.store.get(&candidate, None).await.is_ok() {
-                        return Err(e);
-                    }
+/// Namespace inheritance: the requested namespace, then each parent;
+/// the first namespace that has the key answers. A pinned version
+/// applies to that namespace: if the key exists there without that
+/// version, the answer is NOT_FOUND rather than a parent's version.
+async fn resolve(store: &dyn SecretStore, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
+    for namespace in name.namespace.self_and_ancestors() {
+        let candidate = name.in_namespace(namespace);
+        match store.get(&candidate, version).await {
+            Ok(secret) => return Ok(secret),
+            Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+            Err(e) => {
+                if version.is_some() && store.get(&candidate, None).await.is_ok() {
+                    return Err(e);
                 }
             }
         }
-        let looked_in: Vec<String> = name.namespace.self_and_ancestors().map(|n| n.to_string()).collect();
-        Err(StoreError::new(
-            ErrorKind::NotFound,
-            match version {
-                None => format!("secret {name} not found (looked in {})", looked_in.join(", ")),
-                Some(v) => format!("secret {name} version {v} not found (looked in {})", looked_in.join(", ")),
-            },
-        ))
     }
+    let looked_in: Vec<String> = name.namespace.self_and_ancestors().map(|n| n.to_string()).collect();
+    Err(StoreError::new(
+        ErrorKind::NotFound,
+        match version {
+            None => format!("secret {name} not found (looked in {})", looked_in.join(", ")),
+            Some(v) => format!("secret {name} version {v} not found (looked in {})", looked_in.join(", ")),
+        },
+    ))
 }
 
 fn invalid(e: StoreError) -> Status {
@@ -297,9 +365,9 @@ mod tests {
 
     fn broker_with(store: Arc<dyn SecretStore>, isolation: IsolationConfig) -> Broker {
         let cache = SecretCache::new(&CacheConfig {
-            enabled: true,
             maximum_size: 100,
             expire_after_write: Duration::from_secs(60),
+            ..CacheConfig::default()
         });
         Broker::new(
             store,

@@ -1,35 +1,58 @@
-//! The secret cache: a bounded moka cache with expire-after-write, where
-//! many concurrent misses for one secret make one backend call.
+//! The secret cache: a bounded moka cache where many concurrent misses for
+//! one secret make one backend call, and which keeps serving when the
+//! backend fails.
 //!
 //! Entries are keyed by what the caller asked for (tenant, requested
 //! namespace, key, pinned version), and hold the secret wherever namespace
-//! inheritance found it. A write to `company/db` must therefore also drop
-//! the entries of `company.team/db`, which may have resolved to it: writes
-//! invalidate every entry of the same tenant and key whose requested
-//! namespace is the written one or below it.
+//! inheritance found it, with the time it was read. Their life:
 //!
-//! One race needs care: a miss that read the old value from the backend,
-//! then lost the CPU while a write landed and invalidated, would insert the
-//! old value after the invalidation. Writes therefore bump `writes_started`
-//! before they touch the backend; a loader that sees the counter moved
-//! during its load drops the entry it just inserted (its caller still gets
-//! the value it read, which was current when the read began).
+//! - **fresh** for `expire-after-write`: answered from the cache. A read in
+//!   the last `refresh-ahead` share of that time starts one background
+//!   refresh, so a hot key is replaced before it expires and its readers
+//!   never wait on the backend;
+//! - **stale** for `stale-if-error` after that: a read goes to the backend
+//!   (one attempt, no retries), and if the backend is unavailable or times
+//!   out, the stale value is the answer, marked as such. A `NotFound` or a
+//!   permission error is answered as it is: only an outage is papered over;
+//! - then gone (moka's own expiry, so memory stays bounded).
+//!
+//! `NotFound` answers are remembered for `negative-ttl` (off by default).
+//!
+//! All backend reads, misses and background refreshes alike, go through one
+//! single-flight table: a read for a key that is already being read joins
+//! it. Each read runs in its own task, so a caller that gives up does not
+//! cancel the read the others wait for, and the task itself stores its
+//! result.
+//!
+//! Writes invalidate. A write to `company/db` must also drop the entries of
+//! `company.team/db`, which may have resolved to it: writes invalidate every
+//! entry, cached or being read, of the same tenant and key whose requested
+//! namespace is the written one or below it. A read that began before a
+//! write and ends after it does not store what it read (`writes_started`
+//! moved), since that may be older than the write.
+//!
+//! Ages are measured on tokio's clock, so tests can move time with
+//! `tokio::time::pause`; moka's expiry only bounds how long an entry may be
+//! kept at all.
 //!
 //! The cache never decides who may read: the broker authorizes every call
 //! before it asks the cache, hits included.
 
 use std::{
+    collections::HashMap,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::Duration,
 };
 
-use moka::future::Cache;
-use secretd_core::{Secret, SecretName, StoreError, Version};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use moka::{future::Cache, Expiry};
+use secretd_core::{ErrorKind, Secret, SecretName, StoreError, Version};
+use tokio::time::Instant;
 
-use crate::config::CacheConfig;
+use crate::{config::CacheConfig, resilience::CallContext};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct CacheKey {
@@ -37,110 +60,307 @@ struct CacheKey {
     version: Option<Version>,
 }
 
-/// Whether an answer came from the cache or from a backend call made for it.
+impl CacheKey {
+    fn resolved_by_write_to(&self, written: &SecretName) -> bool {
+        self.requested.tenant == written.tenant
+            && self.requested.key == written.key
+            && self.requested.namespace.is_within(&written.namespace)
+    }
+}
+
+/// Where an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// Fresh from the cache, or from another caller's backend read.
     Cache,
+    /// Read from the backend for this call.
     Backend,
+    /// Expired, served because the backend failed.
+    Stale,
+}
+
+/// What a caller asked of the cache besides the name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Freshness {
+    /// A cached value older than this is not used, not even stale.
+    pub max_age: Option<Duration>,
+    /// Read the backend whatever the cache holds.
+    pub refresh: bool,
+}
+
+/// A cached answer: the secret, where it came from, and its age (the time
+/// since it was read from the backend).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub secret: Arc<Secret>,
+    pub origin: Origin,
+    pub age: Duration,
+}
+
+#[derive(Debug)]
+enum Cached {
+    Found(Arc<Secret>),
+    Missing(Arc<StoreError>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    cached: Cached,
+    read_at: Instant,
+    /// A background refresh has been started for this entry.
+    refreshing: AtomicBool,
+}
+
+/// How long moka keeps an entry at all: a found secret through its stale
+/// window, a `NotFound` for `negative-ttl`.
+struct KeepFor {
+    found: Duration,
+    missing: Duration,
+}
+
+impl Expiry<CacheKey, Arc<Entry>> for KeepFor {
+    fn expire_after_create(&self, _: &CacheKey, entry: &Arc<Entry>, _: std::time::Instant) -> Option<Duration> {
+        Some(match entry.cached {
+            Cached::Found(_) => self.found,
+            Cached::Missing(_) => self.missing,
+        })
+    }
+
+    fn expire_after_update(
+        &self,
+        key: &CacheKey,
+        entry: &Arc<Entry>,
+        now: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(key, entry, now)
+    }
+}
+
+/// The outcome of one shared backend read.
+type Read = Result<(Arc<Secret>, Instant), Arc<StoreError>>;
+
+/// A backend read for one key, started by the cache's caller.
+pub type Load = BoxFuture<'static, Result<Secret, StoreError>>;
+
+struct Inner {
+    entries: Cache<CacheKey, Arc<Entry>>,
+    /// Backend reads in progress, each with an id so that a finished read
+    /// removes only itself (an invalidation may have replaced it).
+    reading: Mutex<HashMap<CacheKey, (u64, Shared<BoxFuture<'static, Read>>)>>,
+    next_read_id: AtomicU64,
+    writes_started: AtomicU64,
+    ttl: Duration,
+    stale_if_error: Duration,
+    /// Age from which a read starts a background refresh.
+    refresh_from: Option<Duration>,
+    negative_ttl: Duration,
 }
 
 pub struct SecretCache {
-    entries: Option<Cache<CacheKey, Arc<Secret>>>,
-    writes_started: AtomicU64,
+    /// None when the cache is off.
+    inner: Option<Arc<Inner>>,
 }
 
 impl SecretCache {
     pub fn new(config: &CacheConfig) -> Self {
-        let entries = config.enabled.then(|| {
-            Cache::builder()
-                .max_capacity(config.maximum_size)
-                .time_to_live(config.expire_after_write)
-                .support_invalidation_closures()
-                .eviction_listener(|_, _, cause| {
-                    // Size and age; invalidations after writes are not
-                    // evictions.
-                    if matches!(
-                        cause,
-                        moka::notification::RemovalCause::Size | moka::notification::RemovalCause::Expired
-                    ) {
-                        crate::metrics::get().cache_evictions.inc();
-                    }
-                })
-                .build()
-        });
-        Self { entries, writes_started: AtomicU64::new(0) }
+        if !config.enabled {
+            return Self { inner: None };
+        }
+        let ttl = config.expire_after_write;
+        let entries = Cache::builder()
+            .max_capacity(config.maximum_size)
+            .expire_after(KeepFor {
+                found: ttl.saturating_add(config.stale_if_error),
+                missing: config.negative_ttl.max(Duration::from_millis(1)),
+            })
+            .support_invalidation_closures()
+            .eviction_listener(|_, _, cause| {
+                // Size and age; invalidations after writes are not
+                // evictions.
+                if matches!(cause, moka::notification::RemovalCause::Size | moka::notification::RemovalCause::Expired) {
+                    crate::metrics::get().cache_evictions.inc();
+                }
+            })
+            .build();
+        let refresh_from = (config.refresh_ahead > 0.0).then(|| ttl.mul_f64(1.0 - config.refresh_ahead));
+        Self {
+            inner: Some(Arc::new(Inner {
+                entries,
+                reading: Mutex::new(HashMap::new()),
+                next_read_id: AtomicU64::new(0),
+                writes_started: AtomicU64::new(0),
+                ttl,
+                stale_if_error: config.stale_if_error,
+                refresh_from,
+                negative_ttl: config.negative_ttl,
+            })),
+        }
     }
 
     pub fn disabled() -> Self {
-        Self::new(&CacheConfig { enabled: false, maximum_size: 0, expire_after_write: Duration::ZERO })
+        Self { inner: None }
     }
 
-    /// Returns the cached secret for this request, or runs `load` once for
-    /// all concurrent callers of the same request and caches its success.
-    /// Errors are not cached.
-    pub async fn get_or_load<F>(
+    /// Answers a read: from the cache when it may, otherwise by a backend
+    /// read shared with every concurrent caller of the same request
+    /// (`load` makes that read; it is called at most once, and only when a
+    /// read is needed).
+    pub async fn get_or_load(
         &self,
         requested: &SecretName,
         version: Option<&Version>,
-        load: F,
-    ) -> Result<(Arc<Secret>, Origin), Arc<StoreError>>
-    where
-        F: std::future::Future<Output = Result<Secret, StoreError>>,
-    {
-        let Some(entries) = &self.entries else {
-            return load.await.map(|s| (Arc::new(s), Origin::Backend)).map_err(Arc::new);
+        freshness: Freshness,
+        load: impl FnOnce() -> Load,
+    ) -> Result<Answer, Arc<StoreError>> {
+        let Some(inner) = &self.inner else {
+            let secret = load().await.map_err(Arc::new)?;
+            return Ok(Answer { secret: Arc::new(secret), origin: Origin::Backend, age: Duration::ZERO });
         };
-        let key = CacheKey { requested: requested.clone(), version: version.cloned() };
         let metrics = crate::metrics::get();
-        // A hit is one lookup; only a miss goes through the single-flight
-        // path, where a caller that did not load joined another's load.
-        if let Some(secret) = entries.get(&key).await {
-            metrics.cache_hits.inc();
-            return Ok((secret, Origin::Cache));
+        let key = CacheKey { requested: requested.clone(), version: version.cloned() };
+        let mut fallback = None;
+        let cached = if freshness.refresh { None } else { inner.entries.get(&key).await };
+        if let Some(entry) = cached {
+            let age = entry.read_at.elapsed();
+            match &entry.cached {
+                Cached::Missing(not_found) if age < inner.negative_ttl => {
+                    metrics.negative_hits.inc();
+                    return Err(not_found.clone());
+                }
+                Cached::Missing(_) => {}
+                Cached::Found(secret) => {
+                    if age < inner.ttl && freshness.max_age.is_none_or(|max| age <= max) {
+                        metrics.cache_hits.inc();
+                        if inner.refresh_from.is_some_and(|from| age >= from)
+                            && !entry.refreshing.swap(true, Ordering::Relaxed)
+                        {
+                            metrics.refreshes_ahead.inc();
+                            // Detached: the task stores what it reads.
+                            drop(inner.read(key, load, CallContext::default()));
+                        }
+                        return Ok(Answer { secret: secret.clone(), origin: Origin::Cache, age });
+                    }
+                    if freshness.max_age.is_none() && age < inner.ttl.saturating_add(inner.stale_if_error) {
+                        fallback = Some((secret.clone(), age));
+                    }
+                }
+            }
         }
-        let loaded_here = AtomicBool::new(false);
-        let started = self.writes_started.load(Ordering::SeqCst);
-        let secret = entries
-            .try_get_with_by_ref(&key, async {
-                loaded_here.store(true, Ordering::Relaxed);
-                load.await.map(Arc::new)
-            })
-            .await?;
-        if !loaded_here.load(Ordering::Relaxed) {
-            metrics.single_flight_joins.inc();
-            return Ok((secret, Origin::Cache));
+        // With a stale value to fall back on, one attempt: this caller is
+        // better served stale now than fresh after every retry.
+        let context = CallContext { single_attempt: fallback.is_some(), ..CallContext::current() };
+        let (read, started_here) = inner.read(key, load, context);
+        match read.await {
+            Ok((secret, read_at)) => {
+                if started_here {
+                    metrics.cache_misses.inc();
+                    Ok(Answer { secret, origin: Origin::Backend, age: Duration::ZERO })
+                } else {
+                    metrics.single_flight_joins.inc();
+                    Ok(Answer { secret, origin: Origin::Cache, age: read_at.elapsed() })
+                }
+            }
+            Err(e) if e.kind().is_transient() => match fallback {
+                Some((secret, age)) => {
+                    metrics.stale_serves.inc();
+                    tracing::debug!(kind = %e.kind(), age = ?age, "serving a stale value: {e}");
+                    Ok(Answer { secret, origin: Origin::Stale, age })
+                }
+                None => Err(e),
+            },
+            Err(e) => Err(e),
         }
-        metrics.cache_misses.inc();
-        if self.writes_started.load(Ordering::SeqCst) != started {
-            entries.invalidate(&key).await;
-        }
-        Ok((secret, Origin::Backend))
     }
 
     /// Call before a write reaches the backend.
     pub fn write_started(&self) {
-        self.writes_started.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Call after a write (successful or not: a failed call may still have
-    /// landed). Drops every entry that may have resolved to `written`.
-    pub fn invalidate(&self, written: &SecretName) {
-        let Some(entries) = &self.entries else { return };
-        let written = written.clone();
-        let registered = entries.invalidate_entries_if(move |k, _| {
-            k.requested.tenant == written.tenant
-                && k.requested.key == written.key
-                && k.requested.namespace.is_within(&written.namespace)
-        });
-        if registered.is_err() {
-            // Only possible if the builder lost support_invalidation_closures;
-            // correctness beats hit rate.
-            entries.invalidate_all();
+        if let Some(inner) = &self.inner {
+            inner.writes_started.fetch_add(1, Ordering::SeqCst);
         }
     }
 
+    /// Call after a write (successful or not: a failed call may still have
+    /// landed). Drops every entry, and every read in progress, that may
+    /// have resolved to `written`.
+    pub fn invalidate(&self, written: &SecretName) {
+        let Some(inner) = &self.inner else { return };
+        inner.lock_reading().retain(|key, _| !key.resolved_by_write_to(written));
+        let written = written.clone();
+        let registered = inner.entries.invalidate_entries_if(move |k, _| k.resolved_by_write_to(&written));
+        if registered.is_err() {
+            // Only possible if the builder lost support_invalidation_closures;
+            // correctness beats hit rate.
+            inner.entries.invalidate_all();
+        }
+    }
+
+    /// Whether an outage of the backend is covered by stale values.
+    pub fn serves_stale(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| !i.stale_if_error.is_zero())
+    }
+
     pub fn entry_count(&self) -> u64 {
-        self.entries.as_ref().map_or(0, |c| c.entry_count())
+        self.inner.as_ref().map_or(0, |c| c.entries.entry_count())
+    }
+}
+
+impl Inner {
+    /// Joins the read of `key` in progress, or starts one in its own task.
+    /// Returns the shared read and whether this call started it.
+    fn read(
+        self: &Arc<Self>,
+        key: CacheKey,
+        load: impl FnOnce() -> Load,
+        context: CallContext,
+    ) -> (Shared<BoxFuture<'static, Read>>, bool) {
+        let mut reading = self.lock_reading();
+        if let Some((_, read)) = reading.get(&key) {
+            return (read.clone(), false);
+        }
+        let id = self.next_read_id.fetch_add(1, Ordering::Relaxed);
+        let writes_before = self.writes_started.load(Ordering::SeqCst);
+        let load = load();
+        let inner = self.clone();
+        let task_key = key.clone();
+        let task = tokio::spawn(context.scope(async move {
+            let result = load.await;
+            let read_at = Instant::now();
+            let cached = match result {
+                Ok(secret) => Ok(Cached::Found(Arc::new(secret))),
+                Err(e) if e.kind() == ErrorKind::NotFound && !inner.negative_ttl.is_zero() => {
+                    Ok(Cached::Missing(Arc::new(e)))
+                }
+                Err(e) => Err(Arc::new(e)),
+            };
+            let answer = match &cached {
+                Ok(Cached::Found(secret)) => Ok((secret.clone(), read_at)),
+                Ok(Cached::Missing(e)) | Err(e) => Err(e.clone()),
+            };
+            if let Ok(cached) = cached {
+                if inner.writes_started.load(Ordering::SeqCst) == writes_before {
+                    let entry = Entry { cached, read_at, refreshing: AtomicBool::new(false) };
+                    inner.entries.insert(task_key.clone(), Arc::new(entry)).await;
+                }
+            }
+            let mut reading = inner.lock_reading();
+            if reading.get(&task_key).is_some_and(|(current, _)| *current == id) {
+                reading.remove(&task_key);
+            }
+            answer
+        }));
+        let read = async move {
+            task.await.unwrap_or_else(|_| Err(Arc::new(StoreError::internal("the backend read was cancelled"))))
+        }
+        .boxed()
+        .shared();
+        reading.insert(key, (id, read.clone()));
+        (read, true)
+    }
+
+    fn lock_reading(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, (u64, Shared<BoxFuture<'static, Read>>)>> {
+        // The map holds no invariant a panic could break.
+        self.reading.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -158,20 +378,37 @@ mod tests {
     }
 
     fn cache(ttl: Duration) -> SecretCache {
-        SecretCache::new(&CacheConfig { enabled: true, maximum_size: 100, expire_after_write: ttl })
+        SecretCache::new(&CacheConfig { expire_after_write: ttl, refresh_ahead: 0.0, ..CacheConfig::default() })
+    }
+
+    /// A backend read of `n` from `store`, as the broker makes one.
+    pub(crate) fn read_of(store: &Arc<impl SecretStore + ?Sized>, n: &SecretName) -> impl FnOnce() -> Load {
+        let (store, n) = (store.clone(), n.clone());
+        move || async move { store.get(&n, None).await }.boxed()
+    }
+
+    async fn origin(cache: &SecretCache, store: &Arc<CountingStore>, n: &SecretName) -> Origin {
+        cache.get_or_load(n, None, Freshness::default(), read_of(store, n)).await.unwrap().origin
+    }
+
+    async fn seeded(value: &[u8]) -> Arc<CountingStore> {
+        let memory: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
+        memory.put(&name("a", "k"), &SecretValue::from_slice(value), &Tags::new(), None).await.unwrap();
+        Arc::new(CountingStore::new(memory, Duration::from_millis(50)))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn thousand_concurrent_misses_make_one_backend_call() {
-        let memory: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
-        memory.put(&name("a", "k"), &SecretValue::from_slice(b"v"), &Tags::new(), None).await.unwrap();
-        let store = Arc::new(CountingStore::new(memory, Duration::from_millis(50)));
+        let store = seeded(b"v").await;
         let cache = Arc::new(cache(Duration::from_secs(60)));
         let calls = (0..1000).map(|_| {
             let (store, cache) = (store.clone(), cache.clone());
             tokio::spawn(async move {
                 let n = name("a", "k");
-                cache.get_or_load(&n, None, store.get(&n, None)).await.map(|(s, o)| (s.value.expose().to_vec(), o))
+                cache
+                    .get_or_load(&n, None, Freshness::default(), read_of(&store, &n))
+                    .await
+                    .map(|a| (a.secret.value.expose().to_vec(), a.origin))
             })
         });
         let results = futures::future::join_all(calls).await;
@@ -183,33 +420,101 @@ mod tests {
             match origin {
                 Origin::Backend => origins.0 += 1,
                 Origin::Cache => origins.1 += 1,
+                Origin::Stale => panic!("nothing failed"),
             }
         }
         assert_eq!(origins, (1, 999));
     }
 
     #[tokio::test]
-    async fn errors_are_not_cached() {
+    async fn errors_are_not_cached_unless_negative_ttl_is_set() {
         let store = Arc::new(CountingStore::new(Arc::new(MemoryStore::new()), Duration::ZERO));
         let cache = cache(Duration::from_secs(60));
         let n = name("a", "missing");
         for _ in 0..3 {
-            assert!(cache.get_or_load(&n, None, store.get(&n, None)).await.is_err());
+            assert!(cache.get_or_load(&n, None, Freshness::default(), read_of(&store, &n)).await.is_err());
         }
         assert_eq!(store.gets(), 3);
     }
 
-    #[tokio::test]
-    async fn entries_expire_after_write() {
-        let memory: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
-        memory.put(&name("a", "k"), &SecretValue::from_slice(b"v"), &Tags::new(), None).await.unwrap();
-        let store = CountingStore::new(memory, Duration::ZERO);
-        let cache = cache(Duration::from_millis(100));
+    #[tokio::test(start_paused = true)]
+    async fn not_found_is_remembered_for_negative_ttl_and_a_write_clears_it() {
+        let store = Arc::new(CountingStore::new(Arc::new(MemoryStore::new()), Duration::ZERO));
+        let cache = SecretCache::new(&CacheConfig { negative_ttl: Duration::from_secs(5), ..CacheConfig::default() });
         let n = name("a", "k");
-        cache.get_or_load(&n, None, store.get(&n, None)).await.unwrap();
-        assert_eq!(cache.get_or_load(&n, None, store.get(&n, None)).await.unwrap().1, Origin::Cache);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(cache.get_or_load(&n, None, store.get(&n, None)).await.unwrap().1, Origin::Backend);
+        let get = || cache.get_or_load(&n, None, Freshness::default(), read_of(&store, &n));
+        for _ in 0..3 {
+            assert_eq!(get().await.unwrap_err().kind(), ErrorKind::NotFound);
+        }
+        assert_eq!(store.gets(), 1, "NOT_FOUND answered from the cache within negative-ttl");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(get().await.unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(store.gets(), 2, "and read again after it");
+
+        // A put through secretd clears the remembered NOT_FOUND at once.
+        cache.write_started();
+        store.put(&n, &SecretValue::from_slice(b"now"), &Tags::new(), None).await.unwrap();
+        cache.invalidate(&n);
+        assert_eq!(get().await.unwrap().secret.value.expose(), b"now");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire_after_write() {
+        let store = seeded(b"v").await;
+        let cache = cache(Duration::from_secs(10));
+        let n = name("a", "k");
+        assert_eq!(origin(&cache, &store, &n).await, Origin::Backend);
+        tokio::time::advance(Duration::from_millis(9_900)).await;
+        let hit = cache.get_or_load(&n, None, Freshness::default(), read_of(&store, &n)).await.unwrap();
+        assert_eq!((hit.origin, hit.age), (Origin::Cache, Duration::from_millis(9_900)));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(origin(&cache, &store, &n).await, Origin::Backend);
+        assert_eq!(store.gets(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_age_and_refresh_go_to_the_backend() {
+        let store = seeded(b"v").await;
+        let cache = cache(Duration::from_secs(60));
+        let n = name("a", "k");
+        origin(&cache, &store, &n).await;
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let get = |freshness| cache.get_or_load(&n, None, freshness, read_of(&store, &n));
+        let young_enough = Freshness { max_age: Some(Duration::from_secs(30)), refresh: false };
+        assert_eq!(get(young_enough).await.unwrap().origin, Origin::Cache);
+        let too_old = Freshness { max_age: Some(Duration::from_secs(5)), refresh: false };
+        assert_eq!(get(too_old).await.unwrap().origin, Origin::Backend);
+        assert_eq!(get(Freshness { max_age: None, refresh: true }).await.unwrap().origin, Origin::Backend);
+        assert_eq!(store.gets(), 3);
+        // The refreshed value is cached for everyone.
+        assert_eq!(get(Freshness::default()).await.unwrap().origin, Origin::Cache);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_near_expiry_refreshes_once_in_the_background() {
+        let store = seeded(b"v").await;
+        let cache = SecretCache::new(&CacheConfig {
+            expire_after_write: Duration::from_secs(10),
+            refresh_ahead: 0.2,
+            ..CacheConfig::default()
+        });
+        let n = name("a", "k");
+        origin(&cache, &store, &n).await;
+        tokio::time::advance(Duration::from_secs(7)).await;
+        assert_eq!(origin(&cache, &store, &n).await, Origin::Cache);
+        assert_eq!(store.gets(), 1, "not yet in the last 20%");
+        tokio::time::advance(Duration::from_millis(1_500)).await;
+        for _ in 0..10 {
+            assert_eq!(origin(&cache, &store, &n).await, Origin::Cache, "callers never wait for the refresh");
+        }
+        // Let the one background read (50 ms) finish.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.gets(), 2, "ten reads near expiry started one refresh");
+        // The entry was replaced: well past the old expiry it is still fresh.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let hit = cache.get_or_load(&n, None, Freshness::default(), read_of(&store, &n)).await.unwrap();
+        assert_eq!(hit.origin, Origin::Cache);
+        assert!(hit.age < Duration::from_secs(6), "{:?}", hit.age);
         assert_eq!(store.gets(), 2);
     }
 
@@ -218,46 +523,66 @@ mod tests {
         let cache = cache(Duration::from_secs(60));
         let fake = |ns: &str| {
             let n = name(ns, "k");
-            async move {
-                Ok(Secret {
-                    metadata: secretd_core::SecretMetadata {
-                        name: n,
-                        version: Version("1".into()),
-                        tags: Tags::new(),
-                        created_at: std::time::SystemTime::UNIX_EPOCH,
-                        updated_at: std::time::SystemTime::UNIX_EPOCH,
-                    },
-                    value: SecretValue::from_slice(b"x"),
-                })
+            move || -> Load {
+                async move {
+                    Ok(Secret {
+                        metadata: secretd_core::SecretMetadata {
+                            name: n,
+                            version: Version("1".into()),
+                            tags: Tags::new(),
+                            created_at: std::time::SystemTime::UNIX_EPOCH,
+                            updated_at: std::time::SystemTime::UNIX_EPOCH,
+                        },
+                        value: SecretValue::from_slice(b"x"),
+                    })
+                }
+                .boxed()
             }
         };
+        let get = |ns: &'static str, key: &'static str| {
+            let cache = &cache;
+            async move { cache.get_or_load(&name(ns, key), None, Freshness::default(), fake(ns)).await.unwrap().origin }
+        };
         for ns in ["company", "company.team", "company.team.etl", "other", "companyx"] {
-            cache.get_or_load(&name(ns, "k"), None, fake(ns)).await.unwrap();
+            get(ns, "k").await;
         }
-        cache.get_or_load(&name("company.team", "other-key"), None, fake("company.team")).await.unwrap();
+        get("company.team", "other-key").await;
         cache.write_started();
         cache.invalidate(&name("company.team", "k"));
-        let origin = |ns: &'static str, key: &'static str| {
-            let cache = &cache;
-            async move { cache.get_or_load(&name(ns, key), None, fake(ns)).await.unwrap().1 }
+        assert_eq!(get("company", "k").await, Origin::Cache);
+        assert_eq!(get("company.team", "k").await, Origin::Backend);
+        assert_eq!(get("company.team.etl", "k").await, Origin::Backend);
+        assert_eq!(get("other", "k").await, Origin::Cache);
+        assert_eq!(get("companyx", "k").await, Origin::Cache);
+        assert_eq!(get("company.team", "other-key").await, Origin::Cache);
+    }
+
+    #[tokio::test]
+    async fn a_read_that_overlaps_a_write_is_not_cached() {
+        let store = seeded(b"old").await;
+        let cache = cache(Duration::from_secs(60));
+        let n = name("a", "k");
+        let slow_read = cache.get_or_load(&n, None, Freshness::default(), read_of(&store, &n));
+        let write = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            cache.write_started();
+            store.put(&n, &SecretValue::from_slice(b"new"), &Tags::new(), None).await.unwrap();
+            cache.invalidate(&n);
         };
-        assert_eq!(origin("company", "k").await, Origin::Cache);
-        assert_eq!(origin("company.team", "k").await, Origin::Backend);
-        assert_eq!(origin("company.team.etl", "k").await, Origin::Backend);
-        assert_eq!(origin("other", "k").await, Origin::Cache);
-        assert_eq!(origin("companyx", "k").await, Origin::Cache);
-        assert_eq!(origin("company.team", "other-key").await, Origin::Cache);
+        let (read, ()) = tokio::join!(slow_read, write);
+        assert_eq!(read.unwrap().origin, Origin::Backend);
+        let after = cache.get_or_load(&n, None, Freshness::default(), read_of(&store, &n)).await.unwrap();
+        assert_eq!(after.origin, Origin::Backend, "what a read overlapping a write found is not kept");
+        assert_eq!(after.secret.value.expose(), b"new");
     }
 
     #[tokio::test]
     async fn disabled_cache_always_loads() {
-        let memory: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
-        memory.put(&name("a", "k"), &SecretValue::from_slice(b"v"), &Tags::new(), None).await.unwrap();
-        let store = CountingStore::new(memory, Duration::ZERO);
+        let store = seeded(b"v").await;
         let cache = SecretCache::disabled();
         let n = name("a", "k");
         for _ in 0..3 {
-            assert_eq!(cache.get_or_load(&n, None, store.get(&n, None)).await.unwrap().1, Origin::Backend);
+            assert_eq!(origin(&cache, &store, &n).await, Origin::Backend);
         }
         assert_eq!(store.gets(), 3);
     }

@@ -15,6 +15,7 @@ pub mod cache;
 pub mod config;
 pub mod metrics;
 pub mod policy;
+pub mod resilience;
 pub mod server;
 pub mod status;
 pub mod tls;
@@ -90,14 +91,18 @@ const DEFAULT_STATE_URL: &str = "sqlite://./data/state.db";
 /// migrated), the state store and its token refresher, the authenticator,
 /// the policy and the audit log.
 pub async fn build_services(config: &Config) -> Result<Services, StartError> {
-    let store = backends::build_store(config).await?;
+    let backend = backends::build_store(config).await?;
     let limits = Limits { max_value_size: config.secret.max_value_size, max_batch_size: config.secret.max_batch_size };
-    let broker = Arc::new(Broker::new(
-        store,
-        SecretCache::new(&config.secret.cache),
-        Policy::new(&config.secret.isolation, &config.access),
-        limits,
-    ));
+    let broker = Arc::new(
+        Broker::new(
+            backend.store,
+            SecretCache::new(&config.secret.cache),
+            Policy::new(&config.secret.isolation, &config.access),
+            limits,
+        )
+        .with_breaker(backend.breaker)
+        .with_refresh_limit(config.secret.cache.refresh_rate_limit),
+    );
 
     let state_url = config.state.url.clone().unwrap_or_else(|| SecretString::from(DEFAULT_STATE_URL.to_owned()));
     if let Some(path) = state_url.expose_secret().strip_prefix("sqlite://") {

@@ -62,6 +62,12 @@ enum Command {
         /// A pinned version; the latest by default.
         #[arg(long)]
         version: Option<String>,
+        /// Do not accept a cached value older than this (like 30s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        max_age: Option<std::time::Duration>,
+        /// Read the backend, not the cache (rate limited per caller).
+        #[arg(long)]
+        refresh: bool,
     },
     /// Write a new version of a secret. The value comes from VALUE, --from-file, or stdin.
     Put {
@@ -251,14 +257,17 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             println!("{}: ok", file.display());
             Ok(())
         }
-        Command::Get { target, version } => {
+        Command::Get { target, version, max_age, refresh } => {
             let mut client = connect(&target.conn).await?;
+            let max_age = max_age.map(prost_types::Duration::try_from).transpose().context("--max-age is too long")?;
             let response = client
                 .get_secret(proto::GetSecretRequest {
                     tenant: target.tenant,
                     namespace: target.namespace,
                     key: target.key,
                     version: version.unwrap_or_default(),
+                    max_age,
+                    refresh,
                 })
                 .await
                 .map_err(status_error)?

@@ -133,7 +133,16 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabel, Counter>,
     pub denials: Family<RuleLabel, Counter>,
     pub stale_serves: Counter,
+    pub negative_hits: Counter,
+    pub refreshes_ahead: Counter,
+    pub refresh_rejections: Counter,
     pub backend_up: Gauge,
+    pub backend_retries: Counter,
+    pub backend_throttled: Counter,
+    pub circuit_breaker_state: Gauge,
+    pub circuit_breaker_rejections: Counter,
+    pub rate_limit_waits: Counter,
+    pub rate_limit_rejections: Counter,
 }
 
 impl Metrics {
@@ -169,8 +178,62 @@ impl Metrics {
         registry.register("denials", "Authorization refusals by the kind of rule that refused", denials.clone());
         let stale_serves = Counter::default();
         registry.register("stale_serves", "Answers served stale because the backend failed", stale_serves.clone());
+        let negative_hits = Counter::default();
+        registry.register(
+            "negative_hits",
+            "NOT_FOUND answers served from the cache (secret.cache.negative-ttl)",
+            negative_hits.clone(),
+        );
+        let refreshes_ahead = Counter::default();
+        registry.register(
+            "refreshes_ahead",
+            "Background refreshes of entries read near the end of their time to live",
+            refreshes_ahead.clone(),
+        );
+        let refresh_rejections = Counter::default();
+        registry.register(
+            "refresh_rejections",
+            "GetSecret refresh=true calls refused by the per-caller rate limit",
+            refresh_rejections.clone(),
+        );
         let backend_up = Gauge::default();
         registry.register("backend_up", "1 while the backend passes its health check", backend_up.clone());
+        let backend_retries = Counter::default();
+        registry.register(
+            "backend_retries",
+            "Backend calls tried again after a transient failure",
+            backend_retries.clone(),
+        );
+        let backend_throttled = Counter::default();
+        registry.register(
+            "backend_throttled",
+            "Backend calls refused for the backend's rate limit",
+            backend_throttled.clone(),
+        );
+        let circuit_breaker_state = Gauge::default();
+        registry.register(
+            "circuit_breaker_state",
+            "The backend's circuit breaker: 0 closed, 1 half-open, 2 open",
+            circuit_breaker_state.clone(),
+        );
+        let circuit_breaker_rejections = Counter::default();
+        registry.register(
+            "circuit_breaker_rejections",
+            "Backend calls failed at once because the circuit breaker was open",
+            circuit_breaker_rejections.clone(),
+        );
+        let rate_limit_waits = Counter::default();
+        registry.register(
+            "rate_limit_waits",
+            "Backend calls that waited for secret.<type>.rate-limit",
+            rate_limit_waits.clone(),
+        );
+        let rate_limit_rejections = Counter::default();
+        registry.register(
+            "rate_limit_rejections",
+            "Backend calls refused because their rate-limit slot came after the caller's deadline",
+            rate_limit_rejections.clone(),
+        );
         Self {
             registry,
             requests,
@@ -186,7 +249,16 @@ impl Metrics {
             auth_failures,
             denials,
             stale_serves,
+            negative_hits,
+            refreshes_ahead,
+            refresh_rejections,
             backend_up,
+            backend_retries,
+            backend_throttled,
+            circuit_breaker_state,
+            circuit_breaker_rejections,
+            rate_limit_waits,
+            rate_limit_rejections,
         }
     }
 
@@ -296,6 +368,7 @@ fn kind_label(kind: secretd_core::ErrorKind) -> &'static str {
         PermissionDenied => "permission_denied",
         Unavailable => "unavailable",
         Timeout => "timeout",
+        Throttled => "throttled",
         Unsupported => "unsupported",
         Corrupt => "corrupt",
         Internal => "internal",

@@ -33,7 +33,7 @@ use crate::{
         AuthFailure, Authenticator, PeerInfo, PeerKey,
     },
     broker::{Broker, ListQuery, Ref, Resolved, Trail},
-    cache::Origin,
+    cache::{Freshness, Origin},
     config::{is_service_type, Permission},
     policy::{Action, Caller, Target},
     proto::{
@@ -42,6 +42,7 @@ use crate::{
         secret_broker_server::{SecretBroker, SecretBrokerServer},
         token_admin_server::{TokenAdmin, TokenAdminServer},
     },
+    resilience::CallContext,
     status::code_name,
 };
 
@@ -93,6 +94,7 @@ impl Services {
                     decision: "unauthenticated",
                     reason: Some(reason.into()),
                     cache_hit: None,
+                    source: None,
                     backend_latency: None,
                     code: code_name(code),
                 });
@@ -124,6 +126,7 @@ impl Services {
             decision,
             reason: trail.reason.clone(),
             cache_hit: trail.cache_hit,
+            source: trail.origin.map(origin_name),
             backend_latency: trail.backend_latency,
             code: code_name(code),
         });
@@ -156,6 +159,56 @@ fn peer_info<T>(request: &Request<T>) -> PeerInfo {
     }
 }
 
+fn origin_name(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Backend => "backend",
+        Origin::Cache => "cache",
+        Origin::Stale => "stale",
+    }
+}
+
+/// The caller's deadline, from the `grpc-timeout` header its client sent,
+/// for the backend calls this call makes.
+fn call_context<T>(request: &Request<T>) -> CallContext {
+    let timeout = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+    CallContext { deadline: timeout.map(|t| tokio::time::Instant::now() + t), single_attempt: false }
+}
+
+/// `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n), per the
+/// gRPC HTTP/2 protocol. Anything else is ignored, as if not sent.
+fn parse_grpc_timeout(raw: &str) -> Option<Duration> {
+    if raw.len() < 2 || raw.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = raw.split_at(raw.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// `GetSecretRequest.max_age` and `refresh`; a negative or out-of-range
+/// `max_age` is the caller's mistake.
+fn freshness(req: &proto::GetSecretRequest) -> Result<Freshness, Status> {
+    let max_age =
+        match &req.max_age {
+            None => None,
+            Some(d) => Some(Duration::try_from(*d).map_err(|_| {
+                Status::invalid_argument("max_age must be a non-negative duration with nanos in 0..1e9")
+            })?),
+        };
+    Ok(Freshness { max_age, refresh: req.refresh })
+}
+
 fn code_of<T>(result: &Result<T, Status>) -> Code {
     result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok)
 }
@@ -170,7 +223,9 @@ fn to_response(resolved: &Resolved) -> proto::GetSecretResponse {
         source: match resolved.origin {
             Origin::Backend => proto::Source::Backend,
             Origin::Cache => proto::Source::Cache,
+            Origin::Stale => proto::Source::Stale,
         } as i32,
+        age: prost_types::Duration::try_from(resolved.age).ok(),
     }
 }
 
@@ -197,10 +252,14 @@ impl SecretBroker for Services {
         request: Request<proto::GetSecretRequest>,
     ) -> Result<Response<proto::GetSecretResponse>, Status> {
         let caller = self.caller(&request, "GetSecret")?;
+        let context = call_context(&request);
         let req = request.get_ref();
         let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: &req.version };
         let mut trail = Trail::default();
-        let result = self.broker.get(&caller, r, &mut trail).await;
+        let result = match freshness(req) {
+            Ok(freshness) => context.scope(self.broker.get_with(&caller, r, freshness, &mut trail)).await,
+            Err(status) => Err(status),
+        };
         let aim = Aim {
             tenant: Some(&req.tenant),
             namespace: Some(&req.namespace),
@@ -216,12 +275,13 @@ impl SecretBroker for Services {
         request: Request<proto::BatchGetSecretsRequest>,
     ) -> Result<Response<proto::BatchGetSecretsResponse>, Status> {
         let caller = self.caller(&request, "BatchGetSecrets")?;
+        let context = call_context(&request);
         let refs = &request.get_ref().refs;
         let asked = refs
             .iter()
             .map(|r| Ref { tenant: &r.tenant, namespace: &r.namespace, key: &r.key, version: &r.version })
             .collect();
-        let answers = match self.broker.batch_get(&caller, asked).await {
+        let answers = match context.scope(self.broker.batch_get(&caller, asked)).await {
             Ok(answers) => answers,
             Err(status) => {
                 self.audit(&caller, "BatchGetSecrets", Aim::default(), &Trail::default(), status.code());
@@ -256,22 +316,21 @@ impl SecretBroker for Services {
         request: Request<proto::ListSecretsRequest>,
     ) -> Result<Response<proto::ListSecretsResponse>, Status> {
         let caller = self.caller(&request, "ListSecrets")?;
+        let context = call_context(&request);
         let req = request.into_inner();
         let mut trail = Trail::default();
-        let result = self
-            .broker
-            .list(
-                &caller,
-                ListQuery {
-                    tenant: &req.tenant,
-                    namespace: &req.namespace,
-                    filter: to_tags(req.tags),
-                    page_size: req.page_size,
-                    page_token: &req.page_token,
-                },
-                &mut trail,
-            )
-            .await;
+        let list = self.broker.list(
+            &caller,
+            ListQuery {
+                tenant: &req.tenant,
+                namespace: &req.namespace,
+                filter: to_tags(req.tags),
+                page_size: req.page_size,
+                page_token: &req.page_token,
+            },
+            &mut trail,
+        );
+        let result = context.scope(list).await;
         let aim = Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), ..Default::default() };
         self.audit(&caller, "ListSecrets", aim, &trail, code_of(&result));
         let page = result?;
@@ -286,12 +345,14 @@ impl SecretBroker for Services {
         request: Request<proto::PutSecretRequest>,
     ) -> Result<Response<proto::PutSecretResponse>, Status> {
         let caller = self.caller(&request, "PutSecret")?;
+        let context = call_context(&request);
         let req = request.into_inner();
         // The request buffer itself is tonic's; the copy we keep is wiped on drop.
         let value = SecretValue::from_slice(&req.value);
         let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: "" };
         let mut trail = Trail::default();
-        let result = self.broker.put(&caller, r, value, to_tags(req.tags), &req.description, &mut trail).await;
+        let put = self.broker.put(&caller, r, value, to_tags(req.tags), &req.description, &mut trail);
+        let result = context.scope(put).await;
         let aim =
             Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
         self.audit(&caller, "PutSecret", aim, &trail, code_of(&result));
@@ -303,10 +364,11 @@ impl SecretBroker for Services {
         request: Request<proto::DeleteSecretRequest>,
     ) -> Result<Response<proto::DeleteSecretResponse>, Status> {
         let caller = self.caller(&request, "DeleteSecret")?;
+        let context = call_context(&request);
         let req = request.get_ref();
         let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: "" };
         let mut trail = Trail::default();
-        let result = self.broker.delete(&caller, r, &mut trail).await;
+        let result = context.scope(self.broker.delete(&caller, r, &mut trail)).await;
         let aim =
             Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
         self.audit(&caller, "DeleteSecret", aim, &trail, code_of(&result));
@@ -486,8 +548,9 @@ pub async fn run(
         Some(check_backend(&services.broker, &health_reporter, &readiness, &options.liveness, None).await)
     } else {
         let service = <SecretBrokerServer<Services> as tonic::server::NamedService>::NAME;
-        health_reporter.set_service_status(service, ServingStatus::NotServing).await;
-        health_reporter.set_service_status("", ServingStatus::NotServing).await;
+        for name in [service, "", BACKEND_HEALTH_SERVICE] {
+            health_reporter.set_service_status(name, ServingStatus::NotServing).await;
+        }
         None
     };
     let health_task = tokio::spawn(watch_health(
@@ -562,9 +625,12 @@ pub async fn run(
     result
 }
 
+/// The `grpc.health.v1` service name that reports the backend alone
+/// (and its circuit breaker), whatever the cache can still serve.
+pub const BACKEND_HEALTH_SERVICE: &str = "secretd.backend";
+
 /// Keeps `grpc.health.v1`, `/readyz` and the `backend_up` gauge in step
-/// with the backend: SERVING only while the backend answers its health
-/// check within `liveness.timeout`.
+/// with the backend's health check.
 async fn watch_health(
     broker: Arc<Broker>,
     reporter: tonic_health::server::HealthReporter,
@@ -581,7 +647,13 @@ async fn watch_health(
 }
 
 /// One health check of the backend, published to `grpc.health.v1`,
-/// `/readyz` and the `backend_up` gauge.
+/// `/readyz` and the `backend_up` gauge. Returns the backend's status.
+///
+/// `secretd.backend` follows the backend. The broker's own service (and
+/// `""`) stays SERVING through a backend outage while the cache may serve
+/// stale values (`secret.cache.stale-if-error`): every replica shares the
+/// backend, so taking them all out of rotation would only turn stale
+/// answers into no answers. Without stale serving it follows the backend.
 async fn check_backend(
     broker: &Broker,
     reporter: &tonic_health::server::HealthReporter,
@@ -603,11 +675,14 @@ async fn check_backend(
     };
     let up = status == ServingStatus::Serving;
     crate::metrics::get().backend_up.set(i64::from(up));
-    readiness.set_backend(up);
+    let serves_stale = broker.cache().serves_stale();
+    readiness.set_backend(up, serves_stale, broker.breaker().map(|b| b.state()));
     if last != Some(status) {
-        tracing::info!(?status, "health changed");
-        reporter.set_service_status(service, status).await;
-        reporter.set_service_status("", status).await;
+        tracing::info!(?status, serves_stale, "backend health changed");
+        reporter.set_service_status(BACKEND_HEALTH_SERVICE, status).await;
+        let broker_status = if up || serves_stale { ServingStatus::Serving } else { ServingStatus::NotServing };
+        reporter.set_service_status(service, broker_status).await;
+        reporter.set_service_status("", broker_status).await;
     }
     status
 }

@@ -13,7 +13,9 @@ pub fn code_for(kind: ErrorKind) -> Code {
         ErrorKind::NotFound => Code::NotFound,
         ErrorKind::AlreadyExists => Code::AlreadyExists,
         ErrorKind::InvalidName | ErrorKind::TooLarge => Code::InvalidArgument,
-        ErrorKind::PermissionDenied | ErrorKind::Unavailable | ErrorKind::Timeout => Code::Unavailable,
+        ErrorKind::PermissionDenied | ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Throttled => {
+            Code::Unavailable
+        }
         ErrorKind::Unsupported => Code::Unimplemented,
         ErrorKind::Corrupt => Code::DataLoss,
         ErrorKind::Internal => Code::Internal,
@@ -25,7 +27,7 @@ pub fn code_for(kind: ErrorKind) -> Code {
 pub fn from_store_error(error: &StoreError) -> Status {
     let message = match error.kind() {
         ErrorKind::PermissionDenied => format!("the secret backend refused secretd's credentials: {}", error.message()),
-        ErrorKind::Unavailable | ErrorKind::Timeout => {
+        ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Throttled => {
             format!("the secret backend is unavailable: {}", error.message())
         }
         _ => error.message().to_owned(),

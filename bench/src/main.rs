@@ -318,6 +318,7 @@ impl SecretBroker for Baseline {
             tags: Default::default(),
             namespace,
             source: Source::Cache as i32,
+            age: None,
         }))
     }
 

@@ -4,6 +4,7 @@
 //! and kept in `./data/jdbc.secret` (mode 0600), loopback only. Nothing to
 //! install, and a second start finds the same secrets.
 
+use std::time::Duration;
 use std::{
     fs,
     io::Write,
@@ -68,6 +69,10 @@ pub fn dev_config(paths: &DevPaths) -> std::io::Result<Config> {
                 tags: Default::default(),
                 filter_on_tags: Default::default(),
                 excluded_tags: Default::default(),
+                timeout: Duration::from_secs(5),
+                max_attempts: 3,
+                circuit_breaker: Default::default(),
+                rate_limit: None,
             }),
             memory: None,
             aws_secret_manager: None,

@@ -11,6 +11,7 @@ mod credential;
 mod dev;
 mod load;
 mod remote;
+mod resilience;
 mod security;
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
@@ -26,6 +27,11 @@ pub(crate) use dev::{create_private_dir, write_private_file};
 pub use dev::{dev_config, DevPaths};
 pub use load::{load_file, load_str, plaintext_credentials, ConfigError};
 pub use remote::*;
+use resilience::{
+    default_backend_timeout, default_max_attempts, default_refresh_ahead, default_refresh_rate_limit,
+    default_stale_if_error,
+};
+pub use resilience::{CircuitBreakerConfig, RateLimitConfig};
 pub use security::*;
 
 /// The whole configuration file.
@@ -252,6 +258,18 @@ pub struct JdbcConfig {
     /// Secrets carrying any of these are invisible.
     #[serde(default)]
     pub excluded_tags: BTreeMap<String, String>,
+    /// Longest wait for one backend call.
+    #[serde(default = "default_backend_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Tries of a read, the first included (UNAVAILABLE, timeouts and
+    /// throttling are tried again, within the caller's deadline).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The circuit breaker of this backend.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Calls per second to this backend; unlimited when absent.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl JdbcConfig {
@@ -265,7 +283,7 @@ fn default_max_connections() -> u32 {
 }
 
 /// `secret.memory`: keeps nothing across restarts; for tests and benchmarks.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MemoryConfig {
     /// Stamped on every write, required on every read.
@@ -277,6 +295,18 @@ pub struct MemoryConfig {
     /// Secrets carrying any of these are invisible.
     #[serde(default)]
     pub excluded_tags: BTreeMap<String, String>,
+    /// Longest wait for one backend call.
+    #[serde(default = "default_backend_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Tries of a read, the first included (UNAVAILABLE, timeouts and
+    /// throttling are tried again, within the caller's deadline).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The circuit breaker of this backend.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Calls per second to this backend; unlimited when absent.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl MemoryConfig {
@@ -295,11 +325,34 @@ pub struct CacheConfig {
     pub maximum_size: u64,
     #[serde(default = "default_ttl", with = "humantime_serde")]
     pub expire_after_write: Duration,
+    /// How long past `expire-after-write` the last value is still served
+    /// when the backend is unavailable or times out; 0 turns it off.
+    #[serde(default = "default_stale_if_error", with = "humantime_serde")]
+    pub stale_if_error: Duration,
+    /// An entry read in this last share of its time to live is refreshed
+    /// in the background; 0 turns it off.
+    #[serde(default = "default_refresh_ahead")]
+    pub refresh_ahead: f64,
+    /// How long a NOT_FOUND answer is remembered; 0 (the default) turns it
+    /// off. A put through secretd clears it at once.
+    #[serde(default, with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// Per caller: how often `GetSecretRequest.refresh` may bypass the cache.
+    #[serde(default = "default_refresh_rate_limit")]
+    pub refresh_rate_limit: RateLimitConfig,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { enabled: true, maximum_size: default_cache_size(), expire_after_write: default_ttl() }
+        Self {
+            enabled: true,
+            maximum_size: default_cache_size(),
+            expire_after_write: default_ttl(),
+            stale_if_error: default_stale_if_error(),
+            refresh_ahead: default_refresh_ahead(),
+            negative_ttl: Duration::ZERO,
+            refresh_rate_limit: default_refresh_rate_limit(),
+        }
     }
 }
 
@@ -462,9 +515,6 @@ impl Config {
                     bad("secret.azure-key-vault.ca-certificate", format!("{ca} is not a readable file"));
                 }
             }
-            if !(1..=10).contains(&azure.max_attempts) {
-                bad("secret.azure-key-vault.max-attempts", format!("must be 1 to 10, got {}", azure.max_attempts));
-            }
             check_scope("secret.azure-key-vault", &azure.scope(), &mut bad);
         }
         if let Some(gcp) = &s.google_secret_manager {
@@ -479,15 +529,13 @@ impl Config {
                     bad("secret.google-secret-manager.replication.locations", "needs at least one location".into());
                 }
             }
-            if !(1..=10).contains(&gcp.max_attempts) {
-                bad("secret.google-secret-manager.max-attempts", format!("must be 1 to 10, got {}", gcp.max_attempts));
-            }
             check_scope("secret.google-secret-manager", &gcp.scope(), &mut bad);
         }
         if let Some(aws) = &s.aws_secret_manager {
             validate_aws(aws, &mut bad);
             check_scope("secret.aws-secret-manager", &aws.scope(), &mut bad);
         }
+        s.validate_resilience(&mut bad);
         self.validate_security(&mut bad);
         problems
     }
@@ -504,9 +552,6 @@ impl Config {
         }
         if let Err(reason) = secretd_vault_prefix_check(&vault.path_prefix) {
             bad("secret.vault.path-prefix", reason);
-        }
-        if vault.timeout.is_zero() {
-            bad("secret.vault.timeout", "must be longer than 0s".into());
         }
         if vault.max_versions == Some(0) {
             bad("secret.vault.max-versions", "must be at least 1 (leave it out to keep the engine's setting)".into());
@@ -685,12 +730,6 @@ fn validate_aws(aws: &AwsConfig, bad: &mut impl FnMut(&str, String)) {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             bad("secret.aws-secret-manager.endpoint", format!("{endpoint:?} must start with http:// or https://"));
         }
-    }
-    if aws.timeout.is_zero() {
-        bad("secret.aws-secret-manager.timeout", "must be longer than 0s".into());
-    }
-    if !(1..=10).contains(&aws.max_attempts) {
-        bad("secret.aws-secret-manager.max-attempts", format!("must be 1 to 10, got {}", aws.max_attempts));
     }
 }
 

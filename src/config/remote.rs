@@ -10,7 +10,10 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use secretd_core::TagScope;
 use serde::Deserialize;
 
-use super::{tag_scope, Credential};
+use super::{
+    resilience::{default_max_attempts, CircuitBreakerConfig, RateLimitConfig},
+    tag_scope, Credential,
+};
 
 fn default_timeout() -> Duration {
     Duration::from_secs(5)
@@ -48,6 +51,15 @@ pub struct VaultConfig {
     pub filter_on_tags: BTreeMap<String, String>,
     #[serde(default)]
     pub excluded_tags: BTreeMap<String, String>,
+    /// Tries of a read, the first included (UNAVAILABLE, timeouts and
+    /// throttling are tried again, within the caller's deadline).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The circuit breaker of this backend.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Calls per second to this backend; unlimited when absent.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 fn default_mount() -> String {
@@ -140,6 +152,11 @@ pub struct AwsConfig {
     pub filter_on_tags: BTreeMap<String, String>,
     #[serde(default)]
     pub excluded_tags: BTreeMap<String, String>,
+    /// The circuit breaker of this backend.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Calls per second to this backend; unlimited when absent.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 fn default_name_prefix() -> String {
@@ -148,10 +165,6 @@ fn default_name_prefix() -> String {
 
 fn default_recovery_window() -> u8 {
     30
-}
-
-fn default_max_attempts() -> u32 {
-    3
 }
 
 impl AwsConfig {
@@ -191,6 +204,15 @@ pub struct ElasticsearchConfig {
     pub filter_on_tags: BTreeMap<String, String>,
     #[serde(default)]
     pub excluded_tags: BTreeMap<String, String>,
+    /// Tries of a read, the first included (UNAVAILABLE, timeouts and
+    /// throttling are tried again, within the caller's deadline).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The circuit breaker of this backend.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Calls per second to this backend; unlimited when absent.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,6 +265,11 @@ pub struct GcpConfig {
     pub filter_on_tags: BTreeMap<String, String>,
     #[serde(default)]
     pub excluded_tags: BTreeMap<String, String>,
+    /// The circuit breaker of this backend.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Calls per second to this backend; unlimited when absent.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 /// `automatic` (the default), or `{locations: [us-east1, ...]}`.
@@ -312,6 +339,11 @@ pub struct AzureConfig {
     pub filter_on_tags: BTreeMap<String, String>,
     #[serde(default)]
     pub excluded_tags: BTreeMap<String, String>,
+    /// The circuit breaker of this backend.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Calls per second to this backend; unlimited when absent.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -84,11 +84,10 @@ fn kind_of(code: &str, message: &str) -> ErrorKind {
         | "MissingAuthenticationToken"
         | "DecryptionFailure"
         | "EncryptionFailure" => ErrorKind::PermissionDenied,
-        "ThrottlingException"
-        | "Throttling"
-        | "TooManyRequestsException"
-        | "RequestLimitExceeded"
-        | "LimitExceededException"
+        "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" => {
+            ErrorKind::Throttled
+        }
+        "LimitExceededException"
         | "InternalServiceError"
         | "InternalFailure"
         | "ServiceUnavailable"
@@ -123,7 +122,7 @@ mod tests {
             ),
             ErrorKind::NotFound
         );
-        assert_eq!(kind_of("ThrottlingException", ""), ErrorKind::Unavailable);
+        assert_eq!(kind_of("ThrottlingException", ""), ErrorKind::Throttled);
         assert_eq!(kind_of("AccessDeniedException", ""), ErrorKind::PermissionDenied);
         assert_eq!(kind_of("InvalidParameterException", ""), ErrorKind::InvalidName);
         assert_eq!(kind_of("SomethingNew", ""), ErrorKind::Internal);

@@ -75,7 +75,8 @@ impl ServiceError {
             405 | 501 => ErrorKind::Unsupported,
             408 => ErrorKind::Timeout,
             409 => ErrorKind::AlreadyExists,
-            429 | 500..=599 => ErrorKind::Unavailable,
+            429 => ErrorKind::Throttled,
+            500..=599 => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         }
     }
@@ -218,7 +219,7 @@ mod tests {
                 ErrorKind::NotFound,
             ),
             (409, r#"{"error":{"code":"Conflict","message":"deleted but recoverable"}}"#, ErrorKind::AlreadyExists),
-            (429, r#"{"error":{"code":"Throttled","message":"slow down"}}"#, ErrorKind::Unavailable),
+            (429, r#"{"error":{"code":"Throttled","message":"slow down"}}"#, ErrorKind::Throttled),
             (503, "<html>gateway</html>", ErrorKind::Unavailable),
             (
                 400,

@@ -25,6 +25,9 @@ pub enum ErrorKind {
     Unavailable,
     /// The backend did not answer in time; worth retrying.
     Timeout,
+    /// The backend refused the call for its rate limit or quota; worth
+    /// retrying after a pause, and a sign to send fewer calls.
+    Throttled,
     /// The store cannot do this (e.g. pinned versions on a store without them).
     Unsupported,
     /// Stored data cannot be read back as written (failed decryption, bad row).
@@ -43,6 +46,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => "permission denied",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::Throttled => "throttled",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Internal => "internal",
@@ -51,7 +55,7 @@ impl ErrorKind {
 
     /// Whether the same call may succeed if tried again later.
     pub fn is_transient(self) -> bool {
-        matches!(self, ErrorKind::Unavailable | ErrorKind::Timeout)
+        matches!(self, ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Throttled)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Test helpers for code that sits in front of a store (the broker, the
-//! cache): a wrapper that counts backend calls and can slow them down.
+//! cache): a wrapper that counts backend calls and can slow them down, and
+//! one that injects faults (errors, hangs) on demand.
 
 use std::{
     sync::{
@@ -73,6 +74,96 @@ impl SecretStore for CountingStore {
     }
 
     async fn health(&self) -> Result<(), StoreError> {
+        self.inner.health().await
+    }
+}
+
+/// What [`FaultyStore`] does to the calls it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Pass calls through.
+    None,
+    /// Fail with this kind at once, as a refused connection or an error
+    /// answer would.
+    Fail(crate::ErrorKind),
+    /// Never answer, as a hung server or a black-holed packet would.
+    Hang,
+}
+
+/// Injects backend faults in front of a real store, for tests of the
+/// layers above it (timeouts, retries, breaker, stale serving). Counts
+/// every call that reaches it, faulted or not.
+pub struct FaultyStore {
+    inner: Arc<dyn SecretStore>,
+    fault: std::sync::Mutex<Fault>,
+    calls: AtomicUsize,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn SecretStore>) -> Self {
+        Self { inner, fault: std::sync::Mutex::new(Fault::None), calls: AtomicUsize::new(0) }
+    }
+
+    pub fn set(&self, fault: Fault) {
+        *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = fault;
+    }
+
+    /// Calls received (every operation, health included).
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    async fn enter(&self) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let fault = *self.fault.lock().unwrap_or_else(|p| p.into_inner());
+        match fault {
+            Fault::None => Ok(()),
+            Fault::Fail(kind) => Err(StoreError::new(kind, format!("injected fault: {kind}"))),
+            Fault::Hang => std::future::pending().await,
+        }
+    }
+}
+
+#[async_trait]
+impl SecretStore for FaultyStore {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn get(&self, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
+        self.enter().await?;
+        self.inner.get(name, version).await
+    }
+
+    async fn put(
+        &self,
+        name: &SecretName,
+        value: &SecretValue,
+        tags: &Tags,
+        description: Option<&str>,
+    ) -> Result<Version, StoreError> {
+        self.enter().await?;
+        self.inner.put(name, value, tags, description).await
+    }
+
+    async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
+        self.enter().await?;
+        self.inner.delete(name).await
+    }
+
+    async fn list(
+        &self,
+        tenant: &Tenant,
+        namespace: &Namespace,
+        filter: &Tags,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        self.enter().await?;
+        self.inner.list(tenant, namespace, filter, page).await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.enter().await?;
         self.inner.health().await
     }
 }

@@ -71,7 +71,8 @@ pub(crate) fn status_kind(status: u16) -> ErrorKind {
         413 => ErrorKind::TooLarge,
         // 408 is the server giving up waiting for us; 429 and 5xx are an
         // overloaded or failing cluster. All are worth another try later.
-        408 | 429 | 500..=599 => ErrorKind::Unavailable,
+        429 => ErrorKind::Throttled,
+        408 | 500..=599 => ErrorKind::Unavailable,
         _ => ErrorKind::Internal,
     }
 }
@@ -130,7 +131,7 @@ mod tests {
         assert_eq!(status_kind(404), ErrorKind::NotFound);
         assert_eq!(status_kind(401), ErrorKind::PermissionDenied);
         assert_eq!(status_kind(403), ErrorKind::PermissionDenied);
-        assert_eq!(status_kind(429), ErrorKind::Unavailable);
+        assert_eq!(status_kind(429), ErrorKind::Throttled);
         assert_eq!(status_kind(500), ErrorKind::Unavailable);
         assert_eq!(status_kind(503), ErrorKind::Unavailable);
         assert_eq!(status_kind(413), ErrorKind::TooLarge);

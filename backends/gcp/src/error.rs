@@ -45,7 +45,8 @@ pub fn map(e: Error, what: &str) -> StoreError {
             404 => ErrorKind::NotFound,
             409 => ErrorKind::AlreadyExists,
             408 | 504 => ErrorKind::Timeout,
-            429 | 500..=599 => ErrorKind::Unavailable,
+            429 => ErrorKind::Throttled,
+            500..=599 => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         };
         return StoreError::new(kind, format!("Secret Manager's endpoint answered HTTP {code} while {what}"))
@@ -66,9 +67,8 @@ fn kind_of(code: Code) -> ErrorKind {
         Code::NotFound => ErrorKind::NotFound,
         Code::AlreadyExists => ErrorKind::AlreadyExists,
         Code::PermissionDenied | Code::Unauthenticated => ErrorKind::PermissionDenied,
-        Code::ResourceExhausted | Code::Unavailable | Code::Aborted | Code::Internal | Code::Unknown => {
-            ErrorKind::Unavailable
-        }
+        Code::ResourceExhausted => ErrorKind::Throttled,
+        Code::Unavailable | Code::Aborted | Code::Internal | Code::Unknown => ErrorKind::Unavailable,
         Code::DeadlineExceeded | Code::Cancelled => ErrorKind::Timeout,
         Code::InvalidArgument | Code::OutOfRange => ErrorKind::InvalidName,
         Code::Unimplemented => ErrorKind::Unsupported,

@@ -21,7 +21,8 @@ pub fn map(e: ClientError, what: &str) -> StoreError {
                 404 => ErrorKind::NotFound,
                 405 | 501 => ErrorKind::Unsupported,
                 408 => ErrorKind::Timeout,
-                412 | 429 | 472 | 473 | 500 | 502 | 503 | 504 => ErrorKind::Unavailable,
+                429 => ErrorKind::Throttled,
+                412 | 472 | 473 | 500 | 502 | 503 | 504 => ErrorKind::Unavailable,
                 _ => ErrorKind::Internal,
             };
             StoreError::new(kind, format!("vault answered {code} while {what}{detail}"))
@@ -42,7 +43,8 @@ fn transport(e: &rustify::errors::ClientError, what: &str) -> StoreError {
             401 | 403 => ErrorKind::PermissionDenied,
             404 => ErrorKind::NotFound,
             408 => ErrorKind::Timeout,
-            429 | 500..=599 => ErrorKind::Unavailable,
+            429 => ErrorKind::Throttled,
+            500..=599 => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         };
         return StoreError::new(kind, format!("vault answered {code} while {what}"));

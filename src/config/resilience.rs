@@ -1,0 +1,137 @@
+//! The resilience settings: per backend block (`timeout`, `max-attempts`,
+//! `circuit-breaker`, `rate-limit`) and the cache's (`stale-if-error`,
+//! `refresh-ahead`, `negative-ttl`, `refresh-rate-limit`).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{BackendType, SecretConfig};
+use crate::resilience::Resilience;
+
+/// `secret.<type>.circuit-breaker`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CircuitBreakerConfig {
+    /// Consecutive failed calls (unreachable, timed out, throttled) that
+    /// open the breaker; 0 turns it off.
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// How long an open breaker fails calls at once before one probe.
+    #[serde(default = "default_open_for", with = "humantime_serde")]
+    pub open_for: Duration,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self { failure_threshold: default_failure_threshold(), open_for: default_open_for() }
+    }
+}
+
+fn default_failure_threshold() -> u32 {
+    5
+}
+
+fn default_open_for() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `secret.<type>.rate-limit` and `secret.cache.refresh-rate-limit`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RateLimitConfig {
+    pub requests_per_second: f64,
+    /// Calls that may go back to back after a quiet spell; at least 1.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+fn default_burst() -> u32 {
+    1
+}
+
+pub(super) fn default_backend_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+pub(super) fn default_max_attempts() -> u32 {
+    3
+}
+
+pub(super) fn default_stale_if_error() -> Duration {
+    Duration::from_secs(3600)
+}
+
+pub(super) fn default_refresh_ahead() -> f64 {
+    0.2
+}
+
+pub(super) fn default_refresh_rate_limit() -> RateLimitConfig {
+    RateLimitConfig { requests_per_second: 1.0, burst: 5 }
+}
+
+impl SecretConfig {
+    /// The resilience settings of the configured backend, and the dotted
+    /// path of its block for error messages.
+    pub fn resilience(&self) -> (Resilience, String) {
+        macro_rules! from_block {
+            ($block:expr) => {
+                match $block {
+                    Some(b) => Resilience {
+                        timeout: b.timeout,
+                        max_attempts: b.max_attempts,
+                        failure_threshold: b.circuit_breaker.failure_threshold,
+                        open_for: b.circuit_breaker.open_for,
+                        rate_limit: b.rate_limit.map(|r| (r.requests_per_second, r.burst)),
+                    },
+                    None => Resilience::default(),
+                }
+            };
+        }
+        let settings = match self.backend {
+            BackendType::Jdbc => from_block!(&self.jdbc),
+            BackendType::Memory => from_block!(&self.memory),
+            BackendType::AwsSecretManager => from_block!(&self.aws_secret_manager),
+            BackendType::AzureKeyVault => from_block!(&self.azure_key_vault),
+            BackendType::GoogleSecretManager => from_block!(&self.google_secret_manager),
+            BackendType::Vault => from_block!(&self.vault),
+            BackendType::Elasticsearch => from_block!(&self.elasticsearch),
+        };
+        (settings, format!("secret.{}", self.backend.as_str()))
+    }
+
+    /// Range checks of the resilience settings.
+    pub(super) fn validate_resilience(&self, bad: &mut impl FnMut(&str, String)) {
+        let (r, block) = self.resilience();
+        if r.timeout.is_zero() {
+            bad(&format!("{block}.timeout"), "must be longer than 0s".into());
+        }
+        if !(1..=10).contains(&r.max_attempts) {
+            bad(&format!("{block}.max-attempts"), format!("must be 1 to 10, got {}", r.max_attempts));
+        }
+        if r.failure_threshold > 0 && r.open_for.is_zero() {
+            bad(&format!("{block}.circuit-breaker.open-for"), "must be longer than 0s".into());
+        }
+        if let Some((rate, burst)) = r.rate_limit {
+            check_rate(&format!("{block}.rate-limit"), rate, burst, bad);
+        }
+        let cache = &self.cache;
+        if !(0.0..1.0).contains(&cache.refresh_ahead) {
+            bad(
+                "secret.cache.refresh-ahead",
+                format!("must be at least 0 and below 1 (a share of expire-after-write), got {}", cache.refresh_ahead),
+            );
+        }
+        let limit = cache.refresh_rate_limit;
+        check_rate("secret.cache.refresh-rate-limit", limit.requests_per_second, limit.burst, bad);
+    }
+}
+
+fn check_rate(field: &str, rate: f64, burst: u32, bad: &mut impl FnMut(&str, String)) {
+    if !(rate.is_finite() && rate >= 0.001) {
+        bad(&format!("{field}.requests-per-second"), format!("must be a number of at least 0.001, got {rate}"));
+    }
+    if burst == 0 {
+        bad(&format!("{field}.burst"), "must be at least 1".into());
+    }
+}

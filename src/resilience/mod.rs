@@ -1,0 +1,256 @@
+//! Resilience around one backend: what a call does when the backend is
+//! slow, down or throttling.
+//!
+//! [`ResilientStore`] wraps the backend's store, and every call through it
+//! goes, in this order:
+//!
+//! 1. the circuit breaker ([`breaker`]): if the backend is known to be down,
+//!    fail at once;
+//! 2. the rate limit ([`rate_limit`]), if configured: wait for a slot in
+//!    arrival order, or fail at once when the slot is past the caller's
+//!    deadline;
+//! 3. the call itself, under `secret.<type>.timeout` (or less, if the
+//!    caller's deadline is nearer);
+//! 4. on `Unavailable`, `Timeout` or `Throttled`, reads are tried again
+//!    (`max-attempts` in all) after a jittered exponential pause, as long as
+//!    the caller's deadline allows. Writes are tried again only after
+//!    `Throttled`, the one answer that proves the write did not land: a
+//!    timed-out put may have created a version, and a second would be a
+//!    second version.
+//!
+//! The caller's deadline (gRPC's `grpc-timeout`) reaches the store through
+//! a task-local [`CallContext`], set by the server for each call, so the
+//! `SecretStore` trait stays free of transport concerns. The cache also
+//! uses it to ask for a single attempt when it holds a stale value to fall
+//! back on: that caller is better served stale now than fresh after all the
+//! retries.
+
+pub mod breaker;
+pub mod rate_limit;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use secretd_core::{
+    Capabilities, ErrorKind, Namespace, Page, PageRequest, RetryPolicy, Secret, SecretName, SecretStore, SecretValue,
+    StoreError, Tags, Tenant, Version,
+};
+use tokio::time::Instant;
+
+use self::{
+    breaker::{BreakerState, CircuitBreaker},
+    rate_limit::RateLimiter,
+};
+
+/// What one call may spend, set per gRPC call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallContext {
+    /// When the caller stops waiting (from `grpc-timeout`), if it said.
+    pub deadline: Option<Instant>,
+    /// Try once, without retries (the cache has a stale value to serve).
+    pub single_attempt: bool,
+}
+
+tokio::task_local! {
+    static CALL: CallContext;
+}
+
+impl CallContext {
+    /// Runs `f` with this context visible to every store call it makes.
+    pub async fn scope<F: Future>(self, f: F) -> F::Output {
+        CALL.scope(self, f).await
+    }
+
+    /// The context of the running call, or none.
+    pub fn current() -> CallContext {
+        CALL.try_with(|c| *c).unwrap_or_default()
+    }
+}
+
+/// `secret.<type>`'s resilience settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Resilience {
+    pub timeout: Duration,
+    /// Tries of a read, the first included.
+    pub max_attempts: u32,
+    /// Consecutive failures that open the breaker; 0 turns it off.
+    pub failure_threshold: u32,
+    pub open_for: Duration,
+    /// Calls per second and burst, if shaped.
+    pub rate_limit: Option<(f64, u32)>,
+}
+
+impl Default for Resilience {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            max_attempts: 3,
+            failure_threshold: 5,
+            open_for: Duration::from_secs(10),
+            rate_limit: None,
+        }
+    }
+}
+
+/// A backend's store behind timeouts, retries, a circuit breaker and a
+/// rate limit.
+pub struct ResilientStore {
+    inner: Arc<dyn SecretStore>,
+    backend: &'static str,
+    timeout: Duration,
+    retry: RetryPolicy,
+    breaker: Arc<CircuitBreaker>,
+    limiter: Option<RateLimiter>,
+}
+
+impl ResilientStore {
+    pub fn new(inner: Arc<dyn SecretStore>, backend: &'static str, settings: Resilience) -> Self {
+        crate::metrics::get().circuit_breaker_state.set(BreakerState::Closed.gauge());
+        Self {
+            inner,
+            backend,
+            timeout: settings.timeout,
+            retry: RetryPolicy { attempts: settings.max_attempts.max(1), ..RetryPolicy::default() },
+            breaker: Arc::new(CircuitBreaker::new(settings.failure_threshold, settings.open_for)),
+            limiter: settings.rate_limit.map(|(rate, burst)| RateLimiter::new(rate, burst)),
+        }
+    }
+
+    /// The breaker, for `/readyz` and the health check to report.
+    pub fn breaker(&self) -> Arc<CircuitBreaker> {
+        self.breaker.clone()
+    }
+
+    /// One call with all of the above. `retry_on` says which failures may
+    /// be tried again for this operation.
+    async fn call<T, F, Fut>(&self, what: &str, retry_on: fn(ErrorKind) -> bool, op: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let context = CallContext::current();
+        let attempts = if context.single_attempt { 1 } else { self.retry.attempts };
+        let metrics = crate::metrics::get();
+        let mut attempt = 1;
+        loop {
+            let ticket = self.breaker.admit().map_err(|rejected| {
+                metrics.circuit_breaker_rejections.inc();
+                StoreError::unavailable(format!(
+                    "{} is failing; its circuit breaker is open and the next probe is in {:.1}s",
+                    self.backend,
+                    rejected.retry_in.as_secs_f64()
+                ))
+            })?;
+            if let Some(limiter) = &self.limiter {
+                limiter.acquire(context.deadline).await.map_err(|refused| {
+                    metrics.rate_limit_rejections.inc();
+                    StoreError::unavailable(format!(
+                        "{} is rate limited (secret.{}.rate-limit): the next slot is in {:.3}s, after this call's \
+                         deadline",
+                        self.backend,
+                        self.backend,
+                        refused.wait.as_secs_f64()
+                    ))
+                })?;
+            }
+            let budget = match context.deadline {
+                Some(deadline) => self.timeout.min(deadline.saturating_duration_since(Instant::now())),
+                None => self.timeout,
+            };
+            let result = match tokio::time::timeout(budget, op()).await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::new(
+                    ErrorKind::Timeout,
+                    format!("{} did not answer {what} within {budget:?}", self.backend),
+                )),
+            };
+            let error = match result {
+                Ok(value) => {
+                    ticket.success();
+                    if let Some(limiter) = &self.limiter {
+                        limiter.succeeded();
+                    }
+                    return Ok(value);
+                }
+                Err(e) => e,
+            };
+            if error.kind().is_transient() {
+                ticket.failure();
+            } else {
+                ticket.success();
+            }
+            if error.kind() == ErrorKind::Throttled {
+                metrics.backend_throttled.inc();
+                if let Some(limiter) = &self.limiter {
+                    limiter.throttled();
+                }
+            }
+            if attempt >= attempts || !retry_on(error.kind()) {
+                return Err(error);
+            }
+            let pause = self.retry.backoff(attempt);
+            if context.deadline.is_some_and(|d| Instant::now() + pause >= d) {
+                return Err(error);
+            }
+            tracing::debug!(attempt, kind = %error.kind(), "transient backend error during {what}, retrying: {error}");
+            metrics.backend_retries.inc();
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+        }
+    }
+}
+
+fn read_retry(kind: ErrorKind) -> bool {
+    kind.is_transient()
+}
+
+fn write_retry(kind: ErrorKind) -> bool {
+    kind == ErrorKind::Throttled
+}
+
+#[async_trait]
+impl SecretStore for ResilientStore {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn get(&self, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
+        self.call("a read", read_retry, || self.inner.get(name, version)).await
+    }
+
+    async fn put(
+        &self,
+        name: &SecretName,
+        value: &SecretValue,
+        tags: &Tags,
+        description: Option<&str>,
+    ) -> Result<Version, StoreError> {
+        self.call("a write", write_retry, || self.inner.put(name, value, tags, description)).await
+    }
+
+    async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
+        self.call("a delete", write_retry, || self.inner.delete(name)).await
+    }
+
+    async fn list(
+        &self,
+        tenant: &Tenant,
+        namespace: &Namespace,
+        filter: &Tags,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        self.call("a listing", read_retry, || self.inner.list(tenant, namespace, filter, page)).await
+    }
+
+    /// The periodic health check goes through the breaker too, so that
+    /// once `open-for` has passed it can be the probe that closes it, and
+    /// while the breaker is open it reports why without calling.
+    async fn health(&self) -> Result<(), StoreError> {
+        CallContext { deadline: None, single_attempt: true }
+            .scope(self.call("a health check", read_retry, || self.inner.health()))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

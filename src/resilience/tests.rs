@@ -1,0 +1,308 @@
+//! The resilience behaviour end to end inside the process: broker, cache
+//! and [`ResilientStore`] over a fault-injecting wrapper around the memory
+//! store, on tokio's paused clock, so every duration below is exact.
+
+use std::{sync::Arc, time::Duration};
+
+use secretd_core::{
+    testing::{Fault, FaultyStore},
+    ErrorKind, SecretName, SecretStore, SecretValue, Tags,
+};
+use secretd_memory::MemoryStore;
+use tokio::time::Instant;
+use tonic::Code;
+
+use super::{breaker::BreakerState, CallContext, Resilience, ResilientStore};
+use crate::{
+    auth::Principal,
+    broker::{Broker, Limits, Ref, Trail},
+    cache::{Freshness, Origin, SecretCache},
+    config::{AccessConfig, CacheConfig, IsolationConfig, Permission, RateLimitConfig},
+    policy::{Caller, Policy},
+};
+
+struct Rig {
+    faulty: Arc<FaultyStore>,
+    breaker: Arc<super::breaker::CircuitBreaker>,
+    broker: Broker,
+}
+
+fn rig(cache: CacheConfig, resilience: Resilience) -> Rig {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
+    let resilient = ResilientStore::new(faulty.clone(), "memory", resilience);
+    let breaker = resilient.breaker();
+    let broker = Broker::new(
+        Arc::new(resilient),
+        SecretCache::new(&cache),
+        Policy::new(&IsolationConfig::default(), &AccessConfig::default()),
+        Limits { max_value_size: 1024, max_batch_size: 10 },
+    )
+    .with_breaker(breaker.clone())
+    .with_refresh_limit(RateLimitConfig { requests_per_second: 1.0, burst: 2 });
+    Rig { faulty, breaker, broker }
+}
+
+fn cache(ttl_secs: u64, stale_secs: u64) -> CacheConfig {
+    CacheConfig {
+        expire_after_write: Duration::from_secs(ttl_secs),
+        stale_if_error: Duration::from_secs(stale_secs),
+        refresh_ahead: 0.0,
+        ..CacheConfig::default()
+    }
+}
+
+fn settings(timeout_secs: u64, attempts: u32, threshold: u32) -> Resilience {
+    Resilience {
+        timeout: Duration::from_secs(timeout_secs),
+        max_attempts: attempts,
+        failure_threshold: threshold,
+        open_for: Duration::from_secs(10),
+        rate_limit: None,
+    }
+}
+
+fn caller(name: &str) -> Caller {
+    let principal = Principal {
+        name: name.into(),
+        service: "WORKER".into(),
+        permissions: Permission::ALL.into_iter().collect(),
+        namespaces: vec![],
+    };
+    Caller { principal: Arc::new(principal), peer: "test".into() }
+}
+
+fn r(key: &str) -> Ref<'_> {
+    Ref { tenant: "", namespace: "team", key, version: "" }
+}
+
+impl Rig {
+    async fn put(&self, key: &str, value: &[u8]) {
+        let value = SecretValue::from_slice(value);
+        self.broker.put(&caller("w"), r(key), value, Tags::new(), "", &mut Trail::default()).await.unwrap();
+    }
+
+    async fn get(&self, key: &str) -> Result<(Vec<u8>, Origin, Duration), tonic::Status> {
+        self.get_with(key, Freshness::default()).await
+    }
+
+    async fn get_with(&self, key: &str, freshness: Freshness) -> Result<(Vec<u8>, Origin, Duration), tonic::Status> {
+        let got = self.broker.get_with(&caller("w"), r(key), freshness, &mut Trail::default()).await?;
+        Ok((got.secret.value.expose().to_vec(), got.origin, got.age))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_value_is_served_stale_through_an_outage_within_the_window_only() {
+    let rig = rig(cache(10, 60), settings(5, 3, 0));
+    rig.put("k", b"v1").await;
+    assert_eq!(rig.get("k").await.unwrap().1, Origin::Backend);
+    rig.faulty.set(Fault::Fail(ErrorKind::Unavailable));
+
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(rig.get("k").await.unwrap(), (b"v1".to_vec(), Origin::Cache, Duration::from_secs(5)));
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(rig.get("k").await.unwrap(), (b"v1".to_vec(), Origin::Stale, Duration::from_secs(10)));
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert_eq!(rig.get("k").await.unwrap().1, Origin::Stale);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let gone = rig.get("k").await.unwrap_err();
+    assert_eq!(gone.code(), Code::Unavailable, "past stale-if-error the outage shows");
+    assert!(gone.message().contains("injected fault"), "{}", gone.message());
+
+    rig.faulty.set(Fault::None);
+    assert_eq!(rig.get("k").await.unwrap().1, Origin::Backend);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_is_never_served_for_not_found_permission_errors_or_demanded_freshness() {
+    let rig = rig(cache(10, 60), settings(5, 1, 0));
+    rig.put("k", b"v1").await;
+    rig.get("k").await.unwrap();
+    tokio::time::advance(Duration::from_secs(11)).await;
+    for (kind, code) in [
+        (ErrorKind::NotFound, Code::NotFound),
+        (ErrorKind::PermissionDenied, Code::Unavailable),
+        (ErrorKind::Corrupt, Code::DataLoss),
+    ] {
+        rig.faulty.set(Fault::Fail(kind));
+        assert_eq!(rig.get("k").await.unwrap_err().code(), code, "{kind}");
+    }
+    rig.faulty.set(Fault::Fail(ErrorKind::Timeout));
+    assert_eq!(rig.get("k").await.unwrap().1, Origin::Stale);
+    // A caller that sets max_age or refresh asked for fresh or nothing.
+    let max_age = Freshness { max_age: Some(Duration::from_secs(60)), refresh: false };
+    assert_eq!(rig.get_with("k", max_age).await.unwrap_err().code(), Code::Unavailable);
+    let refresh = Freshness { max_age: None, refresh: true };
+    assert_eq!(rig.get_with("k", refresh).await.unwrap_err().code(), Code::Unavailable);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_answer_does_not_wait_for_retries_and_concurrent_callers_share_one_attempt() {
+    let rig = Arc::new(rig(cache(10, 600), settings(1, 3, 0)));
+    rig.put("k", b"v1").await;
+    rig.get("k").await.unwrap();
+    tokio::time::advance(Duration::from_secs(10)).await;
+    rig.faulty.set(Fault::Hang);
+    let calls = rig.faulty.calls();
+    let started = Instant::now();
+    let answers = futures::future::join_all((0..100).map(|_| {
+        let rig = rig.clone();
+        async move { rig.get("k").await }
+    }))
+    .await;
+    assert_eq!(started.elapsed(), Duration::from_secs(1), "one attempt's timeout, no retries");
+    assert_eq!(rig.faulty.calls(), calls + 1, "100 callers, one backend call");
+    for answer in answers {
+        assert_eq!(answer.unwrap().1, Origin::Stale);
+    }
+
+    // Without a stale value to fall back on, the retries do run.
+    let calls = rig.faulty.calls();
+    let started = Instant::now();
+    assert_eq!(rig.get("never-cached").await.unwrap_err().code(), Code::Unavailable);
+    assert_eq!(rig.faulty.calls(), calls + 3);
+    assert!(started.elapsed() >= Duration::from_secs(3), "{:?}", started.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_at_the_callers_deadline() {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
+    faulty.set(Fault::Fail(ErrorKind::Unavailable));
+    let store = ResilientStore::new(faulty.clone(), "memory", settings(5, 10, 0));
+    let name = SecretName::parse("main", "team", "k").unwrap();
+
+    assert!(store.get(&name, None).await.is_err());
+    assert_eq!(faulty.calls(), 10, "no deadline: max-attempts tries");
+
+    let started = Instant::now();
+    let deadline = CallContext { deadline: Some(started + Duration::from_millis(200)), single_attempt: false };
+    let error = deadline.scope(store.get(&name, None)).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+    assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+    assert!(faulty.calls() - 10 < 10, "the deadline cut the tries short");
+
+    // A hung backend: the attempt itself is cut at the deadline.
+    faulty.set(Fault::Hang);
+    let started = Instant::now();
+    let deadline = CallContext { deadline: Some(started + Duration::from_millis(300)), single_attempt: false };
+    let error = deadline.scope(store.get(&name, None)).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_are_retried_after_throttling_only() {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
+    let store = ResilientStore::new(faulty.clone(), "memory", settings(1, 3, 0));
+    let name = SecretName::parse("main", "team", "k").unwrap();
+    let value = SecretValue::from_slice(b"v");
+    for (fault, calls) in
+        [(Fault::Hang, 1), (Fault::Fail(ErrorKind::Unavailable), 1), (Fault::Fail(ErrorKind::Throttled), 3)]
+    {
+        faulty.set(fault);
+        let before = faulty.calls();
+        assert!(store.put(&name, &value, &Tags::new(), None).await.is_err());
+        assert_eq!(faulty.calls() - before, calls, "{fault:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_fails_fast_serves_stale_and_one_probe_closes_it() {
+    let rig = rig(cache(10, 600), settings(5, 1, 3));
+    rig.put("cached", b"v1").await;
+    rig.get("cached").await.unwrap();
+    rig.faulty.set(Fault::Fail(ErrorKind::Unavailable));
+    for i in 0..3 {
+        rig.get(&format!("miss-{i}")).await.unwrap_err();
+    }
+    assert_eq!(rig.breaker.state(), BreakerState::Open);
+    let calls = rig.faulty.calls();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    for i in 0..100 {
+        let refused = rig.get(&format!("other-{i}")).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unavailable);
+        assert!(refused.message().contains("circuit breaker is open"), "{}", refused.message());
+    }
+    tokio::time::advance(Duration::from_secs(5)).await;
+    // Expired now; the breaker is due a probe, and this read is it.
+    assert_eq!(rig.get("cached").await.unwrap().1, Origin::Stale);
+    assert_eq!(rig.faulty.calls(), calls + 1, "100 refusals reached nothing; the probe did");
+    assert_eq!(rig.breaker.state(), BreakerState::Open, "the probe failed");
+    assert_eq!(rig.get("cached").await.unwrap().1, Origin::Stale, "stale without a backend call");
+    assert_eq!(rig.faulty.calls(), calls + 1);
+
+    rig.faulty.set(Fault::None);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(rig.get("cached").await.unwrap(), (b"v1".to_vec(), Origin::Backend, Duration::ZERO));
+    assert_eq!(rig.breaker.state(), BreakerState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_health_check_reports_an_open_breaker_without_calling() {
+    let rig = rig(cache(10, 600), settings(5, 1, 1));
+    rig.faulty.set(Fault::Fail(ErrorKind::Unavailable));
+    assert!(rig.broker.store().health().await.is_err());
+    assert_eq!(rig.breaker.state(), BreakerState::Open);
+    let calls = rig.faulty.calls();
+    let refused = rig.broker.store().health().await.unwrap_err();
+    assert!(refused.message().contains("circuit breaker"), "{refused}");
+    assert_eq!(rig.faulty.calls(), calls);
+    rig.faulty.set(Fault::None);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    rig.broker.store().health().await.unwrap();
+    assert_eq!(rig.breaker.state(), BreakerState::Closed, "the health check was the probe");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_callers_go_in_arrival_order_and_a_late_slot_is_refused_at_once() {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
+    let name = SecretName::parse("main", "team", "k").unwrap();
+    faulty.put(&name, &SecretValue::from_slice(b"v"), &Tags::new(), None).await.unwrap();
+    let limited = Resilience { rate_limit: Some((2.0, 1)), ..settings(5, 1, 0) };
+    let store = Arc::new(ResilientStore::new(faulty.clone(), "memory", limited));
+    let started = Instant::now();
+    let finished = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut callers = Vec::new();
+    for i in 0..5 {
+        let (store, name, finished) = (store.clone(), name.clone(), finished.clone());
+        callers.push(tokio::spawn(async move {
+            store.get(&name, None).await.unwrap();
+            finished.lock().unwrap().push((i, started.elapsed()));
+        }));
+        // Let caller i reserve its slot before i + 1 arrives.
+        tokio::task::yield_now().await;
+    }
+    // Meanwhile a caller that can wait only 1 s is refused at once: the
+    // next free slot is 2.5 s away.
+    let impatient = CallContext { deadline: Some(Instant::now() + Duration::from_secs(1)), single_attempt: false };
+    let refused = impatient.scope(store.get(&name, None)).await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert!(refused.message().contains("rate limited"), "{refused}");
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let finished = finished.lock().unwrap().clone();
+    let expected: Vec<_> = (0..5).map(|i| (i, Duration::from_millis(500 * i as u64))).collect();
+    assert_eq!(finished, expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_bypasses_the_cache_within_a_per_caller_limit() {
+    let rig = rig(cache(60, 600), settings(5, 1, 0));
+    rig.put("k", b"v1").await;
+    rig.get("k").await.unwrap();
+    let refresh = Freshness { max_age: None, refresh: true };
+    let calls = rig.faulty.calls();
+    for _ in 0..2 {
+        assert_eq!(rig.get_with("k", refresh).await.unwrap().1, Origin::Backend);
+    }
+    assert_eq!(rig.faulty.calls(), calls + 2);
+    let limited = rig.get_with("k", refresh).await.unwrap_err();
+    assert_eq!(limited.code(), Code::ResourceExhausted);
+    assert_eq!(rig.faulty.calls(), calls + 2, "a refused refresh reaches nothing");
+    // Another caller has its own allowance; time refills this one's.
+    let other = rig.broker.get_with(&caller("other"), r("k"), refresh, &mut Trail::default()).await.unwrap();
+    assert_eq!(other.origin, Origin::Backend);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(rig.get_with("k", refresh).await.unwrap().1, Origin::Backend);
+}

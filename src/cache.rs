@@ -140,6 +140,12 @@ impl Expiry<CacheKey, Arc<Entry>> for KeepFor {
 /// The outcome of one shared backend read.
 type Read = Result<(Arc<Secret>, Instant), Arc<StoreError>>;
 
+/// A backend read that several callers await.
+type SharedRead = Shared<BoxFuture<'static, Read>>;
+
+/// The reads in progress, each with its id.
+type Reads = HashMap<CacheKey, (u64, SharedRead)>;
+
 /// A backend read for one key, started by the cache's caller.
 pub type Load = BoxFuture<'static, Result<Secret, StoreError>>;
 
@@ -147,7 +153,7 @@ struct Inner {
     entries: Cache<CacheKey, Arc<Entry>>,
     /// Backend reads in progress, each with an id so that a finished read
     /// removes only itself (an invalidation may have replaced it).
-    reading: Mutex<HashMap<CacheKey, (u64, Shared<BoxFuture<'static, Read>>)>>,
+    reading: Mutex<Reads>,
     next_read_id: AtomicU64,
     writes_started: AtomicU64,
     ttl: Duration,
@@ -308,12 +314,7 @@ impl SecretCache {
 impl Inner {
     /// Joins the read of `key` in progress, or starts one in its own task.
     /// Returns the shared read and whether this call started it.
-    fn read(
-        self: &Arc<Self>,
-        key: CacheKey,
-        load: impl FnOnce() -> Load,
-        context: CallContext,
-    ) -> (Shared<BoxFuture<'static, Read>>, bool) {
+    fn read(self: &Arc<Self>, key: CacheKey, load: impl FnOnce() -> Load, context: CallContext) -> (SharedRead, bool) {
         let mut reading = self.lock_reading();
         if let Some((_, read)) = reading.get(&key) {
             return (read.clone(), false);
@@ -358,7 +359,7 @@ impl Inner {
         (read, true)
     }
 
-    fn lock_reading(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, (u64, Shared<BoxFuture<'static, Read>>)>> {
+    fn lock_reading(&self) -> std::sync::MutexGuard<'_, Reads> {
         // The map holds no invariant a panic could break.
         self.reading.lock().unwrap_or_else(|p| p.into_inner())
     }

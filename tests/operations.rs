@@ -146,6 +146,10 @@ fn free_port_pair() -> u16 {
     panic!("no free port pair");
 }
 
+/// Two daemons on one OpenBao, stopped and restarted: one with stale
+/// serving off, whose readiness and health follow the backend; one with it
+/// on (the default), which stays ready through the outage, says it is
+/// degraded, reports the backend on `secretd.backend`, and answers stale.
 #[tokio::test]
 async fn readiness_and_grpc_health_follow_the_backend() {
     let Ok(binary) = std::env::var("SECRETD_TEST_BAO") else {
@@ -156,31 +160,81 @@ async fn readiness_and_grpc_health_follow_the_backend() {
     let port = free_port_pair();
     let mut bao = Bao::start(&binary, port);
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "server:\n  listen: 127.0.0.1:0\n  liveness: {{interval: 200ms, timeout: 1s}}\n\
-         secret:\n  type: vault\n  vault:\n    address: http://127.0.0.1:{port}\n    timeout: 1s\n    token: {{token: ops-root}}\n{}",
-        common::admin_account()
+    let audit = dir.path().join("audit.jsonl");
+    let daemon = |name: &str, cache: &str, extra: &str| {
+        let config = format!(
+            "server:\n  listen: 127.0.0.1:0\n  liveness: {{interval: 200ms, timeout: 1s}}\n\
+             secret:\n  type: vault\n  vault:\n    address: http://127.0.0.1:{port}\n    timeout: 1s\n    \
+             token: {{token: ops-root}}\n    circuit-breaker: {{failure-threshold: 2, open-for: 1s}}\n  \
+             cache: {cache}\n{extra}{}",
+            common::admin_account()
+        );
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, config).unwrap();
+        Daemon::start(&["serve", "--config", path.to_str().unwrap()], dir.path())
+    };
+    let strict = daemon("strict", "{stale-if-error: 0s}", "");
+    let degraded = daemon(
+        "degraded",
+        "{expire-after-write: 1s, refresh-ahead: 0}",
+        &format!("audit: {{sink: file, path: {}}}\n", audit.display()),
     );
-    let path = dir.path().join("ops.yaml");
-    std::fs::write(&path, config).unwrap();
-    let daemon = Daemon::start(&["serve", "--config", path.to_str().unwrap()], dir.path());
-    let admin = daemon.admin_url();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(daemon.channel().await);
+    let check = |service: &str| tonic_health::pb::HealthCheckRequest { service: service.into() };
     let serving = |status: i32| status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
-    let check = tonic_health::pb::HealthCheckRequest { service: String::new() };
+    let mut strict_health = tonic_health::pb::health_client::HealthClient::new(strict.channel().await);
+    let mut degraded_health = tonic_health::pb::health_client::HealthClient::new(degraded.channel().await);
+    let (strict_admin, degraded_admin) = (strict.admin_url(), degraded.admin_url());
 
-    wait_until("ready", Duration::from_secs(10), || http_get(&admin, "/readyz").0 == 200);
-    assert!(serving(health.check(check.clone()).await.unwrap().into_inner().status));
+    wait_until("ready", Duration::from_secs(10), || {
+        http_get(&strict_admin, "/readyz").0 == 200 && http_get(&degraded_admin, "/readyz") == (200, "ok\n".into())
+    });
+    assert!(serving(strict_health.check(check("")).await.unwrap().into_inner().status));
+    assert!(serving(degraded_health.check(check("secretd.backend")).await.unwrap().into_inner().status));
+    let mut c = degraded.client().await;
+    let put = PutSecretRequest {
+        namespace: "ops".into(),
+        key: "k".into(),
+        value: b"v".to_vec().into(),
+        ..Default::default()
+    };
+    c.put_secret(put).await.unwrap();
+    let get = GetSecretRequest { namespace: "ops".into(), key: "k".into(), ..Default::default() };
+    c.get_secret(get.clone()).await.unwrap();
 
     bao.stop();
-    wait_until("not ready", Duration::from_secs(15), || http_get(&admin, "/readyz").0 == 503);
-    let (_, why) = http_get(&admin, "/readyz");
+    wait_until("not ready", Duration::from_secs(15), || http_get(&strict_admin, "/readyz").0 == 503);
+    let (_, why) = http_get(&strict_admin, "/readyz");
     assert!(why.contains("backend unavailable"), "{why}");
-    assert!(!serving(health.check(check.clone()).await.unwrap().into_inner().status));
-    assert_eq!(http_get(&admin, "/livez").0, 200, "a backend outage is no reason to restart secretd");
-    assert!(http_get(&admin, "/metrics").1.contains("secretd_backend_up 0"));
+    assert!(!serving(strict_health.check(check("")).await.unwrap().into_inner().status));
+    assert_eq!(http_get(&strict_admin, "/livez").0, 200, "a backend outage is no reason to restart secretd");
+    assert!(http_get(&strict_admin, "/metrics").1.contains("secretd_backend_up 0"));
+
+    // Stale serving on: still ready, but saying why it is degraded.
+    wait_until("degraded with the breaker open", Duration::from_secs(15), || {
+        http_get(&degraded_admin, "/readyz").1.contains("circuit breaker open")
+    });
+    let (status, why) = http_get(&degraded_admin, "/readyz");
+    assert_eq!(status, 200, "{why}");
+    assert!(why.contains("backend unavailable; circuit breaker open"), "{why}");
+    assert!(serving(degraded_health.check(check("")).await.unwrap().into_inner().status));
+    assert!(!serving(degraded_health.check(check("secretd.backend")).await.unwrap().into_inner().status));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = c.get_secret(get.clone()).await.unwrap().into_inner();
+    assert_eq!((stale.value.as_ref(), stale.source), (&b"v"[..], secretd::proto::Source::Stale as i32));
+    assert!(stale.age.unwrap().seconds >= 1, "{:?}", stale.age);
+    let metrics = http_get(&degraded_admin, "/metrics").1;
+    assert!(sample(&metrics, "secretd_stale_serves_total") >= 1.0, "{metrics}");
+    assert_eq!(sample(&metrics, "secretd_circuit_breaker_state"), 2.0, "{metrics}");
+    wait_until("the audit record of the stale answer", Duration::from_secs(5), || {
+        std::fs::read_to_string(&audit).is_ok_and(|a| a.lines().any(|l| l.contains(r#""source":"stale""#)))
+    });
 
     let _bao = Bao::start(&binary, bao.port);
-    wait_until("ready again", Duration::from_secs(15), || http_get(&admin, "/readyz").0 == 200);
-    assert!(serving(health.check(check).await.unwrap().into_inner().status));
+    wait_until("ready again", Duration::from_secs(15), || {
+        http_get(&strict_admin, "/readyz").0 == 200 && http_get(&degraded_admin, "/readyz") == (200, "ok\n".into())
+    });
+    assert!(serving(strict_health.check(check("")).await.unwrap().into_inner().status));
+    assert!(serving(degraded_health.check(check("secretd.backend")).await.unwrap().into_inner().status));
+    let metrics = http_get(&degraded_admin, "/metrics").1;
+    assert_eq!(sample(&metrics, "secretd_circuit_breaker_state"), 0.0, "{metrics}");
 }

@@ -101,6 +101,37 @@ enum Command {
         #[arg(long, env = "SECRETD_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Sustained load for a set time: GetSecret over many keys with a share
+    /// of PutSecret, printing throughput, errors, p99 and the server's RSS
+    /// every interval, to show that memory stays flat.
+    Soak {
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        addr: String,
+        /// The daemon's process id, whose resident memory is sampled.
+        #[arg(long)]
+        pid: u32,
+        /// How long to run, in seconds.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// Seconds between two report lines.
+        #[arg(long, default_value_t = 10)]
+        every: u64,
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long, default_value = "bench")]
+        namespace: String,
+        #[arg(long, default_value = "key-")]
+        key_prefix: String,
+        #[arg(long, default_value_t = 100)]
+        key_count: usize,
+        /// One request in this many is a PutSecret (0: reads only).
+        #[arg(long, default_value_t = 100)]
+        write_one_in: u64,
+        #[arg(long, env = "SECRETD_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
     /// Wait until a server accepts gRPC connections (at most 30 s).
     Wait {
         #[arg(long, default_value = "127.0.0.1:7878")]
@@ -170,6 +201,34 @@ async fn main() -> anyhow::Result<()> {
             }
             eprintln!("seeded {key_count} keys in {namespace}");
             Ok(())
+        }
+        Command::Soak {
+            addr,
+            pid,
+            seconds,
+            every,
+            concurrency,
+            connections,
+            namespace,
+            key_prefix,
+            key_count,
+            write_one_in,
+            token,
+        } => {
+            if concurrency == 0 || connections == 0 || key_count == 0 || every == 0 {
+                bail!("--concurrency, --connections, --key-count and --every must be at least 1");
+            }
+            let mut channels = Vec::with_capacity(connections);
+            for _ in 0..connections {
+                channels.push(connect(&addr).await?);
+            }
+            let soak = Soak {
+                namespace,
+                keys: Arc::new((0..key_count).map(|i| format!("{key_prefix}{i}")).collect()),
+                write_one_in,
+                auth: Auth::new(token.as_deref())?,
+            };
+            soak.run(&channels, concurrency, pid, Duration::from_secs(seconds), Duration::from_secs(every)).await
         }
         Command::Wait { addr } => {
             let started = Instant::now();
@@ -340,4 +399,135 @@ impl SecretBroker for Baseline {
     async fn delete_secret(&self, _: Request<DeleteSecretRequest>) -> Result<Response<DeleteSecretResponse>, Status> {
         Err(Status::unimplemented("baseline"))
     }
+}
+
+/// The soak run's workload.
+struct Soak {
+    namespace: String,
+    keys: Arc<Vec<String>>,
+    write_one_in: u64,
+    auth: Auth,
+}
+
+/// What the workers add up between two reports.
+#[derive(Default)]
+struct Interval {
+    requests: u64,
+    errors: BTreeMap<String, u64>,
+    latency_us: Option<Histogram<u64>>,
+}
+
+impl Soak {
+    async fn run(
+        &self,
+        channels: &[Channel],
+        concurrency: usize,
+        pid: u32,
+        length: Duration,
+        every: Duration,
+    ) -> anyhow::Result<()> {
+        let interval = Arc::new(Mutex::new(Interval::default()));
+        let issued = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let mut tasks = Vec::with_capacity(concurrency);
+        for worker in 0..concurrency {
+            let mut client =
+                SecretBrokerClient::with_interceptor(channels[worker % channels.len()].clone(), self.auth.clone());
+            let (interval, issued, keys) = (interval.clone(), issued.clone(), self.keys.clone());
+            let (namespace, write_one_in) = (self.namespace.clone(), self.write_one_in);
+            tasks.push(tokio::spawn(async move {
+                while started.elapsed() < length {
+                    let n = issued.fetch_add(1, Ordering::Relaxed);
+                    // Spread over the keys so the cache both hits and evicts.
+                    let key = keys[(n.wrapping_mul(2_654_435_761) % keys.len() as u64) as usize].clone();
+                    let sent = Instant::now();
+                    let failure = if write_one_in > 0 && n % write_one_in == 0 {
+                        let put = PutSecretRequest {
+                            namespace: namespace.clone(),
+                            key,
+                            value: format!("soak-{n}").into_bytes().into(),
+                            ..Default::default()
+                        };
+                        client.put_secret(put).await.err().map(|s| format!("put {:?}", s.code()))
+                    } else {
+                        let get = GetSecretRequest { namespace: namespace.clone(), key, ..Default::default() };
+                        match client.get_secret(get).await {
+                            Ok(r) if !r.get_ref().value.is_empty() => None,
+                            Ok(_) => Some("EMPTY_VALUE".to_owned()),
+                            Err(status) => Some(format!("get {:?}", status.code())),
+                        }
+                    };
+                    let micros = sent.elapsed().as_micros() as u64;
+                    let mut i = interval.lock().unwrap_or_else(|p| p.into_inner());
+                    i.requests += 1;
+                    i.latency_us
+                        .get_or_insert_with(|| Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"))
+                        .saturating_record(micros);
+                    if let Some(code) = failure {
+                        *i.errors.entry(code).or_insert(0) += 1;
+                    }
+                }
+            }));
+        }
+        println!(
+            "# soak: {concurrency} streams, {} keys, one write in {}, RSS of pid {pid}",
+            self.keys.len(),
+            self.write_one_in
+        );
+        println!("{:>6} {:>10} {:>8} {:>8} {:>9} {:>10}", "t_s", "requests", "req/s", "errors", "p99_us", "rss_kib");
+        let mut rss = Vec::new();
+        let (mut total, mut total_errors) = (0u64, 0u64);
+        let mut next = started + every;
+        while started.elapsed() < length {
+            tokio::time::sleep_until(next.into()).await;
+            next += every;
+            let done = std::mem::take(&mut *interval.lock().unwrap_or_else(|p| p.into_inner()));
+            let errors: u64 = done.errors.values().sum();
+            total += done.requests;
+            total_errors += errors;
+            let kib = rss_kib(pid)?;
+            rss.push(kib);
+            let p99 = done.latency_us.map_or(0, |h| h.value_at_quantile(0.99));
+            println!(
+                "{:>6} {:>10} {:>8.0} {:>8} {:>9} {:>10}{}",
+                started.elapsed().as_secs(),
+                total,
+                done.requests as f64 / every.as_secs_f64(),
+                errors,
+                p99,
+                kib,
+                if done.errors.is_empty() { String::new() } else { format!("  {:?}", done.errors) }
+            );
+        }
+        for task in tasks {
+            task.await?;
+        }
+        let (first, last, max) = (rss[0], rss[rss.len() - 1], rss.iter().copied().max().unwrap_or(0));
+        // The first sample includes warm-up; compare the second half with
+        // the first half to see growth, if any.
+        let half = rss.len() / 2;
+        let mean = |s: &[u64]| s.iter().sum::<u64>() as f64 / s.len().max(1) as f64;
+        println!(
+            "# {total} requests, {total_errors} errors in {:.0} s; RSS first {first} KiB, last {last} KiB, max {max} KiB; \
+             mean of the second half {:.0} KiB vs first half {:.0} KiB",
+            started.elapsed().as_secs_f64(),
+            mean(&rss[half..]),
+            mean(&rss[..half])
+        );
+        if total_errors > 0 {
+            bail!("{total_errors} requests failed");
+        }
+        Ok(())
+    }
+}
+
+/// The resident set size of a process, from /proc (Linux).
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS line")
 }

@@ -5,7 +5,8 @@
 # S3), which the SDK does.
 #
 # Prints SECRETD_TEST_AWS_ENDPOINT and SECRETD_TEST_AWS_PID for
-# scripts/test.sh.
+# scripts/test.sh, and SECRETD_TEST_MOTO (the moto_server binary) for the
+# tests that start, kill and restart a server of their own.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -18,3 +19,4 @@ wait_http "http://127.0.0.1:$port/moto-api/" "$pid" "$log"
 say "moto on 127.0.0.1:$port (pid $pid, log $log)"
 echo "SECRETD_TEST_AWS_ENDPOINT=http://127.0.0.1:$port"
 echo "SECRETD_TEST_AWS_PID=$pid"
+echo "SECRETD_TEST_MOTO=$VENV/bin/moto_server"

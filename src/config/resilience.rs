@@ -135,3 +135,65 @@ fn check_rate(field: &str, rate: f64, burst: u32, bad: &mut impl FnMut(&str, Str
         bad(&format!("{field}.burst"), "must be at least 1".into());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::load_str;
+
+    fn load(yaml: &str) -> Result<crate::config::Config, String> {
+        load_str(yaml, Path::new("test.yaml"), &|_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_and_a_full_block() {
+        let config = load("secret:\n  type: memory\n").unwrap();
+        let (r, block) = config.secret.resilience();
+        assert_eq!(block, "secret.memory");
+        assert_eq!((r.timeout, r.max_attempts, r.failure_threshold), (Duration::from_secs(5), 3, 5));
+        assert_eq!(r.open_for, Duration::from_secs(10));
+        assert!(r.rate_limit.is_none());
+        let cache = &config.secret.cache;
+        assert_eq!((cache.stale_if_error, cache.refresh_ahead), (Duration::from_secs(3600), 0.2));
+        assert!(cache.negative_ttl.is_zero());
+
+        let config = load(
+            "secret:\n  type: vault\n  vault:\n    address: http://127.0.0.1:8200\n    token: {token: t}\n    \
+             timeout: 2s\n    max-attempts: 5\n    circuit-breaker: {failure-threshold: 0}\n    \
+             rate-limit: {requests-per-second: 250, burst: 20}\n  cache:\n    stale-if-error: 0s\n    \
+             negative-ttl: 30s\n",
+        )
+        .unwrap();
+        let (r, block) = config.secret.resilience();
+        assert_eq!(block, "secret.vault");
+        assert_eq!((r.timeout, r.max_attempts, r.failure_threshold), (Duration::from_secs(2), 5, 0));
+        assert_eq!(r.rate_limit, Some((250.0, 20)));
+        assert_eq!(config.secret.cache.negative_ttl, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let err = load(
+            "secret:\n  type: jdbc\n  jdbc:\n    url: sqlite://x.db\n    secret: 0123456789abcdef0123456789abcdef\n    \
+             timeout: 0s\n    max-attempts: 0\n    circuit-breaker: {open-for: 0s}\n    \
+             rate-limit: {requests-per-second: 0, burst: 0}\n  cache:\n    refresh-ahead: 1.5\n",
+        )
+        .unwrap_err();
+        for field in [
+            "secret.jdbc.timeout",
+            "secret.jdbc.max-attempts",
+            "secret.jdbc.circuit-breaker.open-for",
+            "secret.jdbc.rate-limit.requests-per-second",
+            "secret.jdbc.rate-limit.burst",
+            "secret.cache.refresh-ahead",
+        ] {
+            assert!(err.contains(field), "{field} missing in {err}");
+        }
+        let err = load("secret:\n  type: memory\n  memory:\n    rate-limit: {burst: 3}\n").unwrap_err();
+        assert!(err.contains("secret.memory.rate-limit") && err.contains("requests-per-second"), "{err}");
+        let err = load("secret:\n  type: memory\n  memory:\n    circuit-breaker: {threshold: 3}\n").unwrap_err();
+        assert!(err.contains("secret.memory.circuit-breaker") && err.contains("threshold"), "{err}");
+    }
+}

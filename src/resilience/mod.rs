@@ -185,7 +185,9 @@ impl ResilientStore {
                     limiter.throttled();
                 }
             }
-            if attempt >= attempts || !retry_on(error.kind()) {
+            // An open breaker would refuse the next try anyway: answer now
+            // rather than after a pause.
+            if attempt >= attempts || !retry_on(error.kind()) || self.breaker.state() == BreakerState::Open {
                 return Err(error);
             }
             let pause = self.retry.backoff(attempt);

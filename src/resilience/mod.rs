@@ -8,7 +8,7 @@
 //!    fail at once;
 //! 2. the rate limit ([`rate_limit`]), if configured: wait for a slot in
 //!    arrival order, or fail at once when the slot is past the caller's
-//!    deadline;
+//!    deadline (or, for a caller without one, more than `timeout` away);
 //! 3. the call itself, under `secret.<type>.timeout` (or less, if the
 //!    caller's deadline is nearer);
 //! 4. on `Unavailable`, `Timeout` or `Throttled`, reads are tried again
@@ -142,11 +142,14 @@ impl ResilientStore {
                 ))
             })?;
             if let Some(limiter) = &self.limiter {
-                limiter.acquire(context.deadline).await.map_err(|refused| {
+                // Without a deadline of its own, a call waits for its slot
+                // no longer than one backend call may take.
+                let wait_until = context.deadline.unwrap_or_else(|| Instant::now() + self.timeout);
+                limiter.acquire(Some(wait_until)).await.map_err(|refused| {
                     metrics.rate_limit_rejections.inc();
                     StoreError::unavailable(format!(
-                        "{} is rate limited (secret.{}.rate-limit): the next slot is in {:.3}s, after this call's \
-                         deadline",
+                        "{} is rate limited (secret.{}.rate-limit): the next slot is in {:.3}s, later than this \
+                         call can wait",
                         self.backend,
                         self.backend,
                         refused.wait.as_secs_f64()

@@ -284,6 +284,16 @@ async fn rate_limited_callers_go_in_arrival_order_and_a_late_slot_is_refused_at_
     let finished = finished.lock().unwrap().clone();
     let expected: Vec<_> = (0..5).map(|i| (i, Duration::from_millis(500 * i as u64))).collect();
     assert_eq!(finished, expected);
+
+    // A caller without a deadline waits at most `timeout` (5 s) for its
+    // turn: with 12 slots taken (6 s of queue), the 13th is refused at once.
+    for _ in 0..12 {
+        store.limiter.as_ref().unwrap().reserve(None).unwrap();
+    }
+    let started = Instant::now();
+    let refused = store.get(&name, None).await.unwrap_err();
+    assert!(refused.message().contains("later than this call can wait"), "{refused}");
+    assert_eq!(started.elapsed(), Duration::ZERO);
 }
 
 #[tokio::test(start_paused = true)]

@@ -155,7 +155,7 @@ async fn throttling_and_server_errors_are_retried_then_unavailable() {
 
     server.fail_next(3, 429);
     let err = store.get(&name("k"), None).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Throttled, "{err}");
     assert!(err.message().contains("429"), "{err}");
     assert_eq!(store.get(&name("k"), None).await.unwrap().value.expose(), b"v");
 }

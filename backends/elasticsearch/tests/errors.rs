@@ -116,7 +116,8 @@ async fn refused_credentials_are_permission_denied_without_retries() {
 async fn throttling_and_server_errors_are_retried_then_unavailable() {
     for status in [429, 500, 502, 503] {
         let (kind, message, requests) = get_error(vec![Some((status, "{}"))]).await;
-        assert_eq!(kind, ErrorKind::Unavailable, "{status}: {message}");
+        let expected = if status == 429 { ErrorKind::Throttled } else { ErrorKind::Unavailable };
+        assert_eq!(kind, expected, "{status}: {message}");
         assert_eq!(requests, 3, "{status}: expected 3 attempts");
     }
 }

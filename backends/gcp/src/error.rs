@@ -102,7 +102,7 @@ mod tests {
             (Code::AlreadyExists, ErrorKind::AlreadyExists),
             (Code::PermissionDenied, ErrorKind::PermissionDenied),
             (Code::Unauthenticated, ErrorKind::PermissionDenied),
-            (Code::ResourceExhausted, ErrorKind::Unavailable),
+            (Code::ResourceExhausted, ErrorKind::Throttled),
             (Code::Unavailable, ErrorKind::Unavailable),
             (Code::Internal, ErrorKind::Unavailable),
             (Code::DeadlineExceeded, ErrorKind::Timeout),

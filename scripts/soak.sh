@@ -18,19 +18,7 @@ C=${2:-50}
 KEYS=5000
 PORT=47931
 
-cargo build --release -q -p secretd --no-default-features -p secretd-bench
-SECRETD="${CARGO_TARGET_DIR:-target}/release/secretd"
-BENCH="${CARGO_TARGET_DIR:-target}/release/secretd-bench"
-work=$(mktemp -d)
-export SECRETD_TOKEN="sdt_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
-TOKEN_HASH=$(printf '%s' "$SECRETD_TOKEN" | "$SECRETD" token hash)
-pid=
-cleanup() {
-    [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/bench-setup.sh
 
 cat >"$work/soak.yaml" <<YAML
 server:
@@ -58,6 +46,7 @@ audit:
 YAML
 SECRETD_LOG=warn "$SECRETD" serve --config "$work/soak.yaml" &
 pid=$!
+pids+=("$pid")
 "$BENCH" wait --addr "127.0.0.1:$PORT"
 "$BENCH" seed --addr "127.0.0.1:$PORT" --key-count "$KEYS"
 echo "# $(nproc) cores, client and daemon on one machine; secretd $("$SECRETD" --version 2>/dev/null || true)"

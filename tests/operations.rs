@@ -38,6 +38,21 @@ fn sample(metrics: &str, line_start: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Writes `ops/k` = `v` and reads it once (so it is cached); returns the
+/// read request.
+async fn put_and_read(c: &mut common::Client) -> GetSecretRequest {
+    let put = PutSecretRequest {
+        namespace: "ops".into(),
+        key: "k".into(),
+        value: b"v".to_vec().into(),
+        ..Default::default()
+    };
+    c.put_secret(put).await.unwrap();
+    let get = GetSecretRequest { namespace: "ops".into(), key: "k".into(), ..Default::default() };
+    c.get_secret(get.clone()).await.unwrap();
+    get
+}
+
 fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -57,15 +72,7 @@ async fn metrics_move_as_calls_are_made() {
     let before = http_get(&admin, "/metrics").1;
 
     let mut c = daemon.client().await;
-    let put = PutSecretRequest {
-        namespace: "ops".into(),
-        key: "k".into(),
-        value: b"v".to_vec().into(),
-        ..Default::default()
-    };
-    c.put_secret(put).await.unwrap();
-    let get = GetSecretRequest { namespace: "ops".into(), key: "k".into(), ..Default::default() };
-    c.get_secret(get.clone()).await.unwrap();
+    let get = put_and_read(&mut c).await;
     c.get_secret(get.clone()).await.unwrap();
     let missing = GetSecretRequest { namespace: "ops".into(), key: "absent".into(), ..Default::default() };
     assert!(c.get_secret(missing).await.is_err());
@@ -191,15 +198,7 @@ async fn readiness_and_grpc_health_follow_the_backend() {
     assert!(serving(strict_health.check(check("")).await.unwrap().into_inner().status));
     assert!(serving(degraded_health.check(check("secretd.backend")).await.unwrap().into_inner().status));
     let mut c = degraded.client().await;
-    let put = PutSecretRequest {
-        namespace: "ops".into(),
-        key: "k".into(),
-        value: b"v".to_vec().into(),
-        ..Default::default()
-    };
-    c.put_secret(put).await.unwrap();
-    let get = GetSecretRequest { namespace: "ops".into(), key: "k".into(), ..Default::default() };
-    c.get_secret(get.clone()).await.unwrap();
+    let get = put_and_read(&mut c).await;
 
     bao.stop();
     wait_until("not ready", Duration::from_secs(15), || http_get(&strict_admin, "/readyz").0 == 503);

@@ -502,18 +502,25 @@ impl Soak {
         for task in tasks {
             task.await?;
         }
-        let (first, last, max) = (rss[0], rss[rss.len() - 1], rss.iter().copied().max().unwrap_or(0));
-        // The first sample includes warm-up; compare the second half with
-        // the first half to see growth, if any.
-        let half = rss.len() / 2;
-        let mean = |s: &[u64]| s.iter().sum::<u64>() as f64 / s.len().max(1) as f64;
-        println!(
-            "# {total} requests, {total_errors} errors in {:.0} s; RSS first {first} KiB, last {last} KiB, max {max} KiB; \
-             mean of the second half {:.0} KiB vs first half {:.0} KiB",
-            started.elapsed().as_secs_f64(),
-            mean(&rss[half..]),
-            mean(&rss[..half])
+        let (Some(first), Some(last)) = (rss.first().copied(), rss.last().copied()) else {
+            bail!("the run ended before the first sample: use --seconds of at least --every");
+        };
+        let max = rss.iter().copied().max().unwrap_or(last);
+        print!(
+            "# {total} requests, {total_errors} errors in {:.0} s; RSS first {first} KiB, last {last} KiB, max {max} KiB",
+            started.elapsed().as_secs_f64()
         );
+        // The first samples include warm-up; the halves show growth, if any.
+        let half = rss.len() / 2;
+        if half > 0 {
+            let mean = |s: &[u64]| s.iter().sum::<u64>() as f64 / s.len() as f64;
+            print!(
+                "; mean of the second half {:.0} KiB vs first half {:.0} KiB",
+                mean(&rss[half..]),
+                mean(&rss[..half])
+            );
+        }
+        println!();
         if total_errors > 0 {
             bail!("{total_errors} requests failed");
         }

@@ -295,3 +295,47 @@ async fn health_and_reflection() {
     assert!(names.contains(&"secretd.v1.SecretBroker".to_owned()), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
 }
+
+/// `max_age`, `refresh` and `age` over the wire, and the negative cache.
+#[tokio::test]
+async fn freshness_demands_and_provenance_over_grpc() {
+    let daemon =
+        Daemon::sqlite("cache:\n  negative-ttl: 1h\n  refresh-rate-limit: {requests-per-second: 0.01, burst: 2}\n", "");
+    let mut c = daemon.client().await;
+    put(&mut c, "fresh", "k", b"v1", &[]).await.unwrap();
+    let request = |max_age: Option<prost_types::Duration>, refresh: bool| GetSecretRequest {
+        namespace: "fresh".into(),
+        key: "k".into(),
+        max_age,
+        refresh,
+        ..Default::default()
+    };
+    let first = c.get_secret(request(None, false)).await.unwrap().into_inner();
+    assert_eq!((first.source, first.age), (Source::Backend as i32, Some(prost_types::Duration::default())));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let cached = c.get_secret(request(None, false)).await.unwrap().into_inner();
+    assert_eq!(cached.source, Source::Cache as i32);
+    let age = cached.age.expect("a cached answer says its age");
+    assert!(age.seconds == 0 && age.nanos >= 300_000_000, "{age:?}");
+
+    // Older than max_age: read again. Young enough: the cache answers.
+    let strict = Some(prost_types::Duration { seconds: 0, nanos: 100_000_000 });
+    assert_eq!(c.get_secret(request(strict, false)).await.unwrap().into_inner().source, Source::Backend as i32);
+    let lenient = Some(prost_types::Duration { seconds: 60, nanos: 0 });
+    assert_eq!(c.get_secret(request(lenient, false)).await.unwrap().into_inner().source, Source::Cache as i32);
+    let negative = Some(prost_types::Duration { seconds: -1, nanos: 0 });
+    assert_eq!(c.get_secret(request(negative, false)).await.unwrap_err().code(), Code::InvalidArgument);
+
+    // refresh: the backend, twice (the burst), then RESOURCE_EXHAUSTED.
+    for _ in 0..2 {
+        assert_eq!(c.get_secret(request(None, true)).await.unwrap().into_inner().source, Source::Backend as i32);
+    }
+    let limited = c.get_secret(request(None, true)).await.unwrap_err();
+    assert_eq!(limited.code(), Code::ResourceExhausted, "{limited:?}");
+    assert!(limited.message().contains("refresh-rate-limit"), "{}", limited.message());
+
+    // A remembered NOT_FOUND is cleared by a put through secretd.
+    assert_eq!(get(&mut c, "fresh", "later", "").await.unwrap_err().code(), Code::NotFound);
+    put(&mut c, "fresh", "later", b"here", &[]).await.unwrap();
+    assert_eq!(&get(&mut c, "fresh", "later", "").await.unwrap().value[..], b"here");
+}

@@ -9,6 +9,9 @@ use serde::Deserialize;
 use super::{BackendType, SecretConfig};
 use crate::resilience::Resilience;
 
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
 /// `secret.<type>.circuit-breaker`.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -103,9 +106,20 @@ impl SecretConfig {
     /// Range checks of the resilience settings.
     pub(super) fn validate_resilience(&self, bad: &mut impl FnMut(&str, String)) {
         let (r, block) = self.resilience();
+        let within = |field: String, value: Duration, max: Duration, bad: &mut dyn FnMut(&str, String)| {
+            if value > max {
+                bad(&field, format!("must be at most {}", humantime::format_duration(max)));
+            }
+        };
         if r.timeout.is_zero() {
             bad(&format!("{block}.timeout"), "must be longer than 0s".into());
         }
+        within(format!("{block}.timeout"), r.timeout, HOUR, bad);
+        within(format!("{block}.circuit-breaker.open-for"), r.open_for, HOUR, bad);
+        let cache = &self.cache;
+        within("secret.cache.expire-after-write".into(), cache.expire_after_write, 30 * DAY, bad);
+        within("secret.cache.stale-if-error".into(), cache.stale_if_error, 30 * DAY, bad);
+        within("secret.cache.negative-ttl".into(), cache.negative_ttl, DAY, bad);
         if !(1..=10).contains(&r.max_attempts) {
             bad(&format!("{block}.max-attempts"), format!("must be 1 to 10, got {}", r.max_attempts));
         }
@@ -115,7 +129,6 @@ impl SecretConfig {
         if let Some((rate, burst)) = r.rate_limit {
             check_rate(&format!("{block}.rate-limit"), rate, burst, bad);
         }
-        let cache = &self.cache;
         if !(0.0..1.0).contains(&cache.refresh_ahead) {
             bad(
                 "secret.cache.refresh-ahead",
@@ -189,6 +202,15 @@ mod tests {
             "secret.jdbc.rate-limit.burst",
             "secret.cache.refresh-ahead",
         ] {
+            assert!(err.contains(field), "{field} missing in {err}");
+        }
+        let err = load(
+            "secret:\n  type: memory\n  memory:\n    timeout: 2h\n  cache:\n    stale-if-error: 100d\n    \
+             expire-after-write: 1000000000y\n",
+        )
+        .unwrap_err();
+        for field in ["secret.memory.timeout: must be at most 1h", "secret.cache.stale-if-error", "expire-after-write"]
+        {
             assert!(err.contains(field), "{field} missing in {err}");
         }
         let err = load("secret:\n  type: memory\n  memory:\n    rate-limit: {burst: 3}\n").unwrap_err();

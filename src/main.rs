@@ -635,10 +635,18 @@ async fn shutdown_signal() {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SECRETD_LOG")
-        // vaultrs and rustify log every error answer (a 404 for a missing
-        // secret included) at ERROR; secretd reports what matters itself.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustify=off,vaultrs=off"));
+    // vaultrs and rustify log every error answer (a 404 for a missing
+    // secret included, and four lines per refused connection during an
+    // outage) at ERROR; secretd reports what matters itself. They stay off
+    // unless SECRETD_LOG names them.
+    let quiet = ",rustify=off,vaultrs=off";
+    let directives = match std::env::var("SECRETD_LOG") {
+        Ok(own) if own.contains("rustify") || own.contains("vaultrs") => own,
+        Ok(own) => format!("{own}{quiet}"),
+        Err(_) => format!("info{quiet}"),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info{quiet}")));
     let json = std::env::var("SECRETD_LOG_FORMAT").is_ok_and(|f| f == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -135,11 +135,12 @@ impl ResilientStore {
         loop {
             let ticket = self.breaker.admit().map_err(|rejected| {
                 metrics.circuit_breaker_rejections.inc();
-                StoreError::unavailable(format!(
-                    "{} is failing; its circuit breaker is open and the next probe is in {:.1}s",
-                    self.backend,
-                    rejected.retry_in.as_secs_f64()
-                ))
+                let next = if rejected.retry_in.is_zero() {
+                    "a probe is testing it now".to_owned()
+                } else {
+                    format!("the next probe is in {:.1}s", rejected.retry_in.as_secs_f64())
+                };
+                StoreError::unavailable(format!("{} is failing; its circuit breaker is open and {next}", self.backend))
             })?;
             if let Some(limiter) = &self.limiter {
                 // Without a deadline of its own, a call waits for its slot

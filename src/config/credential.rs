@@ -73,8 +73,13 @@ impl Credential {
     }
 }
 
+/// Far above any real credential (a service-account key is ~2 KiB), far
+/// below what could exhaust memory: `file:/dev/zero` is an error, not an
+/// out-of-memory abort.
+const MAX_CREDENTIAL_FILE: u64 = 1024 * 1024;
+
 fn read_credential_file(path: &Path) -> Result<SecretString, String> {
-    let mut text = std::fs::read_to_string(path)
+    let mut text = read_bounded(path, MAX_CREDENTIAL_FILE)
         .map_err(|e| format!("cannot read the credential file {}: {e}", path.display()))?;
     if text.ends_with('\n') {
         text.pop();
@@ -86,6 +91,17 @@ fn read_credential_file(path: &Path) -> Result<SecretString, String> {
         return Err(format!("the credential file {} is empty", path.display()));
     }
     Ok(SecretString::from(text))
+}
+
+/// Reads a UTF-8 file of at most `max` bytes.
+pub(crate) fn read_bounded(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(max + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(std::io::Error::other(format!("it is larger than {max} bytes")));
+    }
+    Ok(text)
 }
 
 /// When the file last changed, as far as a cheap `stat` tells.
@@ -142,6 +158,16 @@ impl<'de> Deserialize<'de> for Credential {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endless_or_huge_files_are_refused_not_read_whole() {
+        let err = Credential::resolve("file:/dev/zero").unwrap_err();
+        assert!(err.contains("larger than 1048576 bytes"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        std::fs::write(&path, vec![b'x'; 1024 * 1024 + 1]).unwrap();
+        assert!(Credential::resolve(&format!("file:{}", path.display())).is_err());
+    }
 
     #[test]
     fn inline_and_file_values() {

@@ -52,7 +52,10 @@ impl fmt::Display for Problems<'_> {
 
 /// Reads, parses and validates a configuration file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.into(), source })?;
+    // A configuration is a few KiB; the bound turns `--config /dev/zero`
+    // into an error instead of an out-of-memory abort.
+    let text = super::credential::read_bounded(path, 16 * 1024 * 1024)
+        .map_err(|source| ConfigError::Read { file: path.into(), source })?;
     load_str(&text, path, &|var| std::env::var(var).ok())
 }
 

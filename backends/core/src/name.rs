@@ -166,7 +166,7 @@ impl fmt::Debug for SecretName {
 }
 
 /// Keeps error messages short when someone sends a megabyte as a name.
-fn truncate(raw: &str) -> String {
+pub(crate) fn truncate(raw: &str) -> String {
     const MAX: usize = 80;
     if raw.chars().count() <= MAX {
         raw.to_owned()

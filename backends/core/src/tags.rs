@@ -30,12 +30,14 @@ impl Tags {
         for (k, v) in &self.0 {
             if k.is_empty() || k.chars().count() > MAX_TAG_KEY_LEN || k.chars().any(char::is_control) {
                 return Err(StoreError::invalid_name(format!(
-                    "invalid tag key {k:?}: tag keys must be 1 to {MAX_TAG_KEY_LEN} characters without control characters"
+                    "invalid tag key {:?}: tag keys must be 1 to {MAX_TAG_KEY_LEN} characters without control characters",
+                    crate::name::truncate(k)
                 )));
             }
             if v.chars().count() > MAX_TAG_VALUE_LEN || v.chars().any(char::is_control) {
                 return Err(StoreError::invalid_name(format!(
-                    "invalid value for tag {k:?}: tag values must be at most {MAX_TAG_VALUE_LEN} characters without control characters"
+                    "invalid value for tag {:?}: tag values must be at most {MAX_TAG_VALUE_LEN} characters without control characters",
+                    crate::name::truncate(k)
                 )));
             }
         }
@@ -96,6 +98,13 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Tags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_bad_key_is_not_echoed_whole() {
+        let key = format!("{}\n", "k".repeat(1_000_000));
+        let err = Tags::from_iter([(key.as_str(), "v")]).validate().unwrap_err();
+        assert!(err.message().len() < 300, "{} bytes", err.message().len());
+    }
 
     #[test]
     fn containment() {

@@ -1,7 +1,9 @@
-# Sourced by scripts/bench.sh and scripts/soak.sh: builds the release
-# binaries and prepares what every run needs. Sets SECRETD, BENCH, work (a
-# temporary directory), SECRETD_TOKEN and TOKEN_HASH, and pids (servers
-# started by the caller, stopped by PID at exit with the directory removed).
+# Sourced by scripts/bench.sh, bench-stale.sh and soak.sh: builds the
+# release binaries and prepares what every run needs. Sets SECRETD, BENCH,
+# work (a temporary directory), SECRETD_TOKEN and TOKEN_HASH, and pids
+# (servers started by the caller, stopped by PID at exit with the directory
+# removed). Defines `load LABEL ADDR`: one measured run with the caller's
+# C, N, K and KEYS, as a JSON line for scripts/bench-table.py.
 
 # The measured path (authentication, policy, cache, SQLite, metrics, audit)
 # does not depend on the cloud SDKs; leaving them out keeps the release
@@ -21,3 +23,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+
+load() { # label addr
+    "$BENCH" load --addr "$2" --concurrency "$C" --requests "$N" --connections "$K" \
+        --key-count "$KEYS" --label "$1" --json
+}

@@ -24,11 +24,6 @@ KEYS=100
 
 . scripts/bench-setup.sh
 
-load() { # label addr
-    "$BENCH" load --addr "$2" --concurrency "$C" --requests "$N" --connections "$K" \
-        --key-count "$KEYS" --label "$1" --json
-}
-
 daemon() { # port cache-enabled
     cat >"$work/$1.yaml" <<YAML
 server:
@@ -75,21 +70,6 @@ for _ in $(seq "$ROUNDS"); do
 done
 
 printf '%s\n' "${results[@]}" >&2
-printf '%s\n' "${results[@]}" | python3 -c '
-import json, sys
-from statistics import median
-rows = [json.loads(l) for l in sys.stdin if l.strip()]
-labels = list(dict.fromkeys(r["label"] for r in rows))
-by = {l: [r for r in rows if r["label"] == l] for l in labels}
-med = lambda l, k: median(r[k] for r in by[l])
-base = med(labels[0], "rps")
-print("| scenario | req/s (median) | min–max | p50 µs | p99 µs | p999 µs | errors | vs baseline |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
-for l in labels:
-    rps = [r["rps"] for r in by[l]]
-    errs = sum(sum(r["errors"].values()) for r in by[l])
-    m, p50, p99, p999 = med(l, "rps"), med(l, "p50_us"), med(l, "p99_us"), med(l, "p999_us")
-    print(f"| {l} | {m:.0f} | {min(rps):.0f}–{max(rps):.0f} | {p50:.0f} | {p99:.0f} | {p999:.0f} | {errs} | {m / base:.2f}x |")
-'
+printf '%s\n' "${results[@]}" | python3 scripts/bench-table.py baseline
 echo
 echo "concurrency=$C requests=$N connections=$K keys=$KEYS rounds=$ROUNDS ($(nproc) cores, client and servers on one machine)"

@@ -14,7 +14,7 @@
 //!   (one attempt, no retries), and if the backend is unavailable or times
 //!   out, the stale value is the answer, marked as such. A `NotFound` or a
 //!   permission error is answered as it is: only an outage is papered over;
-//! - then gone (moka's own expiry, so memory stays bounded).
+//! - then gone (moka's time to live, so memory stays bounded).
 //!
 //! `NotFound` answers are remembered for `negative-ttl` (off by default).
 //!
@@ -48,7 +48,7 @@ use std::{
 };
 
 use futures::future::{BoxFuture, FutureExt, Shared};
-use moka::{future::Cache, Expiry};
+use moka::future::Cache;
 use secretd_core::{ErrorKind, Secret, SecretName, StoreError, Version};
 use tokio::time::Instant;
 
@@ -111,32 +111,6 @@ struct Entry {
     refreshing: AtomicBool,
 }
 
-/// How long moka keeps an entry at all: a found secret through its stale
-/// window, a `NotFound` for `negative-ttl`.
-struct KeepFor {
-    found: Duration,
-    missing: Duration,
-}
-
-impl Expiry<CacheKey, Arc<Entry>> for KeepFor {
-    fn expire_after_create(&self, _: &CacheKey, entry: &Arc<Entry>, _: std::time::Instant) -> Option<Duration> {
-        Some(match entry.cached {
-            Cached::Found(_) => self.found,
-            Cached::Missing(_) => self.missing,
-        })
-    }
-
-    fn expire_after_update(
-        &self,
-        key: &CacheKey,
-        entry: &Arc<Entry>,
-        now: std::time::Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        self.expire_after_create(key, entry, now)
-    }
-}
-
 /// The outcome of one shared backend read.
 type Read = Result<(Arc<Secret>, Instant), Arc<StoreError>>;
 
@@ -176,10 +150,11 @@ impl SecretCache {
         let ttl = config.expire_after_write;
         let entries = Cache::builder()
             .max_capacity(config.maximum_size)
-            .expire_after(KeepFor {
-                found: ttl.saturating_add(config.stale_if_error),
-                missing: config.negative_ttl.max(Duration::from_millis(1)),
-            })
+            // One time to live for every entry, through its stale window: a
+            // remembered NOT_FOUND is judged by its age like any entry, and a
+            // per-entry expiry (moka's `expire_after`) cost ~10% of cached
+            // reads' throughput in the benchmark.
+            .time_to_live(ttl.saturating_add(config.stale_if_error).max(config.negative_ttl))
             .support_invalidation_closures()
             .eviction_listener(|_, _, cause| {
                 // Size and age; invalidations after writes are not

@@ -214,7 +214,8 @@ async fn readiness_and_grpc_health_follow_the_backend() {
     });
     let (status, why) = http_get(&degraded_admin, "/readyz");
     assert_eq!(status, 200, "{why}");
-    assert!(why.contains("backend unavailable; circuit breaker open"), "{why}");
+    // Open, or half-open when `open-for` (1 s) has just run out.
+    assert!(why.contains("backend unavailable; circuit breaker"), "{why}");
     assert!(serving(degraded_health.check(check("")).await.unwrap().into_inner().status));
     assert!(!serving(degraded_health.check(check("secretd.backend")).await.unwrap().into_inner().status));
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -223,7 +224,7 @@ async fn readiness_and_grpc_health_follow_the_backend() {
     assert!(stale.age.unwrap().seconds >= 1, "{:?}", stale.age);
     let metrics = http_get(&degraded_admin, "/metrics").1;
     assert!(sample(&metrics, "secretd_stale_serves_total") >= 1.0, "{metrics}");
-    assert_eq!(sample(&metrics, "secretd_circuit_breaker_state"), 2.0, "{metrics}");
+    assert!(sample(&metrics, "secretd_circuit_breaker_state") >= 1.0, "the breaker is not closed: {metrics}");
     wait_until("the audit record of the stale answer", Duration::from_secs(5), || {
         std::fs::read_to_string(&audit).is_ok_and(|a| a.lines().any(|l| l.contains(r#""source":"stale""#)))
     });

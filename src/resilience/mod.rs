@@ -57,7 +57,14 @@ tokio::task_local! {
 
 impl CallContext {
     /// Runs `f` with this context visible to every store call it makes.
+    /// An empty context outside any other is what `current` answers
+    /// anyway, so most calls (no `grpc-timeout`) skip the task-local, which
+    /// would otherwise be swapped in and out on every poll of the request.
     pub async fn scope<F: Future>(self, f: F) -> F::Output {
+        let empty = self.deadline.is_none() && !self.single_attempt;
+        if empty && CALL.try_with(|_| ()).is_err() {
+            return f.await;
+        }
         CALL.scope(self, f).await
     }
 

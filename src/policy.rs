@@ -182,14 +182,14 @@ impl Policy {
                 format!("principal {} lacks the {} permission", p.name, action.permission().as_str()),
             );
         }
-        let namespace = match target {
-            Target::Secret(n) => Some(&n.namespace),
-            Target::Namespace(_, ns) => Some(ns),
+        let place = match target {
+            Target::Secret(n) => Some((&n.tenant, &n.namespace)),
+            Target::Namespace(t, ns) => Some((t, ns)),
             Target::Tokens => None,
         };
-        if let Some(ns) = namespace {
-            if !p.namespaces.is_empty() && !p.namespaces.iter().any(|g| WildMatch::new(g).matches(ns.as_str())) {
-                return deny("namespaces", format!("namespace {ns} is outside principal {}'s namespaces", p.name));
+        if let Some((tenant, ns)) = place {
+            if !p.reaches(tenant, ns) {
+                return deny("namespaces", format!("{tenant}/{ns} is outside principal {}'s namespaces", p.name));
             }
         }
         if matches!(target, Target::Tokens) {

@@ -65,6 +65,13 @@ impl Principal {
         self.permissions.contains(&Permission::Admin) || self.permissions.contains(&permission)
     }
 
+    /// Whether `tenant`/`namespace` lies within this principal's own limits
+    /// (its namespace globs; none means everywhere). The policy asks this
+    /// of every namespace a call consults.
+    pub fn reaches(&self, _tenant: &secretd_core::Tenant, namespace: &secretd_core::Namespace) -> bool {
+        self.namespaces.is_empty() || self.namespaces.iter().any(|g| WildMatch::new(g).matches(namespace.as_str()))
+    }
+
     fn from_spec(spec: &PrincipalSpec) -> Self {
         Self {
             name: spec.name.clone(),

@@ -4,10 +4,10 @@
 # Secrets Manager's API), osmem-server (the Elasticsearch/OpenSearch API),
 # drongo (Google Secret Manager's REST API) and the in-process Key Vault test
 # server; the end-to-end tests that start the real daemon; the deployment
-# manifests; and the worker client examples. It installs and starts the
-# servers the tests need (the Python ones into .venv-test, on free loopback
-# ports, stopped by PID at the end), and gives each run its own scratch
-# databases, dropped at the end.
+# manifests; and the worker client examples (Rust, Python, Node). It
+# installs and starts the servers the tests need (the Python ones into
+# .venv-test, on free loopback ports, stopped by PID at the end), and gives
+# each run its own scratch databases, dropped at the end.
 #
 #   scripts/test.sh [extra cargo test args]
 #
@@ -71,6 +71,8 @@ ensure_tools() {
     command -v flock >/dev/null || missing+=(util-linux)
     command -v openssl >/dev/null || missing+=(openssl)
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
@@ -99,9 +101,11 @@ ensure_tools
 ensure_postgres
 ensure_mariadb
 for server in openbao moto osmem drongo; do start_server "$server"; done
-# The Python worker client's test needs grpcio; the Rust example is run by
-# that test too, and `cargo test` builds examples only as test harnesses.
+# The worker client examples' test needs grpcio (Python) and @grpc/grpc-js
+# (Node); the Rust example is run by that test too, and `cargo test` builds
+# examples only as test harnesses.
 export "$(scripts/python-client-deps.sh)"
+export "$(scripts/node-client-deps.sh)"
 cargo build --example worker_client
 psql -h 127.0.0.1 -U postgres -qc "create database $scratch" >/dev/null
 mariadb -h 127.0.0.1 -u root -e "create database $scratch"

@@ -19,6 +19,7 @@ pub mod resilience;
 pub mod server;
 pub mod status;
 pub mod tls;
+pub mod unix_authority;
 
 /// Generated gRPC code for `proto/secretd/v1/*.proto`.
 pub mod proto {

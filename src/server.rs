@@ -1,5 +1,6 @@
 //! The gRPC server: the `SecretBroker` and `TokenAdmin` services, health and
-//! reflection, on TCP (optionally TLS, optionally mutual) or a Unix socket.
+//! reflection, on TCP (optionally TLS, optionally mutual) or a Unix socket
+//! (whose connections pass through [`crate::unix_authority`]).
 //!
 //! Every call goes: authenticate (`auth`) → broker (validate, authorize,
 //! cache, backend) → one audit record. This layer converts messages and
@@ -17,7 +18,7 @@ use bytes::Bytes;
 use prost_types::Timestamp;
 use secretd_core::{SecretMetadata, SecretValue, Tags};
 use tokio::net::{TcpListener, UnixListener};
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::{wrappers::UnixListenerStream, StreamExt};
 use tonic::{
     transport::server::{TcpConnectInfo, TcpIncoming, TlsConnectInfo, UdsConnectInfo},
     Code, Request, Response, Status,
@@ -44,6 +45,7 @@ use crate::{
     },
     resilience::CallContext,
     status::code_name,
+    unix_authority::AuthorityFix,
 };
 
 /// What every service needs to answer a call.
@@ -584,7 +586,11 @@ pub async fn run(
         }
     };
 
+    // Fixed rather than left to hyper's defaults (the same values): the
+    // Unix socket's adaptor bounds what it holds by them.
     let router = tonic::transport::Server::builder()
+        .max_frame_size(crate::unix_authority::MAX_FRAME_SIZE)
+        .http2_max_header_list_size(crate::unix_authority::MAX_HEADER_LIST_SIZE)
         .layer(crate::metrics::GrpcMetricsLayer)
         .add_service(health_service)
         .add_service(reflection)
@@ -600,7 +606,11 @@ pub async fn run(
             Listener::Tcp(tcp, Some(tls)) => {
                 router.serve_with_incoming_shutdown(crate::tls::incoming(tcp, tls), signal).await
             }
-            Listener::Unix(unix) => router.serve_with_incoming_shutdown(UnixListenerStream::new(unix), signal).await,
+            // Stock gRPC clients send an :authority h2 refuses on sockets.
+            Listener::Unix(unix) => {
+                let incoming = UnixListenerStream::new(unix).map(|conn| conn.map(AuthorityFix::new));
+                router.serve_with_incoming_shutdown(incoming, signal).await
+            }
         }
     };
     let grace = options.grace_period;

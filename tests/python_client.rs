@@ -1,15 +1,22 @@
 //! The worker client examples (issue 6), end to end: the Python client
 //! (examples/python/worker_client.py, grpcio, stubs generated from the proto
-//! for this run) and the Rust one (examples/worker_client.rs) read a secret
+//! for this run), the Node one (examples/node/worker_client.js,
+//! @grpc/grpc-js) and the Rust one (examples/worker_client.rs) read a secret
 //! from the real daemon over a Unix socket with a token, and over TCP with
 //! TLS (a token, or a client certificate), and fail with the documented exit
 //! code and message on a wrong token, a missing secret, a refused namespace
 //! and an unreachable daemon.
 //!
+//! The Python and Node clients open their Unix socket channel with no option
+//! at all (issue 12, item 5): grpcio sends the %-encoded socket path as the
+//! HTTP/2 `:authority`, which secretd must accept on its socket.
+//!
 //! The Python client needs SECRETD_TEST_PYTHON, an interpreter with
 //! examples/python/requirements.txt installed (`scripts/python-client-deps.sh`
-//! installs them into .venv-test and prints it). Without it the test fails
-//! under CI=true and skips loudly otherwise.
+//! installs them into .venv-test and prints it); the Node client needs
+//! SECRETD_TEST_NODE, the node binary, with examples/node's packages
+//! installed (`scripts/node-client-deps.sh`). Without one the test fails
+//! under CI=true and skips that client loudly otherwise.
 //!
 //! The Rust example runs from target/<profile>/examples/worker_client,
 //! which `cargo build --example worker_client` makes (scripts/test.sh runs
@@ -69,6 +76,7 @@ fn root() -> &'static Path {
 /// One of the two example clients, ready to be given arguments.
 enum Example {
     Python { python: PathBuf, stubs: PathBuf },
+    Node(PathBuf),
     Rust(PathBuf),
 }
 
@@ -82,6 +90,7 @@ impl Example {
     fn name(&self) -> &'static str {
         match self {
             Example::Python { .. } => "python",
+            Example::Node(_) => "node",
             Example::Rust(_) => "rust",
         }
     }
@@ -92,6 +101,11 @@ impl Example {
             Example::Python { python, stubs } => {
                 let mut cmd = Command::new(python);
                 cmd.arg(root().join("examples/python/worker_client.py")).env("SECRETD_PY_STUBS", stubs);
+                cmd
+            }
+            Example::Node(node) => {
+                let mut cmd = Command::new(node);
+                cmd.arg(root().join("examples/node/worker_client.js"));
                 cmd
             }
             Example::Rust(bin) => Command::new(bin),
@@ -134,8 +148,9 @@ impl Example {
 }
 
 /// The clients to run: Python when SECRETD_TEST_PYTHON is set (generating its
-/// stubs into `stubs` with examples/python/generate.sh), Rust when built;
-/// under CI=true both, or the test fails.
+/// stubs into `stubs` with examples/python/generate.sh), Node when
+/// SECRETD_TEST_NODE is set, Rust when built; under CI=true all three, or the
+/// test fails.
 fn examples(stubs: &Path) -> Vec<Example> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let mut found = Vec::new();
@@ -156,6 +171,19 @@ fn examples(stubs: &Path) -> Vec<Example> {
         ),
         None => eprintln!(
             "\n*** SKIPPING the Python client: SECRETD_TEST_PYTHON is not set. Run `export $(scripts/python-client-deps.sh)` first. ***\n"
+        ),
+    }
+    match std::env::var_os("SECRETD_TEST_NODE").filter(|p| !p.is_empty()) {
+        Some(node) => {
+            let modules = root().join("examples/node/node_modules/@grpc/grpc-js/package.json");
+            assert!(modules.is_file(), "{} is missing: run scripts/node-client-deps.sh", modules.display());
+            found.push(Example::Node(node.into()));
+        }
+        None if ci => panic!(
+            "SECRETD_TEST_NODE is not set: CI must test the Node client (scripts/node-client-deps.sh installs it)"
+        ),
+        None => eprintln!(
+            "\n*** SKIPPING the Node client: SECRETD_TEST_NODE is not set. Run `export $(scripts/node-client-deps.sh)` first. ***\n"
         ),
     }
     let bin = Path::new(common::bin()).parent().unwrap().join("examples/worker_client");

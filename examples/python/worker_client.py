@@ -71,10 +71,9 @@ def open_channel(args):
     """A channel to the daemon: a Unix socket, or TCP with (optionally mutual) TLS."""
     if args.addr.startswith("unix://"):
         # gRPC dials unix:///PATH itself; the socket's file mode and the peer's uid guard it.
-        # grpcio (since 1.57) sends the %-encoded socket path as the HTTP/2 :authority,
-        # which secretd's HTTP/2 server refuses as malformed (RST_STREAM, INTERNAL):
-        # name the authority `localhost`, as grpc-go and tonic do for sockets.
-        return grpc.insecure_channel(args.addr, options=(("grpc.default_authority", "localhost"),))
+        # No channel option is needed: secretd accepts the socket path grpcio sends as the
+        # HTTP/2 :authority on its Unix socket.
+        return grpc.insecure_channel(args.addr)
     if args.addr.startswith("https://"):
         credentials = grpc.ssl_channel_credentials(
             root_certificates=read(args.ca_cert),

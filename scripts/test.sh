@@ -73,6 +73,8 @@ ensure_tools() {
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
+    # tests/files_on_disk.rs holds up chmod with strace to watch the socket appear.
+    command -v strace >/dev/null || missing+=(strace)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 

@@ -13,6 +13,7 @@ pub mod backends;
 pub mod broker;
 pub mod cache;
 pub mod config;
+pub mod files;
 pub mod metrics;
 pub mod policy;
 pub mod resilience;
@@ -77,6 +78,8 @@ pub enum StartError {
     },
     #[error("server.listen: {0}")]
     Listen(String),
+    #[error(transparent)]
+    ExposedSecretFile(#[from] files::ExposedSecretFile),
     #[error("dev admin token {path}: {source}")]
     AdminToken {
         path: String,
@@ -109,7 +112,7 @@ pub async fn build_services(config: &Config) -> Result<Services, StartError> {
     if let Some(path) = state_url.expose_secret().strip_prefix("sqlite://") {
         let file = Path::new(path.split('?').next().unwrap_or(path));
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            config::create_private_dir(dir).map_err(|source| StartError::ReadFile {
+            files::create_private_dir(dir).map_err(|source| StartError::ReadFile {
                 field: "state.url",
                 path: dir.display().to_string(),
                 source,
@@ -137,6 +140,7 @@ pub async fn build_services(config: &Config) -> Result<Services, StartError> {
 /// `paths.admin_token` (mode 0600), where the CLI finds it.
 pub async fn ensure_dev_admin_token(services: &Services, paths: &DevPaths) -> Result<(), StartError> {
     let Some(store) = services.auth.store() else { return Ok(()) };
+    files::check_own_secret_file(&paths.admin_token)?;
     if let Ok(existing) = std::fs::read_to_string(&paths.admin_token) {
         let hash = auth::token::TokenHash::of(existing.trim());
         if store.active().await?.iter().any(|t| t.hash == hash) {
@@ -162,7 +166,7 @@ pub async fn ensure_dev_admin_token(services: &Services, paths: &DevPaths) -> Re
         }
         other => other?,
     };
-    config::write_private_file(&paths.admin_token, format!("{}\n", token.expose_secret()).as_bytes())
+    files::write_private_file(&paths.admin_token, format!("{}\n", token.expose_secret()).as_bytes())
         .map_err(|source| StartError::AdminToken { path: paths.admin_token.display().to_string(), source })?;
     services.auth.refresh().await?;
     Ok(())
@@ -182,7 +186,7 @@ pub async fn bind_admin(config: &Config) -> Result<Option<tokio::net::TcpListene
 }
 
 /// Binds the configured listener: TCP (with TLS when `server.tls` is set)
-/// or a Unix socket with the configured mode and owner.
+/// or a Unix socket that appears only with its configured mode and owner.
 pub async fn bind(config: &Config) -> Result<Listener, StartError> {
     match &config.server.listen {
         ListenAddr::Tcp(addr) => {
@@ -196,25 +200,7 @@ pub async fn bind(config: &Config) -> Result<Listener, StartError> {
             Ok(Listener::Tcp(tcp, tls))
         }
         ListenAddr::Unix(path) => {
-            // A stale socket from a previous run would make bind fail.
-            if let Ok(meta) = std::fs::symlink_metadata(path) {
-                use std::os::unix::fs::FileTypeExt;
-                if meta.file_type().is_socket() {
-                    let _ = std::fs::remove_file(path);
-                }
-            }
-            let unix = tokio::net::UnixListener::bind(path)
-                .map_err(|e| StartError::Listen(format!("cannot listen on {}: {e}", path.display())))?;
-            let socket = &config.server.socket;
-            if let Some(mode) = socket.mode_bits() {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                    .map_err(|e| StartError::Listen(format!("server.socket.mode: {e}")))?;
-            }
-            if socket.owner.is_some() || socket.group.is_some() {
-                std::os::unix::fs::chown(path, socket.owner, socket.group)
-                    .map_err(|e| StartError::Listen(format!("server.socket.owner/group: {e}")))?;
-            }
+            let unix = files::bind_unix_socket(path, &config.server.socket).map_err(StartError::Listen)?;
             Ok(Listener::Unix(unix))
         }
     }

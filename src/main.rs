@@ -254,6 +254,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     file.display()
                 );
             }
+            for loose in secretd::files::loose_credential_files(&config) {
+                eprintln!("{}: warning: {loose}", file.display());
+            }
             println!("{}: ok", file.display());
             Ok(())
         }
@@ -526,6 +529,9 @@ async fn serve(
         Some(path) => {
             let config = config::load_file(path)?;
             tracing::info!(config = %path.display(), backend = config.secret.backend.as_str(), "configuration loaded");
+            for loose in secretd::files::loose_credential_files(&config) {
+                tracing::warn!("{loose}");
+            }
             if config.configurations.delete_files_on_start {
                 delete_config_files(path, &config)?;
             }

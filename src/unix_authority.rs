@@ -331,7 +331,10 @@ impl Rewriter {
         }
         if replaced {
             if self.replaced == 0 {
-                tracing::debug!(stream = block.stream, "unix socket: replacing the :authority this client sends, which h2 would refuse, with localhost");
+                tracing::debug!(
+                    stream = block.stream,
+                    "unix socket: replacing the :authority this client sends, which h2 would refuse, with localhost"
+                );
             }
             self.replaced += 1;
         }
@@ -588,7 +591,9 @@ mod tests {
 
     /// The header blocks in `frames`, each decoded by a decoder of its own:
     /// a block that needed a dynamic table entry fails here.
-    fn blocks(frames: &[Frame]) -> Vec<(u32, u8, Vec<(Vec<u8>, Vec<u8>)>)> {
+    type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn blocks(frames: &[Frame]) -> Vec<(u32, u8, Fields)> {
         let mut out = Vec::new();
         let mut pending: Option<(u32, u8, Vec<u8>)> = None;
         for f in frames {
@@ -752,8 +757,7 @@ mod tests {
     #[test]
     fn a_large_block_is_reframed_within_the_frame_size() {
         // 30 KiB of headers in two frames: too large for one frame once re-encoded.
-        let fields: Vec<u8> =
-            (0..30).flat_map(|i| literal(format!("x-field-{i}").as_bytes(), &[b'v'; 1000])).collect();
+        let fields: Vec<u8> = (0..30).flat_map(|i| literal(format!("x-field-{i}").as_bytes(), &[b'v'; 1000])).collect();
         let block = [request_start(), indexing(1, GRPCIO_AUTHORITY), fields].concat();
         let (a, b) = block.split_at(16 * 1024);
         let input =

@@ -139,10 +139,7 @@ async fn a_tcp_caller_sending_that_authority_is_still_refused() {
     let daemon = Daemon::sqlite("", "");
     let io = tokio::net::TcpStream::connect(&daemon.addr).await.expect("connect over TCP");
     // RST_STREAM(PROTOCOL_ERROR), h2's own answer to a malformed authority.
-    assert_eq!(
-        exchange(io, &health_checks("%2Ftmp%2Fsecretd.sock")).await,
-        [Outcome::Reset(1), Outcome::Reset(1)]
-    );
+    assert_eq!(exchange(io, &health_checks("%2Ftmp%2Fsecretd.sock")).await, [Outcome::Reset(1), Outcome::Reset(1)]);
     let io = tokio::net::TcpStream::connect(&daemon.addr).await.unwrap();
     assert_eq!(exchange(io, &health_checks(&daemon.addr)).await, [serving(), serving()], "a valid authority");
 }

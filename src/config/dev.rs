@@ -1,17 +1,19 @@
 //! The local dev instance: what `secretd serve` runs with no config file.
 //!
-//! SQLite under `./data/`, an encryption secret generated on first start
-//! and kept in `./data/jdbc.secret` (mode 0600), loopback only. Nothing to
-//! install, and a second start finds the same secrets.
+//! SQLite under `./data/` (mode 0700), an encryption secret generated on
+//! first start and kept in `./data/jdbc.secret` (mode 0600, and refused if
+//! it is found readable by others: see [`crate::files`]), loopback only.
+//! Nothing to install, and a second start finds the same secrets.
 
 use std::time::Duration;
 use std::{
     fs,
-    io::Write,
     path::{Path, PathBuf},
 };
 
 use secrecy::SecretString;
+
+use crate::files::{check_own_secret_file, create_private_dir, write_private_file};
 
 use super::{
     AuditConfig, AuditSinkKind, BackendType, CacheConfig, Config, Credential, IsolationConfig, JdbcConfig,
@@ -47,6 +49,8 @@ impl DevPaths {
 /// encryption secret on first use.
 pub fn dev_config(paths: &DevPaths) -> std::io::Result<Config> {
     create_private_dir(&paths.data_dir)?;
+    check_own_secret_file(&paths.secret_file)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e))?;
     let secret = match fs::read_to_string(&paths.secret_file) {
         Ok(existing) => existing.trim_end().to_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -93,25 +97,6 @@ pub fn dev_config(paths: &DevPaths) -> std::io::Result<Config> {
         audit: AuditConfig { sink: AuditSinkKind::File, path: Some(paths.audit_log.clone()) },
         configurations: Default::default(),
     })
-}
-
-pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
-/// Creates `path` readable by its owner only; never overwrites.
-pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
 }
 
 #[cfg(test)]

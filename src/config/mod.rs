@@ -23,7 +23,6 @@ use secretd_core::{TagScope, Tags, MIN_SECRET_LEN};
 use serde::Deserialize;
 
 pub use credential::Credential;
-pub(crate) use dev::{create_private_dir, write_private_file};
 pub use dev::{dev_config, DevPaths};
 pub use load::{load_file, load_str, plaintext_credentials, ConfigError};
 pub use remote::*;

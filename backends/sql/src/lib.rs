@@ -151,6 +151,7 @@ pub async fn open_pool(
     let url = match dialect {
         // Create the database file on first start.
         Dialect::Sqlite if !url.contains("mode=") => {
+            create_private_sqlite_file(&url);
             format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
         }
         _ => url,
@@ -174,6 +175,24 @@ pub async fn open_pool(
             }
             Err(e) => return Err(e.into_sql_error(dialect)),
         }
+    }
+}
+
+/// Creates the database file of a SQLite `url` with mode 0600 if it does
+/// not exist yet. SQLite would create it 0644 less the umask, and its
+/// `-wal` and `-shm` files take the database file's mode, so this keeps all
+/// three private to secretd's user. Failures are left to the connection to
+/// report, and an in-memory database has no file.
+fn create_private_sqlite_file(url: &str) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let Ok(options) = url.parse::<sqlx::sqlite::SqliteConnectOptions>() else { return };
+    let path = options.get_filename();
+    if url.contains(":memory:") || path.to_string_lossy().starts_with("file:") {
+        return;
+    }
+    if let Ok(file) = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        // The umask may have taken the owner's bits too.
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
     }
 }
 

@@ -92,7 +92,7 @@ const DEFAULT_STATE_URL: &str = "sqlite://./data/state.db";
 /// the policy and the audit log.
 pub async fn build_services(config: &Config) -> Result<Services, StartError> {
     let backend = backends::build_store(config).await?;
-    let limits = Limits { max_value_size: config.secret.max_value_size, max_batch_size: config.secret.max_batch_size };
+    let limits = Limits::from_config(&config.secret);
     let broker = Arc::new(
         Broker::new(
             backend.store,

@@ -144,6 +144,14 @@ pub struct Denial {
     pub reason: String,
 }
 
+impl Denial {
+    /// Refused for who the caller is (isolation, permissions), not for
+    /// where it looks: every namespace would be refused alike.
+    pub fn is_caller_wide(&self) -> bool {
+        matches!(self.rule, "isolation" | "permission")
+    }
+}
+
 fn deny(rule: &'static str, reason: String) -> Decision {
     Err(Denial { rule, reason })
 }

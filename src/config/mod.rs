@@ -202,6 +202,17 @@ pub struct SecretConfig {
     /// Most refs in one BatchGetSecrets call.
     #[serde(default = "default_max_batch_size")]
     pub max_batch_size: usize,
+    /// The deepest namespace a call may name, which bounds the namespaces
+    /// one lookup's inheritance walk consults.
+    #[serde(default = "default_max_namespace_depth")]
+    pub max_namespace_depth: usize,
+    /// The most backend reads one call may cause in the worst case (a
+    /// batch: the sum over its refs), checked before any read.
+    #[serde(default = "default_max_backend_reads_per_call")]
+    pub max_backend_reads_per_call: usize,
+    /// How many refs of one batch are looked up at once.
+    #[serde(default = "default_batch_concurrency")]
+    pub batch_concurrency: usize,
     pub jdbc: Option<JdbcConfig>,
     pub memory: Option<MemoryConfig>,
     pub aws_secret_manager: Option<AwsConfig>,
@@ -222,6 +233,22 @@ fn default_max_value_size() -> usize {
 fn default_max_batch_size() -> usize {
     100
 }
+
+pub(crate) fn default_max_namespace_depth() -> usize {
+    10
+}
+
+pub(crate) fn default_max_backend_reads_per_call() -> usize {
+    1000
+}
+
+pub(crate) fn default_batch_concurrency() -> usize {
+    16
+}
+
+/// The deepest `secret.max-namespace-depth` allowed: a lookup's readable
+/// namespaces are one bit each of a `u64`.
+pub const MAX_NAMESPACE_DEPTH: usize = 64;
 
 /// Builds a [`TagScope`] from a backend block's `tags`, `filter-on-tags` and
 /// `excluded-tags`. (Each block repeats the three fields rather than
@@ -323,6 +350,10 @@ pub struct CacheConfig {
     pub enabled: bool,
     #[serde(default = "default_cache_size")]
     pub maximum_size: u64,
+    /// The most bytes the cached entries may hold together (values, names,
+    /// tags and bookkeeping), beside the entry bound.
+    #[serde(default = "default_cache_bytes")]
+    pub maximum_bytes: u64,
     #[serde(default = "default_ttl", with = "humantime_serde")]
     pub expire_after_write: Duration,
     /// How long past `expire-after-write` the last value is still served
@@ -347,6 +378,7 @@ impl Default for CacheConfig {
         Self {
             enabled: true,
             maximum_size: default_cache_size(),
+            maximum_bytes: default_cache_bytes(),
             expire_after_write: default_ttl(),
             stale_if_error: default_stale_if_error(),
             refresh_ahead: default_refresh_ahead(),
@@ -362,6 +394,10 @@ fn default_true() -> bool {
 
 fn default_cache_size() -> u64 {
     1000
+}
+
+fn default_cache_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 fn default_ttl() -> Duration {
@@ -434,6 +470,22 @@ impl Config {
         }
         if s.max_batch_size == 0 || s.max_batch_size > 10_000 {
             bad("secret.max-batch-size", format!("must be between 1 and 10000, got {}", s.max_batch_size));
+        }
+        if !(1..=MAX_NAMESPACE_DEPTH).contains(&s.max_namespace_depth) {
+            bad("secret.max-namespace-depth", format!("must be between 1 and {MAX_NAMESPACE_DEPTH}"));
+        }
+        if s.max_backend_reads_per_call < 2 * s.max_namespace_depth {
+            bad(
+                "secret.max-backend-reads-per-call",
+                "must be at least twice secret.max-namespace-depth (one pinned read may take two reads per namespace)"
+                    .into(),
+            );
+        }
+        if s.batch_concurrency == 0 || s.batch_concurrency > 1000 {
+            bad("secret.batch-concurrency", "must be between 1 and 1000".into());
+        }
+        if s.cache.enabled && s.cache.maximum_bytes < 1024 * 1024 {
+            bad("secret.cache.maximum-bytes", "must be at least 1048576 (1 MiB) when the cache is enabled".into());
         }
         if s.cache.enabled && s.cache.maximum_size == 0 {
             bad("secret.cache.maximum-size", "must be at least 1 when the cache is enabled".into());

@@ -35,7 +35,7 @@ fn rig(cache: CacheConfig, resilience: Resilience) -> Rig {
         Arc::new(resilient),
         SecretCache::new(&cache),
         Policy::new(&IsolationConfig::default(), &AccessConfig::default()),
-        Limits { max_value_size: 1024, max_batch_size: 10 },
+        Limits { max_value_size: 1024, max_batch_size: 10, ..Limits::default() },
     )
     .with_breaker(breaker.clone())
     .with_refresh_limit(RateLimitConfig { requests_per_second: 1.0, burst: 2 });

@@ -671,6 +671,112 @@ mod tests {
         assert_eq!(after.secret.value.expose(), b"new");
     }
 
+    /// A read held open at the backend: it has read the value and waits
+    /// for `release` before answering, as a slow network would make it.
+    fn held_read(
+        store: &Arc<dyn SecretStore>,
+        n: &SecretName,
+        has_read: tokio::sync::oneshot::Sender<()>,
+        release: tokio::sync::oneshot::Receiver<()>,
+    ) -> impl FnOnce() -> Load {
+        let (store, n) = (store.clone(), n.clone());
+        move || {
+            async move {
+                let answer = store.get(&n, None).await;
+                let _ = has_read.send(());
+                let _ = release.await;
+                answer
+            }
+            .boxed()
+        }
+    }
+
+    /// The write has started (as the broker marks it before calling the
+    /// backend) when the read begins, and lands while the read is held
+    /// open: what the read found is the old value, and must not be kept.
+    async fn write_lands_under_a_held_read(write: impl AsyncFnOnce(&Arc<dyn SecretStore>, &SecretName)) {
+        let memory: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
+        let n = name("a", "k");
+        memory.put(&n, &SecretValue::from_slice(b"old"), &Tags::new(), None).await.unwrap();
+        let cache = cache(Duration::from_secs(60));
+        cache.write_started();
+        let (has_read, read_done) = tokio::sync::oneshot::channel();
+        let (release, released) = tokio::sync::oneshot::channel();
+        let read = cache.get_or_load(
+            &n,
+            None,
+            Readable::all(1),
+            Freshness::default(),
+            held_read(&memory, &n, has_read, released),
+        );
+        let write = async {
+            read_done.await.unwrap();
+            write(&memory, &n).await;
+            cache.invalidate(&n);
+            release.send(()).unwrap();
+        };
+        let (old, ()) = tokio::join!(read, write);
+        assert_eq!(old.unwrap().secret.value.expose(), b"old", "the overlapping read answers what it found");
+        // Let the read's task finish storing (or not) what it found.
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let counting = Arc::new(CountingStore::new(memory, Duration::ZERO));
+        let after = cache.get_or_load(&n, None, Readable::all(1), Freshness::default(), read_of(&counting, &n)).await;
+        assert_eq!(counting.gets(), 1, "the value read before the write landed was cached");
+        match after {
+            Ok(a) => assert_eq!(a.secret.value.expose(), b"new"),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::NotFound),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delete_that_lands_under_a_held_read_is_never_served_again() {
+        write_lands_under_a_held_read(async |store, n| store.delete(n).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn a_put_that_lands_under_a_held_read_is_seen_by_the_next_read() {
+        write_lands_under_a_held_read(async |store, n| {
+            store.put(n, &SecretValue::from_slice(b"new"), &Tags::new(), None).await.unwrap();
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn entries_are_bounded_by_bytes_as_well_as_by_count() {
+        let memory: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
+        let big = vec![7u8; 64 * 1024];
+        let names: Vec<SecretName> = (0..40).map(|i| name("a", &format!("k{i}"))).collect();
+        for n in &names {
+            memory.put(n, &SecretValue::from_slice(&big), &Tags::new(), None).await.unwrap();
+        }
+        // 1 MiB holds at most 15 values of 64 KiB, although 1,000 entries are allowed.
+        let cache = SecretCache::new(&CacheConfig {
+            maximum_size: 1000,
+            maximum_bytes: 1024 * 1024,
+            refresh_ahead: 0.0,
+            ..CacheConfig::default()
+        });
+        for n in &names {
+            cache.get_or_load(n, None, Readable::all(1), Freshness::default(), read_of(&memory, n)).await.unwrap();
+        }
+        let inner = cache.inner.as_ref().unwrap();
+        inner.entries.run_pending_tasks().await;
+        let held = inner.entries.entry_count();
+        assert!((1..=15).contains(&held), "{held} entries of 64 KiB in a 1 MiB cache");
+        assert!(inner.entries.weighted_size() <= 1024 * 1024);
+        // Small values: the entry bound decides.
+        let small = SecretCache::new(&CacheConfig { maximum_size: 10, refresh_ahead: 0.0, ..CacheConfig::default() });
+        for i in 0..50 {
+            let n = name("b", &format!("k{i}"));
+            memory.put(&n, &SecretValue::from_slice(b"v"), &Tags::new(), None).await.unwrap();
+            small.get_or_load(&n, None, Readable::all(1), Freshness::default(), read_of(&memory, &n)).await.unwrap();
+        }
+        let inner = small.inner.as_ref().unwrap();
+        inner.entries.run_pending_tasks().await;
+        assert!(inner.entries.entry_count() <= 10, "{} entries", inner.entries.entry_count());
+    }
+
     #[tokio::test]
     async fn disabled_cache_always_loads() {
         let store = seeded(b"v").await;

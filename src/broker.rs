@@ -20,7 +20,7 @@ use tonic::Status;
 use crate::{
     cache::{Freshness, Origin, Readable, SecretCache},
     config::RateLimitConfig,
-    policy::{Action, Caller, Decision, Denial, Policy, Target},
+    policy::{Action, Caller, Decision, Denial, Policy, Step, Target, Verdict},
     resilience::{breaker::CircuitBreaker, rate_limit::RateLimiter},
     status::from_store_error,
 };
@@ -412,6 +412,38 @@ impl Broker {
         }
     }
 
+    /// How the policy judges `action` on `name` by `caller`, namespace by
+    /// namespace, without touching the cache or the backend: for a read,
+    /// every namespace of the inheritance walk, in order; for the other
+    /// actions, the one namespace they act on.
+    pub fn explain(&self, caller: &Caller, action: Action, name: &SecretName) -> Result<Vec<Explained>, Status> {
+        self.check_depth(&name.namespace)?;
+        let explained = |namespace: &Namespace, target: Target<'_>| {
+            let verdict = self.policy.judge(caller, action, target);
+            let reason = match (self.policy.decide(caller, action, target), verdict.step) {
+                (Err(denial), _) => denial.reason,
+                (Ok(_), step @ Step::Rule { .. }) => {
+                    format!("allowed by {}", self.policy.rule_text(step).unwrap_or_default())
+                }
+                (Ok(_), Step::DefaultAccess) => "no access rule matches; access.default-access: allow".into(),
+                (Ok(reason), _) => reason.into(),
+            };
+            Explained { namespace: namespace.clone(), verdict, reason }
+        };
+        Ok(match action {
+            Action::Read => name
+                .namespace
+                .self_and_ancestors()
+                .map(|ns| {
+                    let candidate = name.in_namespace(ns);
+                    explained(&candidate.namespace, Target::Secret(&candidate))
+                })
+                .collect(),
+            Action::List => vec![explained(&name.namespace, Target::Namespace(&name.tenant, &name.namespace))],
+            Action::Write | Action::Delete | Action::Admin => vec![explained(&name.namespace, Target::Secret(name))],
+        })
+    }
+
     /// Validates a name, within `secret.max-namespace-depth`.
     fn parse_name(&self, tenant: &str, namespace: &str, key: &str) -> Result<SecretName, Status> {
         let name = parse_name(tenant, namespace, key)?;
@@ -429,6 +461,15 @@ impl Broker {
         }
         Ok(())
     }
+}
+
+/// The policy's decision on one namespace a call would consult.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    pub namespace: Namespace,
+    pub verdict: Verdict,
+    /// The deciding step in words, naming the rule.
+    pub reason: String,
 }
 
 /// How many namespaces an inheritance walk from `namespace` consults.
@@ -742,7 +783,8 @@ mod inheritance_policy {
         let executor = caller("e", "EXECUTOR", &[Permission::Read], &[]);
         let ops = ops();
         // (caller, asked namespace, key, the value and where it was found, or the code)
-        let cases: Vec<(&Caller, &str, &str, Result<(&str, &str), Code>)> = vec![
+        type Case<'a> = (&'a Caller, &'a str, &'a str, Result<(&'a str, &'a str), Code>);
+        let cases: Vec<Case> = vec![
             // The review's first case: company.finance answered for company.finance.x.
             (&worker, "company.finance.x", "db", Err(Code::NotFound)),
             (&worker, "company.finance", "db", Err(Code::PermissionDenied)),

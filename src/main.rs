@@ -21,7 +21,10 @@ use clap::{Args, Parser, Subcommand};
 use hyper_util::rt::TokioIo;
 use secretd::{
     config::{self, DevPaths, ListenAddr},
-    proto::{self, secret_broker_client::SecretBrokerClient, token_admin_client::TokenAdminClient},
+    proto::{
+        self, access_admin_client::AccessAdminClient, secret_broker_client::SecretBrokerClient,
+        token_admin_client::TokenAdminClient,
+    },
     status::code_name,
 };
 use tonic::{
@@ -113,6 +116,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Inspect what the access policy allows (needs the admin permission).
+    Access {
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -154,6 +162,53 @@ enum TokenCommand {
     },
     /// Print the SHA-256 of a token read from stdin, for `auth.service-accounts[].token-sha256`.
     Hash,
+}
+
+#[derive(Subcommand)]
+enum AccessCommand {
+    /// Print each namespace a call would consult, the decision on each and the rule that decided.
+    /// Reads no value and asks the backend nothing.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("subject").required(true))]
+struct ExplainArgs {
+    /// The principal, by name: a service account, certificate or Unix-peer rule, the basic-auth user, or a token's name.
+    #[arg(long, group = "subject")]
+    principal: Option<String>,
+    /// Or the principal of the token in this file.
+    #[arg(long, group = "subject")]
+    token_file: Option<PathBuf>,
+    /// The secret's key, like db/password.
+    key: String,
+    /// The namespace the call names (a read also consults its parents).
+    #[arg(long, short = 'n', env = "SECRETD_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Empty means `main`.
+    #[arg(long, env = "SECRETD_TENANT", default_value = "")]
+    tenant: String,
+    /// read, list, write or delete.
+    #[arg(long, default_value = "read", value_parser = ["read", "list", "write", "delete"])]
+    action: String,
+    /// The daemon's address: HOST:PORT, https://HOST:PORT (TLS), or unix:///PATH.
+    #[arg(long, env = "SECRETD_ADDR", default_value = "127.0.0.1:7878")]
+    addr: String,
+    /// The admin's own token (also SECRETD_TOKEN); --token-file names the token explained here.
+    #[arg(long, env = "SECRETD_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// The admin's basic auth as USER:PASSWORD (also SECRETD_USER).
+    #[arg(long, env = "SECRETD_USER", hide_env_values = true, conflicts_with = "api_token")]
+    user: Option<String>,
+    /// PEM CA bundle to verify the server's certificate (https:// addresses).
+    #[arg(long, env = "SECRETD_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// PEM client certificate and key, for mutual TLS.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's PEM private key.
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -236,6 +291,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token { command } => token_command(command).await,
+        Command::Access { command: AccessCommand::Explain(args) } => explain(args).await,
         Command::Config { command: ConfigCommand::Check { file } } => {
             let config = config::load_file(&file)?;
             if !secretd::backends::is_built_in(config.secret.backend) {
@@ -458,6 +514,46 @@ async fn channel(conn: &Connection) -> anyhow::Result<Channel> {
         endpoint = endpoint.tls_config(tls).context("TLS settings")?;
     }
     endpoint.connect().await.map_err(|e| anyhow::anyhow!("UNAVAILABLE: cannot connect to secretd at {uri}: {e}"))
+}
+
+async fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    let ExplainArgs {
+        principal,
+        token_file,
+        key,
+        namespace,
+        tenant,
+        action,
+        addr,
+        api_token,
+        user,
+        ca_cert,
+        client_cert,
+        client_key,
+    } = args;
+    let subject = match (principal, token_file) {
+        (Some(name), _) => proto::explain_access_request::Subject::Principal(name),
+        (None, Some(path)) => {
+            let token = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            proto::explain_access_request::Subject::Token(token.trim().to_owned())
+        }
+        (None, None) => bail!("name a principal with --principal or a token with --token-file"),
+    };
+    let conn = Connection { addr, api_token, token_file: None, user, ca_cert, client_cert, client_key };
+    let mut client = AccessAdminClient::with_interceptor(channel(&conn).await?, credentials(&conn)?);
+    let answer = client
+        .explain_access(proto::ExplainAccessRequest { subject: Some(subject), tenant, namespace, key, action })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "principal {} (service {})", answer.principal, answer.service)?;
+    writeln!(stdout, "NAMESPACE\tDECISION\tSTEP\tREASON")?;
+    for d in answer.decisions {
+        let decision = if d.allowed { "allow" } else { "deny" };
+        writeln!(stdout, "{}\t{decision}\t{}\t{}", d.namespace, d.step, d.reason)?;
+    }
+    Ok(())
 }
 
 async fn token_command(command: TokenCommand) -> anyhow::Result<()> {

@@ -152,10 +152,6 @@ impl Denial {
     }
 }
 
-fn deny(rule: &'static str, reason: String) -> Decision {
-    Err(Denial { rule, reason })
-}
-
 impl Policy {
     /// Globs that do not parse were refused by config validation; any that
     /// slip through are dropped here (and so never admit anything).
@@ -176,19 +172,48 @@ impl Policy {
         Self { denied_services, default_access: access.default_access, rules }
     }
 
+    /// The decision, with the reasons the caller and the audit see.
     pub fn decide(&self, caller: &Caller, action: Action, target: Target<'_>) -> Decision {
+        let verdict = self.judge(caller, action, target);
+        if verdict.allowed {
+            return Ok(match verdict.step {
+                Step::Rule { .. } => "allowed by access.rules",
+                Step::DefaultAccess => "access.default-access: allow",
+                _ => "admin permission",
+            });
+        }
         let p = &caller.principal;
+        let reason = match verdict.step {
+            Step::Isolation => format!("service type {} is denied by secret.isolation.denied-services", p.service),
+            Step::Permission => {
+                format!("principal {} lacks the {} permission", p.name, action.permission().as_str())
+            }
+            Step::PrincipalLimits => match target {
+                Target::Secret(n) => {
+                    format!("{}/{} is outside principal {}'s namespaces", n.tenant, n.namespace, p.name)
+                }
+                Target::Namespace(t, ns) => format!("{t}/{ns} is outside principal {}'s namespaces", p.name),
+                Target::Tokens => format!("outside principal {}'s namespaces", p.name),
+            },
+            Step::Rule { .. } => format!("denied by {}", self.rule_text(verdict.step).unwrap_or_default()),
+            Step::DefaultAccess | Step::AdminPermission => {
+                "no access rule allows it (access.default-access: deny)".into()
+            }
+        };
+        Err(Denial { rule: verdict.step.label(), reason })
+    }
+
+    /// Which step decided, without building any message: the one
+    /// implementation of the order above, for [`decide`](Self::decide) and
+    /// for `access explain`.
+    pub fn judge(&self, caller: &Caller, action: Action, target: Target<'_>) -> Verdict {
+        let p = &caller.principal;
+        let verdict = |allowed, step| Verdict { allowed, step };
         if self.denied_services.contains(&p.service) {
-            return deny(
-                "isolation",
-                format!("service type {} is denied by secret.isolation.denied-services", p.service),
-            );
+            return verdict(false, Step::Isolation);
         }
         if !p.can(action.permission()) {
-            return deny(
-                "permission",
-                format!("principal {} lacks the {} permission", p.name, action.permission().as_str()),
-            );
+            return verdict(false, Step::Permission);
         }
         let place = match target {
             Target::Secret(n) => Some((&n.tenant, &n.namespace)),
@@ -197,28 +222,76 @@ impl Policy {
         };
         if let Some((tenant, ns)) = place {
             if !p.reaches(tenant, ns) {
-                return deny("namespaces", format!("{tenant}/{ns} is outside principal {}'s namespaces", p.name));
+                return verdict(false, Step::PrincipalLimits);
             }
         }
         if matches!(target, Target::Tokens) {
-            return Ok("admin permission");
+            return verdict(true, Step::AdminPermission);
         }
-        let applicable: Vec<(usize, &Rule)> = self.rules.iter().enumerate().filter(|(_, r)| r.applies_to(p)).collect();
-        for (i, rule) in &applicable {
-            if let Some(glob) = rule.deny.iter().find(|g| g.matches(&target, true)) {
-                return deny("access_rule", format!("denied by access.rules[{i}] deny {:?}", glob.source));
+        let applicable = || self.rules.iter().enumerate().filter(|(_, r)| r.applies_to(p));
+        for (rule, r) in applicable() {
+            if let Some(glob) = r.deny.iter().position(|g| g.matches(&target, true)) {
+                return verdict(false, Step::Rule { rule, glob, deny: true });
             }
         }
-        if applicable.iter().any(|(_, rule)| rule.allow.iter().any(|g| g.matches(&target, false))) {
-            return Ok("allowed by access.rules");
-        }
-        match self.default_access {
-            DefaultAccess::Allow => Ok("access.default-access: allow"),
-            DefaultAccess::Deny => {
-                deny("default_access", "no access rule allows it (access.default-access: deny)".into())
+        for (rule, r) in applicable() {
+            if let Some(glob) = r.allow.iter().position(|g| g.matches(&target, false)) {
+                return verdict(true, Step::Rule { rule, glob, deny: false });
             }
+        }
+        verdict(self.default_access == DefaultAccess::Allow, Step::DefaultAccess)
+    }
+
+    /// `access.rules[i] deny "glob"` for a rule step.
+    pub fn rule_text(&self, step: Step) -> Option<String> {
+        let Step::Rule { rule, glob, deny } = step else { return None };
+        let r = self.rules.get(rule)?;
+        let (list, word) = if deny { (&r.deny, "deny") } else { (&r.allow, "allow") };
+        Some(format!("access.rules[{rule}] {word} {:?}", list.get(glob)?.source))
+    }
+
+    /// What `access.default-access` says.
+    pub fn default_access(&self) -> DefaultAccess {
+        self.default_access
+    }
+}
+
+/// The step of the policy that decided a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `secret.isolation.denied-services` names the caller's service type.
+    Isolation,
+    /// The caller lacks the action's permission.
+    Permission,
+    /// The name is outside the principal's own tenants and namespaces.
+    PrincipalLimits,
+    /// Token management, which needs only the `admin` permission.
+    AdminPermission,
+    /// An `access.rules` glob: the `glob`-th of rule `rule`'s deny or allow list.
+    Rule { rule: usize, glob: usize, deny: bool },
+    /// No rule matched: `access.default-access`.
+    DefaultAccess,
+}
+
+impl Step {
+    /// A fixed word per step: the metrics label of refusals.
+    pub fn label(self) -> &'static str {
+        match self {
+            Step::Isolation => "isolation",
+            Step::Permission => "permission",
+            Step::PrincipalLimits => "namespaces",
+            Step::AdminPermission => "admin",
+            Step::Rule { .. } => "access_rule",
+            Step::DefaultAccess => "default_access",
         }
     }
+}
+
+/// What [`Policy::judge`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub step: Step,
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ use crate::{
     policy::{Action, Caller, Target},
     proto::{
         self,
+        access_admin_server::{AccessAdmin, AccessAdminServer},
         batch_get_result::Result as ItemResult,
         secret_broker_server::{SecretBroker, SecretBrokerServer},
         token_admin_server::{TokenAdmin, TokenAdminServer},
@@ -416,6 +417,67 @@ impl Services {
 }
 
 #[tonic::async_trait]
+impl AccessAdmin for Services {
+    async fn explain_access(
+        &self,
+        request: Request<proto::ExplainAccessRequest>,
+    ) -> Result<Response<proto::ExplainAccessResponse>, Status> {
+        let admin = self.admin_caller(&request, "ExplainAccess")?;
+        let req = request.get_ref();
+        let action = match req.action.as_str() {
+            "" | "read" => Action::Read,
+            "list" => Action::List,
+            "write" => Action::Write,
+            "delete" => Action::Delete,
+            _ => return Err(Status::invalid_argument("action must be read, list, write or delete")),
+        };
+        let name = secretd_core::SecretName::parse(&req.tenant, &req.namespace, &req.key)
+            .map_err(|e| Status::invalid_argument(e.message().to_owned()))?;
+        // An admin limited to some namespaces explains only those.
+        if !admin.principal.reaches(&name.tenant, &name.namespace) {
+            return Err(Status::permission_denied(format!(
+                "{}/{} is outside principal {}'s namespaces",
+                name.tenant, name.namespace, admin.principal.name
+            )));
+        }
+        let principal = match &req.subject {
+            Some(proto::explain_access_request::Subject::Principal(who)) => self
+                .auth
+                .principal_named(who)
+                .ok_or_else(|| Status::not_found(format!("no principal or active token is named {who:?}")))?,
+            Some(proto::explain_access_request::Subject::Token(token)) => self
+                .auth
+                .principal_of_token(token)
+                .map_err(|_| Status::not_found("the token is unknown, revoked or expired"))?,
+            None => return Err(Status::invalid_argument("name a principal or give a token")),
+        };
+        let subject = Caller { principal: principal.clone(), peer: admin.peer.clone() };
+        let explained = self.broker.explain(&subject, action, &name);
+        let trail = Trail {
+            allowed: Some(true),
+            reason: Some(format!("explained access of {}", principal.name).into()),
+            ..Default::default()
+        };
+        let aim =
+            Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
+        self.audit(&admin, "ExplainAccess", aim, &trail, code_of(&explained));
+        Ok(Response::new(proto::ExplainAccessResponse {
+            principal: principal.name.clone(),
+            service: principal.service.clone(),
+            decisions: explained?
+                .into_iter()
+                .map(|e| proto::NamespaceDecision {
+                    namespace: e.namespace.to_string(),
+                    allowed: e.verdict.allowed,
+                    step: e.verdict.step.label().to_owned(),
+                    reason: e.reason,
+                })
+                .collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
 impl TokenAdmin for Services {
     async fn create_token(
         &self,
@@ -595,6 +657,7 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(SecretBrokerServer::new(services.clone()))
+        .add_service(AccessAdminServer::new(services.clone()))
         .add_service(TokenAdminServer::new(services));
     let serving = async move {
         match listener {

@@ -124,3 +124,82 @@ async fn shipped_rules_decide_on_every_namespace_a_lookup_consults() {
     assert_eq!(refused["code"], "NOT_FOUND");
     assert!(refused.get("found_in").is_none(), "{refused}");
 }
+
+/// `secretd access explain`, on the shipped rules: each namespace a call
+/// would consult, the decision and the rule that made it.
+#[tokio::test]
+async fn access_explain_names_the_deciding_rule_for_each_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let (access, isolation) = shipped_rules();
+    let top = format!("{}{access}", admin_account());
+    let daemon = Daemon::configured(dir.path(), "server:\n  listen: 127.0.0.1:0\n", &isolation, "", &top);
+    let etl = token(&daemon, "etl", &["company.etl.*"]).await;
+    let worker = token(&daemon, "worker", &[]).await;
+    let token_file = dir.path().join("etl.token");
+    std::fs::write(&token_file, &etl).unwrap();
+    let explain = |args: &[&str]| {
+        let out = std::process::Command::new(common::bin())
+            .args(["access", "explain", "--addr", &daemon.addr, "--api-token", common::ADMIN_TOKEN])
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let rows = |stdout: &str| -> Vec<Vec<String>> {
+        stdout.lines().skip(2).map(|l| l.split('\t').map(str::to_owned).collect()).collect()
+    };
+
+    let (ok, out, err) = explain(&["--principal", "worker", "-n", "company.finance.x", "db"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("principal worker (service WORKER)"), "{out}");
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 3, "{out}");
+    assert_eq!(rows[0][..3], ["company.finance.x", "allow", "access_rule"]);
+    assert!(rows[0][3].contains(r#"access.rules[0] allow "main/company.*/*""#), "{out}");
+    assert_eq!(rows[1][..3], ["company.finance", "deny", "access_rule"]);
+    assert!(rows[1][3].contains(r#"access.rules[0] deny "*/company.finance/*""#), "{out}");
+    assert_eq!(rows[2][..3], ["company", "deny", "default_access"]);
+
+    // By token, limited to company.etl.*: the parents are outside it.
+    let (ok, out, err) = explain(&["--token-file", token_file.to_str().unwrap(), "-n", "company.etl.a", "root"]);
+    assert!(ok, "{err}");
+    let steps: Vec<(String, String, String)> = out
+        .lines()
+        .skip(2)
+        .map(|l| l.split('\t').map(str::to_owned).collect::<Vec<_>>())
+        .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("company.etl.a".into(), "allow".into(), "access_rule".into()),
+            ("company.etl".into(), "deny".into(), "namespaces".into()),
+            ("company".into(), "deny".into(), "namespaces".into()),
+        ]
+    );
+    // A write by a read-only token: refused for the permission.
+    let (ok, out, _) = explain(&["--principal", "etl", "-n", "company.etl.a", "root", "--action", "write"]);
+    assert!(ok);
+    assert!(out.contains("company.etl.a\tdeny\tpermission\t"), "{out}");
+
+    // Unknown principals are NOT_FOUND; a non-admin may not ask.
+    let (ok, _, err) = explain(&["--principal", "nobody", "-n", "company", "db"]);
+    assert!(!ok && err.contains("NOT_FOUND"), "{err}");
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "access",
+            "explain",
+            "--addr",
+            &daemon.addr,
+            "--api-token",
+            &worker,
+            "--principal",
+            "etl",
+            "-n",
+            "a",
+            "k",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PERMISSION_DENIED"));
+}

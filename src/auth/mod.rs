@@ -288,6 +288,33 @@ impl Authenticator {
         }
     }
 
+    /// The principal a configured rule or an active token of this name
+    /// maps to, for `access explain`. Config principals come first, as
+    /// tokens cannot take their names.
+    pub fn principal_named(&self, name: &str) -> Option<Arc<Principal>> {
+        let configured = self
+            .static_accounts
+            .iter()
+            .map(|(_, p)| p)
+            .chain(self.certs.iter().map(|c| &c.principal))
+            .chain(self.peers.iter().map(|r| &r.principal))
+            .chain(self.basic.iter().map(|b| &b.principal))
+            .find(|p| p.name == name)
+            .cloned();
+        configured.or_else(|| {
+            let index = self.tokens.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let found = index.values().find(|e| e.principal.name == name).map(|e| e.principal.clone());
+            found
+        })
+    }
+
+    /// The principal of a token, as a call bearing it would be
+    /// authenticated, for `access explain`. Failures do not count against
+    /// the failure limit: the caller is an authenticated admin.
+    pub fn principal_of_token(&self, token: &str) -> Result<Arc<Principal>, AuthFailure> {
+        self.check_token(token.trim())
+    }
+
     /// Authenticates one call.
     pub fn authenticate(&self, metadata: &MetadataMap, peer: &PeerInfo) -> Result<Arc<Principal>, AuthFailure> {
         if self.limiter.is_blocked(&peer.limit_key) {

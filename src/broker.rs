@@ -87,8 +87,8 @@ pub struct Trail {
     pub cache_hit: Option<bool>,
     /// Where a read's answer came from.
     pub origin: Option<Origin>,
-    /// The namespace whose secret answered a read, which namespace
-    /// inheritance may have found above the one asked for.
+    /// The parent namespace whose secret answered a read, when namespace
+    /// inheritance found it above the one asked for.
     pub found_in: Option<Namespace>,
     pub backend_latency: Option<std::time::Duration>,
 }
@@ -219,12 +219,13 @@ impl Broker {
         }
         let found = &answer.secret.metadata.name;
         if found.namespace != name.namespace {
-            // The audit names the rule that admitted the namespace that answered.
+            // The audit names the namespace that answered, and the rule
+            // that admitted it.
             if let Ok(reason) = self.policy.decide(caller, Action::Read, Target::Secret(found)) {
                 trail.reason = Some(reason.into());
             }
+            trail.found_in = Some(found.namespace.clone());
         }
-        trail.found_in = Some(found.namespace.clone());
         Ok(Resolved { secret: answer.secret, origin: answer.origin, age: answer.age })
     }
 
@@ -817,7 +818,8 @@ mod inheritance_policy {
                     .map_err(Status::code);
                 assert_eq!(&got, want, "{round} case {i}: {} reads {ns}/{key}", c.principal.name);
                 if let Ok((_, found_in)) = want {
-                    assert_eq!(trail.found_in.as_ref().map(Namespace::as_str), Some(*found_in), "case {i}");
+                    let audited = trail.found_in.as_ref().map_or(*ns, Namespace::as_str);
+                    assert_eq!(audited, *found_in, "case {i}");
                 }
             }
         }

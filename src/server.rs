@@ -123,11 +123,7 @@ impl Services {
             method,
             tenant: aim.tenant.map(|t| if t.is_empty() { secretd_core::DEFAULT_TENANT } else { t }.to_owned()),
             namespace: aim.namespace.map(str::to_owned),
-            found_in: trail
-                .found_in
-                .as_ref()
-                .filter(|found| aim.namespace != Some(found.as_str()))
-                .map(|found| found.to_string()),
+            found_in: trail.found_in.as_ref().map(|found| found.to_string()),
             key: aim.key.map(str::to_owned),
             version: aim.version.filter(|v| !v.is_empty()).map(str::to_owned),
             decision,

@@ -159,14 +159,14 @@ const FIELDS: &[Field] = &[
         path: &["server", "basic-auth", "password"],
         block: 2,
         base: BASIC_AUTH,
-        plain_string: true,
+        plain_string: false,
     },
     Field {
         source: "TlsConfig.keystore_password",
         path: &["server", "tls", "keystore-password"],
         block: 2,
         base: KEYSTORE,
-        plain_string: true,
+        plain_string: false,
     },
 ];
 

@@ -396,6 +396,8 @@ impl Config {
     pub fn credential_files(&self) -> Vec<&std::path::Path> {
         let s = &self.secret;
         let mut credentials: Vec<&Credential> = Vec::new();
+        credentials.extend(self.server.basic_auth.as_ref().map(|b| &b.password));
+        credentials.extend(self.server.tls.as_ref().and_then(|t| t.keystore_password.as_ref()));
         if let Some(jdbc) = &s.jdbc {
             credentials.extend(jdbc.secret.as_ref());
         }

@@ -7,6 +7,8 @@ use std::{fmt, path::PathBuf, str::FromStr};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
+use super::Credential;
+
 /// Where the gRPC API listens: `127.0.0.1:7878` or `unix:///run/secretd/secretd.sock`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
@@ -94,7 +96,9 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
     /// Or a PKCS#12 keystore holding the key and its certificate chain.
     pub keystore: Option<PathBuf>,
-    pub keystore_password: Option<SecretString>,
+    /// Inline (best as `${ENV}`) or `file:`; a file is re-read when it
+    /// changes, with the keystore.
+    pub keystore_password: Option<Credential>,
     #[serde(default)]
     pub client_authentication: ClientAuthentication,
     /// PEM bundle of the CAs trusted for client certificates.
@@ -106,7 +110,9 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BasicAuthConfig {
     pub username: String,
-    pub password: SecretString,
+    /// Inline (best as `${ENV}`) or `file:`; a file is re-read when it
+    /// changes, so the password rotates without a restart.
+    pub password: Credential,
 }
 
 /// `security`.

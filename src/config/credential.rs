@@ -81,7 +81,8 @@ const MAX_CREDENTIAL_FILE: u64 = 1024 * 1024;
 
 /// Why a `file:` credential could not be read. Each message is fixed
 /// text: neither the path nor anything read from the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.as_str())]
 pub enum CredentialFileError {
     NoPath,
     NotFound,
@@ -106,14 +107,6 @@ impl CredentialFileError {
         }
     }
 }
-
-impl fmt::Display for CredentialFileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::error::Error for CredentialFileError {}
 
 fn read_credential_file(path: &Path) -> Result<SecretString, CredentialFileError> {
     use std::io::ErrorKind;

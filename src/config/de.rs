@@ -48,7 +48,8 @@ pub(crate) fn reason<E: de::Error>(text: &'static str) -> E {
 const REASON: &str = "a value that is refused";
 
 /// A configuration value that could not be used, and where it sits.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{problem}")]
 pub struct DeError {
     path: Option<String>,
     problem: Problem,
@@ -122,9 +123,9 @@ enum Problem {
     MalformedReference(&'static str),
 }
 
-impl fmt::Display for DeError {
+impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.problem {
+        match self {
             Problem::Mismatch { found, expected } => write!(f, "found {found}, expected {expected}"),
             Problem::Invalid { found, expected } => write!(f, "found {found} that is not allowed, expected {expected}"),
             Problem::Length { len, expected } => write!(f, "found {len} items, expected {expected}"),
@@ -154,8 +155,6 @@ impl fmt::Display for DeError {
         }
     }
 }
-
-impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     /// The message is dropped: it may quote the input.

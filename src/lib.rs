@@ -116,7 +116,12 @@ pub async fn build_services(config: &Config) -> Result<Services, StartError> {
         }
     }
     let tokens = Arc::new(TokenStore::open(&state_url).await.map_err(StartError::State)?);
-    let auth = Arc::new(Authenticator::new(&config.auth, config.server.basic_auth.as_ref(), Some(tokens)));
+    // Validation refused a bad pattern already; `ok()` cannot drop one.
+    let password_rule = config.security.basic_auth.compiled().ok().flatten();
+    let auth = Arc::new(
+        Authenticator::new(&config.auth, config.server.basic_auth.as_ref(), Some(tokens))
+            .with_password_rule(password_rule),
+    );
     auth.refresh().await?;
     tokio::spawn(auth.clone().refresh_loop(config.state.refresh_interval));
 

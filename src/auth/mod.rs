@@ -5,7 +5,10 @@
 //! 1. `authorization: Bearer <token>`: a service-account token from the
 //!    state store or from `auth.service-accounts`;
 //! 2. `authorization: Basic ...`: the operator's admin account from
-//!    `server.basic-auth`;
+//!    `server.basic-auth`, whose password given as `file:` is re-read when
+//!    the file changes (a rotated password that breaks
+//!    `security.basic-auth.password-regexp` is refused, and the previous
+//!    one stays);
 //! 3. the kernel-verified uid/gid of a Unix socket peer, matched by
 //!    `auth.unix-peers` rules (the sidecar's path: nothing to leak);
 //! 4. a client certificate that rustls verified against
@@ -31,13 +34,14 @@ use std::{
     collections::{BTreeSet, HashMap},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
     },
     time::{Duration, SystemTime},
 };
 
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
+use secretd_core::CredentialSource;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
@@ -135,8 +139,44 @@ struct PeerMatcher {
 
 struct BasicAdmin {
     username_hash: [u8; 32],
-    password_hash: [u8; 32],
+    password: CredentialSource,
+    /// `security.basic-auth.password-regexp`, which a rotated password must
+    /// obey too.
+    rule: Option<regex::Regex>,
+    /// Digests only: of the password callers must present, and of the
+    /// value last read, to notice a rotation.
+    digests: Mutex<PasswordDigests>,
     principal: Arc<Principal>,
+}
+
+struct PasswordDigests {
+    accepted: [u8; 32],
+    last_read: [u8; 32],
+}
+
+impl BasicAdmin {
+    /// The digest a caller's password must match now. A `file:` password is
+    /// re-read when its file changed (the source checks that cheaply).
+    fn accepted_digest(&self) -> [u8; 32] {
+        let mut digests = self.digests.lock().unwrap_or_else(|e| e.into_inner());
+        // A failed read keeps the last good value inside the source already.
+        if let Ok(current) = self.password.current() {
+            let digest: [u8; 32] = Sha256::digest(current.expose_secret().as_bytes()).into();
+            if digest != digests.last_read {
+                digests.last_read = digest;
+                if self.rule.as_ref().is_none_or(|rule| rule.is_match(current.expose_secret())) {
+                    digests.accepted = digest;
+                    tracing::info!("server.basic-auth.password changed; the new password is in use");
+                } else {
+                    tracing::warn!(
+                        "server.basic-auth.password changed to one that does not match \
+                         security.basic-auth.password-regexp; the previous password stays in use"
+                    );
+                }
+            }
+        }
+        digests.accepted
+    }
 }
 
 pub struct Authenticator {
@@ -184,7 +224,13 @@ impl Authenticator {
             .collect();
         let basic = basic.map(|b| BasicAdmin {
             username_hash: Sha256::digest(b.username.as_bytes()).into(),
-            password_hash: Sha256::digest(b.password.expose_secret().as_bytes()).into(),
+            password: b.password.source(),
+            rule: None,
+            digests: {
+                // Loading checked the password against the rule already.
+                let digest: [u8; 32] = Sha256::digest(b.password.expose_secret().as_bytes()).into();
+                Mutex::new(PasswordDigests { accepted: digest, last_read: digest })
+            },
             principal: Arc::new(Principal {
                 name: b.username.clone(),
                 service: ADMIN_SERVICE.into(),
@@ -204,6 +250,14 @@ impl Authenticator {
         };
         authenticator.install(Vec::new());
         authenticator
+    }
+
+    /// Holds rotated basic-auth passwords to `security.basic-auth.password-regexp`.
+    pub fn with_password_rule(mut self, rule: Option<regex::Regex>) -> Self {
+        if let Some(basic) = &mut self.basic {
+            basic.rule = rule;
+        }
+        self
     }
 
     pub fn store(&self) -> Option<&Arc<TokenStore>> {
@@ -399,7 +453,7 @@ impl Authenticator {
         // Compare fixed-size digests in constant time, both always, so
         // neither the length nor which half was wrong shows in the timing.
         let user_ok = admin.username_hash.ct_eq(Sha256::digest(user.as_bytes()).as_slice());
-        let password_ok = admin.password_hash.ct_eq(Sha256::digest(password.as_bytes()).as_slice());
+        let password_ok = admin.accepted_digest().ct_eq(Sha256::digest(password.as_bytes()).as_slice());
         if bool::from(user_ok & password_ok) {
             Ok(admin.principal.clone())
         } else {
@@ -418,7 +472,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
-    use crate::config::{CertificateRule, PeerRule, StaticAccount};
+    use crate::config::{CertificateRule, Credential, PeerRule, StaticAccount};
 
     fn spec(name: &str, service: &str) -> PrincipalSpec {
         PrincipalSpec {
@@ -463,7 +517,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let basic = BasicAuthConfig { username: "admin".into(), password: SecretString::from("pw".to_owned()) };
+        let basic = BasicAuthConfig { username: "admin".into(), password: Credential::inline("pw") };
         let a = Authenticator::new(&auth, Some(&basic), None);
         let ok = a.authenticate(&metadata(&format!("Bearer {}", token.expose_secret())), &peer("p")).unwrap();
         assert_eq!((ok.name.as_str(), ok.service.as_str()), ("worker", "WORKER"));
@@ -487,6 +541,33 @@ mod tests {
         assert_eq!(a.authenticate(&MetadataMap::new(), &unix).unwrap().name, "sidecar");
         unix.unix = Some((1001, 5));
         assert!(a.authenticate(&MetadataMap::new(), &unix).is_err());
+    }
+
+    fn basic(user_password: &str) -> MetadataMap {
+        metadata(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_password)))
+    }
+
+    #[test]
+    fn a_rotated_password_file_is_picked_up_and_held_to_the_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin-password");
+        std::fs::write(&file, "first-long-password\n").unwrap();
+        let raw = format!("file:{}", file.display());
+        let basic_config = BasicAuthConfig { username: "op".into(), password: Credential::resolve(&raw).unwrap() };
+        let rule = regex::Regex::new("^(?:[a-z-]{12,})$").unwrap();
+        let a = Authenticator::new(&AuthConfig::default(), Some(&basic_config), None).with_password_rule(Some(rule));
+        let ok = |a: &Authenticator, pw: &str| a.authenticate(&basic(&format!("op:{pw}")), &peer("good")).is_ok();
+        assert!(ok(&a, "first-long-password"));
+        assert!(!ok(&a, &raw), "the reference itself is no password");
+
+        // Different sizes, so the change shows within the clock's resolution.
+        std::fs::write(&file, "second-long-password-x\n").unwrap();
+        assert!(ok(&a, "second-long-password-x"));
+        assert!(!ok(&a, "first-long-password"), "the old password still works after rotation");
+
+        std::fs::write(&file, "short\n").unwrap();
+        assert!(!ok(&a, "short"), "a rotated password that breaks the rule was taken");
+        assert!(ok(&a, "second-long-password-x"), "the previous password must stay in use");
     }
 
     #[test]

@@ -387,6 +387,8 @@ mod tests {
             service: service.into(),
             permissions: Permission::ALL.into_iter().collect(),
             namespaces: vec![],
+            tenants: vec!["*".into()],
+            expires_at: None,
         };
         Caller { principal: Arc::new(principal), peer: "test".into() }
     }

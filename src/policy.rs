@@ -225,6 +225,8 @@ mod tests {
                 service: service.into(),
                 permissions: permissions.iter().copied().collect(),
                 namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+                tenants: vec!["*".into()],
+                expires_at: None,
             }),
             peer: "test".into(),
         }

@@ -146,6 +146,48 @@ fn dev_instance_quick_start() {
     assert_eq!(get.stdout, b"inline-value", "{}", stderr(&get));
 }
 
+/// Issue #12, item 17: the dev admin token goes to a loopback address or a
+/// Unix socket only, never to whatever `--addr` names.
+#[test]
+fn the_dev_token_goes_only_to_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    // Listening on every interface, so the same daemon answers under a name
+    // that is not loopback: connecting to 0.0.0.0 reaches this host.
+    let daemon = Daemon::start(&["serve", "--listen", "0.0.0.0:0"], dir.path());
+    let port = daemon.addr.rsplit(':').next().unwrap().to_owned();
+    let put = secretd_in(dir.path(), &format!("127.0.0.1:{port}"), &["put", "-n", "company", "k", "v"], None);
+    assert!(put.status.success(), "{}", stderr(&put));
+    for local in [format!("localhost:{port}"), format!("http://127.0.0.1:{port}")] {
+        let get = secretd_in(dir.path(), &local, &["get", "-n", "company", "k"], None);
+        assert_eq!(get.stdout, b"v", "{local}: {}", stderr(&get));
+    }
+    let audit = dir.path().join("data/audit.log");
+    // The audit trail is written off the request path: let it catch up.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let records_before = std::fs::read_to_string(&audit).unwrap_or_default().lines().count();
+
+    for remote in [format!("0.0.0.0:{port}"), format!("http://0.0.0.0:{port}")] {
+        let out = secretd_in(dir.path(), &remote, &["get", "-n", "company", "k"], None);
+        assert!(!out.status.success(), "{remote}: the dev token was sent: {:?}", out.stdout);
+        let err = stderr(&out);
+        assert!(err.contains("--api-token") && err.contains("--token-file"), "{remote}: {err}");
+        assert!(err.contains("admin.token"), "{remote}: {err}");
+    }
+    // Explicit credentials still go anywhere.
+    let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
+    let explicit = secretd_in(
+        dir.path(),
+        &format!("0.0.0.0:{port}"),
+        &["get", "-n", "company", "k", "--api-token", token.trim()],
+        None,
+    );
+    assert_eq!(explicit.stdout, b"v", "{}", stderr(&explicit));
+    // The refused calls never reached the daemon: one record more, the explicit call's.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let records_after = std::fs::read_to_string(&audit).unwrap_or_default().lines().count();
+    assert_eq!(records_after, records_before + 1, "calls without explicit credentials reached the daemon");
+}
+
 #[test]
 fn unreachable_daemon_is_unavailable() {
     let out = secretd("127.0.0.1:1", &["get", "-n", "a", "k"], None);

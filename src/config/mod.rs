@@ -604,24 +604,41 @@ impl Config {
                 }
             }
         }
-        let check_principal =
-            |field: &str, name: &str, service: &str, namespaces: &[String], bad: &mut dyn FnMut(&str, String)| {
-                if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                    bad(field, format!("principal name {name:?} must be 1 to 128 characters without spaces"));
+        let check_principal = |field: &str,
+                               name: &str,
+                               service: &str,
+                               namespaces: &[String],
+                               tenants: &[String],
+                               bad: &mut dyn FnMut(&str, String)| {
+            if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                bad(field, format!("principal name {name:?} must be 1 to 128 characters without spaces"));
+            }
+            if !is_service_type(service) {
+                bad(
+                    field,
+                    format!("{service:?} is not a service type (upper-case letters, digits and '_', like WORKER)"),
+                );
+            }
+            for glob in namespaces {
+                if let Err(e) = crate::auth::mint::check_namespace_glob(glob) {
+                    bad(&format!("{field}.namespaces"), e);
                 }
-                if !is_service_type(service) {
-                    bad(
-                        field,
-                        format!("{service:?} is not a service type (upper-case letters, digits and '_', like WORKER)"),
-                    );
+            }
+            if tenants.is_empty() {
+                bad(
+                    &format!("{field}.tenants"),
+                    "must list at least one tenant glob ([\"*\"] for every tenant)".into(),
+                );
+            }
+            for glob in tenants {
+                if let Err(e) = crate::auth::mint::check_tenant_glob(glob) {
+                    bad(&format!("{field}.tenants"), e);
                 }
-                if namespaces.iter().any(|g| g.is_empty()) {
-                    bad(field, "namespace globs must not be empty".into());
-                }
-            };
+            }
+        };
         for (i, account) in self.auth.service_accounts.iter().enumerate() {
             let field = format!("auth.service-accounts[{i}]");
-            check_principal(&field, &account.name, &account.service, &account.namespaces, bad);
+            check_principal(&field, &account.name, &account.service, &account.namespaces, &account.tenants, bad);
             if TokenHash::parse(&account.token_sha256).is_none() {
                 bad(&format!("{field}.token-sha256"), "must be 64 hex digits (`secretd token hash` prints it)".into());
             }
@@ -632,7 +649,7 @@ impl Config {
                 bad(&field, "needs uri-san or common-name".into());
             }
             let p = &rule.principal;
-            check_principal(&field, &p.name, &p.service, &p.namespaces, bad);
+            check_principal(&format!("{field}.principal"), &p.name, &p.service, &p.namespaces, &p.tenants, bad);
         }
         if !self.auth.certificates.is_empty() && self.server.tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
             bad(
@@ -646,7 +663,7 @@ impl Config {
                 bad(&field, "needs uid or gid".into());
             }
             let p = &rule.principal;
-            check_principal(&field, &p.name, &p.service, &p.namespaces, bad);
+            check_principal(&format!("{field}.principal"), &p.name, &p.service, &p.namespaces, &p.tenants, bad);
         }
         if self.auth.failure_limit.burst == 0 {
             bad("auth.failure-limit.burst", "must be at least 1".into());

@@ -69,6 +69,11 @@ fn dev_instance_quick_start() {
     assert_eq!(get.stdout, b"s3cr3t\n");
     let inherited = secretd_in(dir.path(), addr, &["get", "-n", "company.team", "api"], None);
     assert_eq!(inherited.stdout, b"inline-value");
+    // The dev admin token reaches every tenant.
+    let acme = secretd_in(dir.path(), addr, &["put", "--tenant", "acme", "-n", "company", "api", "acme-value"], None);
+    assert!(acme.status.success(), "{}", stderr(&acme));
+    let acme = secretd_in(dir.path(), addr, &["get", "--tenant", "acme", "-n", "company", "api"], None);
+    assert_eq!(acme.stdout, b"acme-value", "{}", stderr(&acme));
 
     let list = secretd_in(dir.path(), addr, &["list", "-n", "company", "--json"], None);
     let text = String::from_utf8_lossy(&list.stdout);
@@ -114,7 +119,8 @@ fn dev_instance_quick_start() {
     assert!(stderr(&worker_put).contains("PERMISSION_DENIED"), "{}", stderr(&worker_put));
     let listed = secretd_in(dir.path(), addr, &["token", "list"], None);
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
-    assert!(listed.contains("w1\tWORKER\tread,list\tcompany*"), "{listed}");
+    assert!(listed.contains("w1\tWORKER\tread,list\tcompany*\tmain\t"), "{listed}");
+    assert!(listed.contains("dev-admin\tADMIN\tadmin\t*\t*\t"), "{listed}");
     assert!(!listed.contains(&token), "token list printed the token");
     let revoked = secretd_in(dir.path(), addr, &["token", "revoke", "w1"], None);
     assert!(revoked.status.success(), "{}", stderr(&revoked));
@@ -186,6 +192,37 @@ fn the_dev_token_goes_only_to_loopback() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let records_after = std::fs::read_to_string(&audit).unwrap_or_default().lines().count();
     assert_eq!(records_after, records_before + 1, "calls without explicit credentials reached the daemon");
+}
+
+/// A dev admin token from before tenants (migrated to `main` only) is
+/// replaced at the next start by one for every tenant.
+#[test]
+fn a_dev_token_from_before_tenants_is_replaced() {
+    use secrecy::{ExposeSecret, SecretString};
+    use secretd::auth::state::{NewToken, TokenStore};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let old = runtime.block_on(async {
+        let url = SecretString::from(format!("sqlite://{}", data.join("state.db").display()));
+        let store = TokenStore::open(&url).await.unwrap();
+        let new = NewToken {
+            name: "dev-admin".into(),
+            service: "ADMIN".into(),
+            permissions: vec![secretd::config::Permission::Admin],
+            namespaces: vec![],
+            tenants: vec!["main".into()],
+            expires_at: None,
+        };
+        store.create(&new).await.unwrap().expose_secret().to_owned()
+    });
+    std::fs::write(data.join("admin.token"), format!("{old}\n")).unwrap();
+    let daemon = Daemon::start(&["serve", "--listen", "127.0.0.1:0"], dir.path());
+    let now = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    assert!(now.trim() != old, "the main-only dev token was kept");
+    let put = secretd_in(dir.path(), &daemon.addr, &["put", "--tenant", "acme", "-n", "company", "k", "v"], None);
+    assert!(put.status.success(), "{}", stderr(&put));
 }
 
 #[test]

@@ -363,9 +363,18 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// `humantime` cannot write years past 9999 (`to_string` would panic), and a
+/// token stored before lifetimes were capped may expire that late.
 fn format_time(t: prost_types::Timestamp) -> String {
     let Ok(secs) = u64::try_from(t.seconds) else { return String::new() };
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+    let mut out = String::new();
+    let time = std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs));
+    match time
+        .map(|time| std::fmt::Write::write_fmt(&mut out, format_args!("{}", humantime::format_rfc3339_seconds(time))))
+    {
+        Some(Ok(())) => out,
+        _ => format!("{secs}s after the epoch"),
+    }
 }
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {
@@ -702,7 +711,16 @@ fn init_logging() {
 
 #[cfg(test)]
 mod tests {
-    use super::is_local_addr;
+    use super::{format_time, is_local_addr};
+
+    #[test]
+    fn times_past_the_year_9999_print_without_a_panic() {
+        let at = |seconds| format_time(prost_types::Timestamp { seconds, nanos: 0 });
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(400_000_000_000), "400000000000s after the epoch");
+        assert_eq!(at(i64::MAX), format!("{}s after the epoch", i64::MAX));
+        assert_eq!(at(-1), "");
+    }
 
     #[test]
     fn the_dev_token_goes_to_this_host_only() {

@@ -105,8 +105,7 @@ pub fn check_grant(creator: &Principal, grant: &Grant<'_>) -> Result<(), MintRef
     }
     if let Some(limit) = creator.expires_at {
         if grant.expires_at.is_none_or(|at| at > limit) {
-            let at = humantime::format_rfc3339_seconds(limit).to_string();
-            return Err(MintRefusal::Expiry { creator: creator.name.clone(), at });
+            return Err(MintRefusal::Expiry { creator: creator.name.clone(), at: rfc3339(limit) });
         }
     }
     Ok(())
@@ -138,6 +137,19 @@ fn tenant_gap<'a>(creator: &[String], new: &'a [String]) -> Option<&'a str> {
 
 fn first_uncovered<'a>(creator: &[String], new: &'a [String]) -> Option<&'a str> {
     new.iter().find(|n| !creator.iter().any(|c| glob_covers(c, n))).map(String::as_str)
+}
+
+/// A time for a message. `humantime` cannot write years past 9999 (its
+/// `Display` fails, and `to_string` would panic on that), and a token stored
+/// before lifetimes were capped may expire that late.
+fn rfc3339(t: SystemTime) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if write!(out, "{}", humantime::format_rfc3339_seconds(t)).is_err() {
+        let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        out = format!("{secs} seconds after the epoch");
+    }
+    out
 }
 
 fn list(globs: &[String]) -> String {
@@ -396,6 +408,14 @@ mod tests {
             assert!(expiry(now(), absurd).unwrap_err().contains("10 years"), "{absurd}");
         }
         assert!(expiry(now(), -1).unwrap_err().contains("negative"));
+        // A creator stored before the cap, expiring after the year 9999: a
+        // refusal that says when, not a panic.
+        let ancient = Principal {
+            expires_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(400_000_000_000)),
+            ..principal(&[Admin], &[], &["*"], None)
+        };
+        let grant = Grant { permissions: &[Read], namespaces: &[], tenants: &[], expires_at: None };
+        assert!(check_grant(&ancient, &grant).unwrap_err().to_string().contains("400000000000 seconds"));
         // Near the end of representable time, the sum itself overflows.
         let far = SystemTime::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 - 10);
         assert!(expiry(far, 60).is_err());

@@ -573,6 +573,8 @@ mod tests {
             service: service.into(),
             permissions: Permission::ALL.into_iter().collect(),
             namespaces: vec![],
+            tenants: vec!["*".into()],
+            expires_at: None,
         };
         Caller { principal: Arc::new(principal), peer: "test".into() }
     }
@@ -738,6 +740,8 @@ mod inheritance_policy {
             service: service.into(),
             permissions: permissions.iter().copied().collect(),
             namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+            tenants: vec!["main".into()],
+            expires_at: None,
         };
         Caller { principal: Arc::new(principal), peer: "test".into() }
     }

@@ -138,16 +138,21 @@ pub async fn build_services(config: &Config) -> Result<Services, StartError> {
 }
 
 /// In dev mode, makes sure an admin token exists and is in
-/// `paths.admin_token` (mode 0600), where the CLI finds it.
+/// `paths.admin_token` (mode 0600), where the CLI finds it. It reaches every
+/// tenant; one from before tenants existed (migrated to `main` only) is
+/// replaced.
 pub async fn ensure_dev_admin_token(services: &Services, paths: &DevPaths) -> Result<(), StartError> {
     let Some(store) = services.auth.store() else { return Ok(()) };
     if let Ok(existing) = std::fs::read_to_string(&paths.admin_token) {
         let hash = auth::token::TokenHash::of(existing.trim());
-        if store.active().await?.iter().any(|t| t.hash == hash) {
+        let all_tenants = [auth::mint::ALL_TENANTS.to_owned()];
+        let active = store.active().await?;
+        if active.iter().any(|t| t.hash == hash && t.tenants == all_tenants) {
             return Ok(());
         }
-        // The state store was reset under the file: issue a new token.
-        tracing::warn!(file = %paths.admin_token.display(), "the dev admin token is unknown to the state store; replacing it");
+        // The state store was reset under the file, or the token predates
+        // tenants: issue a new token.
+        tracing::warn!(file = %paths.admin_token.display(), "the dev admin token is unknown to the state store or not for every tenant; replacing it");
         std::fs::remove_file(&paths.admin_token)
             .map_err(|source| StartError::AdminToken { path: paths.admin_token.display().to_string(), source })?;
     }
@@ -156,7 +161,8 @@ pub async fn ensure_dev_admin_token(services: &Services, paths: &DevPaths) -> Re
         service: ADMIN_SERVICE.into(),
         permissions: vec![Permission::Admin],
         namespaces: Vec::new(),
-        expires_in: None,
+        tenants: vec![auth::mint::ALL_TENANTS.to_owned()],
+        expires_at: None,
     };
     // A leftover from a deleted token file: replace it.
     let token = match store.create(&new).await {

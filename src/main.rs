@@ -143,9 +143,15 @@ enum TokenCommand {
         #[arg(long, value_delimiter = ',', default_value = "read")]
         permissions: Vec<String>,
         /// A namespace glob the token is limited to, like 'company.*'; repeat for more.
+        /// Without one, no namespace limit (only a creator without one may mint that).
         #[arg(long = "namespace")]
         namespaces: Vec<String>,
-        /// Lifetime, like 30d or 12h; no expiry by default.
+        /// A tenant glob the token is limited to, like 'acme-*' ('*' is every tenant);
+        /// repeat or separate with commas. Default: main.
+        #[arg(long = "tenant", value_delimiter = ',')]
+        tenants: Vec<String>,
+        /// Lifetime, like 30d or 12h, at most 10 years (3650d); no expiry by default.
+        /// No later than the creating token's own expiry.
         #[arg(long, value_parser = humantime::parse_duration)]
         expires: Option<Duration>,
     },
@@ -413,9 +419,18 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// `humantime` cannot write years past 9999 (`to_string` would panic), and a
+/// token stored before lifetimes were capped may expire that late.
 fn format_time(t: prost_types::Timestamp) -> String {
     let Ok(secs) = u64::try_from(t.seconds) else { return String::new() };
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+    let mut out = String::new();
+    let time = std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs));
+    match time
+        .map(|time| std::fmt::Write::write_fmt(&mut out, format_args!("{}", humantime::format_rfc3339_seconds(time))))
+    {
+        Some(Ok(())) => out,
+        _ => format!("{secs}s after the epoch"),
+    }
 }
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {
@@ -455,8 +470,33 @@ impl Interceptor for Credentials {
     }
 }
 
-/// The dev instance's admin token, used when no credentials are given.
+/// The dev instance's admin token, used when no credentials are given and
+/// the daemon is on this host (see [`is_local_addr`]).
 const DEV_ADMIN_TOKEN: &str = "./data/admin.token";
+
+/// Whether `--addr` names this host: a Unix socket, or a loopback address
+/// written as `127.0.0.1`, `::1` or `localhost` (any port, with or without
+/// `http://` or `https://`). Only there may the dev admin token go without
+/// being asked for: anything else could be another machine, and a token
+/// sent there is a token given away.
+fn is_local_addr(addr: &str) -> bool {
+    if addr.starts_with("unix://") {
+        return true;
+    }
+    let rest = addr.strip_prefix("http://").or_else(|| addr.strip_prefix("https://")).unwrap_or(addr);
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, port)) if port.is_empty() || port.starts_with(':') => host,
+            _ => return false,
+        },
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    };
+    host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1" || host == "::1"
+}
 
 fn credentials(conn: &Connection) -> anyhow::Result<Credentials> {
     let read_token = |path: &Path| -> anyhow::Result<String> {
@@ -472,10 +512,17 @@ fn credentials(conn: &Connection) -> anyhow::Result<Credentials> {
             bail!("--user: expected USER:PASSWORD");
         }
         Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user)))
-    } else if Path::new(DEV_ADMIN_TOKEN).exists() {
+    } else if conn.client_cert.is_some() || !Path::new(DEV_ADMIN_TOKEN).exists() {
+        // A client certificate is credentials enough.
+        None
+    } else if is_local_addr(&conn.addr) {
         Some(format!("Bearer {}", read_token(Path::new(DEV_ADMIN_TOKEN))?))
     } else {
-        None
+        bail!(
+            "not sending the dev admin token {DEV_ADMIN_TOKEN} to {}: it goes only to 127.0.0.1, ::1, localhost or a \
+             unix:// socket; pass --api-token (or SECRETD_TOKEN), --token-file or --user for this address",
+            conn.addr
+        );
     };
     let value = header
         .map(|h| MetadataValue::try_from(h).context("the credentials hold characters a header cannot carry"))
@@ -558,7 +605,7 @@ async fn explain(args: ExplainArgs) -> anyhow::Result<()> {
 
 async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Create { conn, name, service, permissions, namespaces, expires } => {
+        TokenCommand::Create { conn, name, service, permissions, namespaces, tenants, expires } => {
             let mut client = connect_admin(&conn).await?;
             let response = client
                 .create_token(proto::CreateTokenRequest {
@@ -566,7 +613,9 @@ async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
                     service,
                     permissions,
                     namespaces,
-                    expires_in_seconds: expires.map_or(0, |d| d.as_secs().max(1) as i64),
+                    tenants,
+                    // Saturated rather than wrapped, so the server names its cap.
+                    expires_in_seconds: expires.map_or(0, |d| i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX)),
                 })
                 .await
                 .map_err(status_error)?
@@ -579,17 +628,18 @@ async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
             let tokens =
                 client.list_tokens(proto::ListTokensRequest {}).await.map_err(status_error)?.into_inner().tokens;
             let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "NAME\tSERVICE\tPERMISSIONS\tNAMESPACES\tCREATED\tEXPIRES\tLAST USED\tSTATUS")?;
+            writeln!(stdout, "NAME\tSERVICE\tPERMISSIONS\tNAMESPACES\tTENANTS\tCREATED\tEXPIRES\tLAST USED\tSTATUS")?;
             for t in tokens {
                 let when = |ts: Option<prost_types::Timestamp>| ts.map(format_time).unwrap_or_else(|| "-".into());
                 let status = if t.revoked_at.is_some() { "revoked" } else { "active" };
                 writeln!(
                     stdout,
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{status}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{status}",
                     t.name,
                     t.service,
                     t.permissions.join(","),
                     if t.namespaces.is_empty() { "*".to_owned() } else { t.namespaces.join(",") },
+                    t.tenants.join(","),
                     when(t.created_at),
                     when(t.expires_at),
                     when(t.last_used_at),
@@ -752,5 +802,49 @@ fn init_logging() {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{format_time, is_local_addr};
+
+    #[test]
+    fn times_past_the_year_9999_print_without_a_panic() {
+        let at = |seconds| format_time(prost_types::Timestamp { seconds, nanos: 0 });
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(400_000_000_000), "400000000000s after the epoch");
+        assert_eq!(at(i64::MAX), format!("{}s after the epoch", i64::MAX));
+        assert_eq!(at(-1), "");
+    }
+
+    #[test]
+    fn the_dev_token_goes_to_this_host_only() {
+        for local in [
+            "127.0.0.1:7878",
+            "http://127.0.0.1:7878",
+            "https://localhost:7878",
+            "localhost:1",
+            "LOCALHOST:1",
+            "[::1]:7878",
+            "http://[::1]:7878/",
+            "unix:///run/secretd/secretd.sock",
+        ] {
+            assert!(is_local_addr(local), "{local}");
+        }
+        for remote in [
+            "10.0.0.5:7878",
+            "secretd.internal:7878",
+            "https://secretd.example.com",
+            "0.0.0.0:7878",
+            "127.0.0.1.evil.example:7878",
+            "localhost.evil.example:7878",
+            "http://127.0.0.1@evil.example:7878",
+            "[::1].evil:7878",
+            "[::2]:7878",
+            "",
+        ] {
+            assert!(!is_local_addr(remote), "{remote}");
+        }
     }
 }

@@ -190,10 +190,12 @@ impl Policy {
             }
             Step::PrincipalLimits => match target {
                 Target::Secret(n) => {
-                    format!("{}/{} is outside principal {}'s namespaces", n.tenant, n.namespace, p.name)
+                    format!("{}/{} is outside principal {}'s tenants and namespaces", n.tenant, n.namespace, p.name)
                 }
-                Target::Namespace(t, ns) => format!("{t}/{ns} is outside principal {}'s namespaces", p.name),
-                Target::Tokens => format!("outside principal {}'s namespaces", p.name),
+                Target::Namespace(t, ns) => {
+                    format!("{t}/{ns} is outside principal {}'s tenants and namespaces", p.name)
+                }
+                Target::Tokens => format!("outside principal {}'s tenants and namespaces", p.name),
             },
             Step::Rule { .. } => format!("denied by {}", self.rule_text(verdict.step).unwrap_or_default()),
             Step::DefaultAccess | Step::AdminPermission => {
@@ -306,6 +308,8 @@ mod tests {
                 service: service.into(),
                 permissions: permissions.iter().copied().collect(),
                 namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+                tenants: vec!["*".into()],
+                expires_at: None,
             }),
             peer: "test".into(),
         }

@@ -29,6 +29,7 @@ use crate::{admin::Readiness, config::LivenessConfig};
 use crate::{
     audit::{AuditLog, AuditRecord},
     auth::{
+        mint::{self, Grant},
         state::{NewToken, StateError},
         AuthFailure, Authenticator, PeerInfo, PeerKey,
     },
@@ -412,6 +413,57 @@ impl Services {
     }
 }
 
+/// A token-administration call's audit trail: who refused it, or that the
+/// admin permission let it through.
+fn admin_trail<T>(result: &Result<T, Status>) -> Trail {
+    match result {
+        Err(s) if s.code() == Code::PermissionDenied => {
+            Trail { allowed: Some(false), reason: Some(s.message().to_owned().into()), ..Default::default() }
+        }
+        Err(s) if s.code() == Code::InvalidArgument => Trail::default(),
+        _ => Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() },
+    }
+}
+
+/// A `CreateTokenRequest` checked for shape (INVALID_ARGUMENT), before the
+/// minting rules look at it.
+fn new_token(req: proto::CreateTokenRequest, now: SystemTime) -> Result<NewToken, Status> {
+    if req.name.is_empty() || req.name.len() > 128 || !req.name.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Status::invalid_argument("name must be 1 to 128 printable ASCII characters without spaces"));
+    }
+    if !is_service_type(&req.service) {
+        return Err(Status::invalid_argument("service must be an upper-case identifier like WORKER"));
+    }
+    let mut permissions = Vec::new();
+    for p in &req.permissions {
+        let permission = Permission::parse(p).ok_or_else(|| {
+            let shown: String = p.chars().take(20).collect();
+            Status::invalid_argument(format!("unknown permission {shown:?}: use read, list, write, delete or admin"))
+        })?;
+        if !permissions.contains(&permission) {
+            permissions.push(permission);
+        }
+    }
+    if permissions.is_empty() {
+        permissions.push(Permission::Read);
+    }
+    for glob in &req.namespaces {
+        mint::check_namespace_glob(glob).map_err(Status::invalid_argument)?;
+    }
+    let mut tenants = req.tenants;
+    if tenants.is_empty() {
+        tenants.push(secretd_core::DEFAULT_TENANT.to_owned());
+    }
+    if tenants.len() > mint::MAX_TENANT_GLOBS {
+        return Err(Status::invalid_argument(format!("at most {} tenant globs", mint::MAX_TENANT_GLOBS)));
+    }
+    for glob in &tenants {
+        mint::check_tenant_glob(glob).map_err(Status::invalid_argument)?;
+    }
+    let expires_at = mint::expiry(now, req.expires_in_seconds).map_err(Status::invalid_argument)?;
+    Ok(NewToken { name: req.name, service: req.service, permissions, namespaces: req.namespaces, tenants, expires_at })
+}
+
 #[tonic::async_trait]
 impl AccessAdmin for Services {
     async fn explain_access(
@@ -432,7 +484,7 @@ impl AccessAdmin for Services {
         // An admin limited to some namespaces explains only those.
         if !admin.principal.reaches(&name.tenant, &name.namespace) {
             return Err(Status::permission_denied(format!(
-                "{}/{} is outside principal {}'s namespaces",
+                "{}/{} is outside principal {}'s tenants and namespaces",
                 name.tenant, name.namespace, admin.principal.name
             )));
         }
@@ -481,45 +533,30 @@ impl TokenAdmin for Services {
     ) -> Result<Response<proto::CreateTokenResponse>, Status> {
         let caller = self.admin_caller(&request, "CreateToken")?;
         let req = request.into_inner();
-        if req.name.is_empty() || req.name.len() > 128 || !req.name.chars().all(|c| c.is_ascii_graphic()) {
-            return Err(Status::invalid_argument("name must be 1 to 128 printable ASCII characters without spaces"));
-        }
-        if !is_service_type(&req.service) {
-            return Err(Status::invalid_argument("service must be an upper-case identifier like WORKER"));
-        }
-        let mut permissions = Vec::new();
-        for p in &req.permissions {
-            permissions.push(Permission::parse(p).ok_or_else(|| {
-                Status::invalid_argument(format!("unknown permission {p:?}: use read, list, write, delete or admin"))
-            })?);
-        }
-        if permissions.is_empty() {
-            permissions.push(Permission::Read);
-        }
-        if req.namespaces.iter().any(|n| n.is_empty() || n.len() > 255) {
-            return Err(Status::invalid_argument("namespace globs must be 1 to 255 characters"));
-        }
-        if req.expires_in_seconds < 0 {
-            return Err(Status::invalid_argument("expires_in_seconds must not be negative"));
-        }
-        let expires_in = (req.expires_in_seconds > 0).then(|| Duration::from_secs(req.expires_in_seconds as u64));
-        let new = NewToken {
-            name: req.name.clone(),
-            service: req.service,
-            permissions,
-            namespaces: req.namespaces,
-            expires_in,
+        let name = req.name.clone();
+        let minted = async {
+            let new = new_token(req, SystemTime::now())?;
+            let grant = Grant {
+                permissions: &new.permissions,
+                namespaces: &new.namespaces,
+                tenants: &new.tenants,
+                expires_at: new.expires_at,
+            };
+            self.auth
+                .check_mint(&caller.principal, &new.name, &grant)
+                .map_err(|refusal| Status::permission_denied(refusal.to_string()))?;
+            let token = self.token_store()?.create(&new).await.map_err(state_status)?;
+            Ok((token, new.expires_at))
         };
-        let result = self.token_store()?.create(&new).await.map_err(state_status);
-        let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
+        let result = minted.await;
         self.audit(
             &caller,
             "CreateToken",
-            Aim { key: Some(&req.name), ..Default::default() },
-            &trail,
+            Aim { key: Some(&name), ..Default::default() },
+            &admin_trail(&result),
             code_of(&result),
         );
-        let token = result?;
+        let (token, expires_at) = result?;
         // Make the new token usable here at once rather than at the next refresh.
         if let Err(e) = self.auth.refresh().await {
             tracing::warn!(error = %e, "token created, but re-reading tokens failed");
@@ -527,25 +564,30 @@ impl TokenAdmin for Services {
         use secrecy::ExposeSecret;
         Ok(Response::new(proto::CreateTokenResponse {
             token: token.expose_secret().to_owned(),
-            expires_at: timestamp(expires_in.map(|d| SystemTime::now() + d)),
+            expires_at: timestamp(expires_at),
         }))
     }
 
+    /// A limited admin lists only the tokens inside its reach.
     async fn list_tokens(
         &self,
         request: Request<proto::ListTokensRequest>,
     ) -> Result<Response<proto::ListTokensResponse>, Status> {
         let caller = self.admin_caller(&request, "ListTokens")?;
-        let result = self.token_store()?.list().await.map_err(state_status);
-        let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
-        self.audit(&caller, "ListTokens", Aim::default(), &trail, code_of(&result));
+        let result = match self.token_store() {
+            Ok(store) => store.list().await.map_err(state_status),
+            Err(status) => Err(status),
+        };
+        self.audit(&caller, "ListTokens", Aim::default(), &admin_trail(&result), code_of(&result));
         let tokens = result?
             .into_iter()
+            .filter(|t| mint::oversees(&caller.principal, &t.namespaces, &t.tenants))
             .map(|t| proto::TokenInfo {
                 name: t.name,
                 service: t.service,
                 permissions: t.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
                 namespaces: t.namespaces,
+                tenants: t.tenants,
                 created_at: timestamp(Some(t.created_at)),
                 expires_at: timestamp(t.expires_at),
                 last_used_at: timestamp(t.last_used_at),
@@ -555,15 +597,39 @@ impl TokenAdmin for Services {
         Ok(Response::new(proto::ListTokensResponse { tokens }))
     }
 
+    /// A limited admin revokes only tokens inside its reach. A token outside
+    /// it is PERMISSION_DENIED rather than NOT_FOUND: names cannot be kept
+    /// from an admin anyway (creating a taken name must fail), so a
+    /// pretended absence would only mislead the operator.
     async fn revoke_token(
         &self,
         request: Request<proto::RevokeTokenRequest>,
     ) -> Result<Response<proto::RevokeTokenResponse>, Status> {
         let caller = self.admin_caller(&request, "RevokeToken")?;
         let name = request.into_inner().name;
-        let result = self.token_store()?.revoke(&name).await.map_err(state_status);
-        let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
-        self.audit(&caller, "RevokeToken", Aim { key: Some(&name), ..Default::default() }, &trail, code_of(&result));
+        let revoked = async {
+            let store = self.token_store()?;
+            let token = store
+                .find_active(&name)
+                .await
+                .map_err(state_status)?
+                .ok_or_else(|| state_status(StateError::NotFound(name.clone())))?;
+            if !mint::oversees(&caller.principal, &token.namespaces, &token.tenants) {
+                return Err(Status::permission_denied(format!(
+                    "token {name:?} is outside principal {}'s reach: its namespaces and tenants must lie within yours",
+                    caller.principal.name
+                )));
+            }
+            store.revoke_exact(&name, &token.hash).await.map_err(state_status)
+        };
+        let result = revoked.await;
+        self.audit(
+            &caller,
+            "RevokeToken",
+            Aim { key: Some(&name), ..Default::default() },
+            &admin_trail(&result),
+            code_of(&result),
+        );
         result?;
         if let Err(e) = self.auth.refresh().await {
             tracing::warn!(error = %e, "token revoked, but re-reading tokens failed; other refreshes will catch up");

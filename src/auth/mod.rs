@@ -27,11 +27,12 @@
 
 pub mod cert;
 pub mod limiter;
+pub mod mint;
 pub mod state;
 pub mod token;
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, RwLock,
@@ -47,7 +48,12 @@ use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 use wildmatch::WildMatch;
 
-use self::{limiter::FailureLimiter, state::TokenStore, token::TokenHash};
+use self::{
+    limiter::FailureLimiter,
+    mint::{Grant, MintRefusal, ALL_TENANTS},
+    state::TokenStore,
+    token::TokenHash,
+};
 use crate::config::{AuthConfig, BasicAuthConfig, Permission, PrincipalSpec};
 
 /// The service type of the `server.basic-auth` admin account.
@@ -62,6 +68,13 @@ pub struct Principal {
     pub permissions: BTreeSet<Permission>,
     /// Namespace globs this principal is limited to; empty means all.
     pub namespaces: Vec<String>,
+    /// Tenant globs this principal is limited to; `*` is every tenant.
+    /// Always listed: an empty list reaches no tenant, so a principal built
+    /// without thinking of tenants fails closed.
+    pub tenants: Vec<String>,
+    /// When this principal stops authenticating (a token's expiry; none for
+    /// the principals of the configuration). What it mints ends no later.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl Principal {
@@ -69,11 +82,16 @@ impl Principal {
         self.permissions.contains(&Permission::Admin) || self.permissions.contains(&permission)
     }
 
-    /// Whether `tenant`/`namespace` lies within this principal's own limits
-    /// (its namespace globs; none means everywhere). The policy asks this
-    /// of every namespace a call consults.
-    pub fn reaches(&self, _tenant: &secretd_core::Tenant, namespace: &secretd_core::Namespace) -> bool {
-        self.namespaces.is_empty() || self.namespaces.iter().any(|g| WildMatch::new(g).matches(namespace.as_str()))
+    /// Whether `tenant`/`namespace` lies within this principal's own limits:
+    /// one of its tenant globs matches the tenant, and one of its namespace
+    /// globs (none means every namespace) matches the namespace. The two
+    /// lists are independent: `[main, acme]` with `[company.*]` reaches
+    /// `company.*` in both tenants. The policy asks this of every namespace
+    /// a call consults.
+    pub fn reaches(&self, tenant: &secretd_core::Tenant, namespace: &secretd_core::Namespace) -> bool {
+        self.tenants.iter().any(|g| WildMatch::new(g).matches(tenant.as_str()))
+            && (self.namespaces.is_empty()
+                || self.namespaces.iter().any(|g| WildMatch::new(g).matches(namespace.as_str())))
     }
 
     fn from_spec(spec: &PrincipalSpec) -> Self {
@@ -82,6 +100,8 @@ impl Principal {
             service: spec.service.clone(),
             permissions: spec.permissions.iter().copied().collect(),
             namespaces: spec.namespaces.clone(),
+            tenants: spec.tenants.clone(),
+            expires_at: None,
         }
     }
 }
@@ -190,6 +210,11 @@ pub struct Authenticator {
     store: Option<Arc<TokenStore>>,
     /// Whether the last refresh reached the state store, for `/readyz`.
     store_reachable: std::sync::atomic::AtomicBool,
+    /// The principal names the configuration defines, and where: no token
+    /// may take one, since `access.rules` match principals by name.
+    config_names: HashMap<String, &'static str>,
+    /// Stored tokens refused for holding such a name, already logged.
+    shadowed: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Authenticator {
@@ -204,6 +229,8 @@ impl Authenticator {
                     service: a.service.clone(),
                     permissions: a.permissions.iter().copied().collect(),
                     namespaces: a.namespaces.clone(),
+                    tenants: a.tenants.clone(),
+                    expires_at: None,
                 };
                 Some((hash, Arc::new(principal)))
             })
@@ -236,8 +263,21 @@ impl Authenticator {
                 service: ADMIN_SERVICE.into(),
                 permissions: Permission::ALL.into_iter().collect(),
                 namespaces: Vec::new(),
+                tenants: vec![ALL_TENANTS.to_owned()],
+                expires_at: None,
             }),
         });
+        let mut config_names = HashMap::new();
+        let named = auth
+            .service_accounts
+            .iter()
+            .map(|a| (&a.name, "auth.service-accounts"))
+            .chain(auth.certificates.iter().map(|r| (&r.principal.name, "auth.certificates")))
+            .chain(auth.unix_peers.iter().map(|r| (&r.principal.name, "auth.unix-peers")))
+            .chain(basic.as_ref().map(|b| (&b.principal.name, "server.basic-auth")));
+        for (name, section) in named {
+            config_names.entry(name.clone()).or_insert(section);
+        }
         let authenticator = Self {
             tokens: RwLock::new(Arc::new(HashMap::new())),
             static_accounts,
@@ -247,6 +287,8 @@ impl Authenticator {
             limiter: FailureLimiter::new(auth.failure_limit.burst, auth.failure_limit.per_minute),
             store,
             store_reachable: std::sync::atomic::AtomicBool::new(true),
+            config_names,
+            shadowed: Default::default(),
         };
         authenticator.install(Vec::new());
         authenticator
@@ -264,6 +306,15 @@ impl Authenticator {
         self.store.as_ref()
     }
 
+    /// Whether `creator` may mint a token named `name` holding `grant`
+    /// (the rules are in [`mint`]).
+    pub fn check_mint(&self, creator: &Principal, name: &str, grant: &Grant<'_>) -> Result<(), MintRefusal> {
+        if let Some(section) = self.config_names.get(name) {
+            return Err(MintRefusal::ReservedName { name: name.to_owned(), section });
+        }
+        mint::check_grant(creator, grant)
+    }
+
     /// Replaces the token index with the static accounts plus `stored`.
     fn install(&self, stored: Vec<state::TokenInfo>) {
         let mut index = HashMap::with_capacity(self.static_accounts.len() + stored.len());
@@ -272,11 +323,27 @@ impl Authenticator {
             index.insert(*hash, entry);
         }
         for t in stored {
+            // Minted before names were reserved, or the configuration gained
+            // the name since: the token would pass for that principal in
+            // access.rules, so it does not authenticate at all.
+            if let Some(section) = self.config_names.get(&t.name) {
+                let mut shadowed = self.shadowed.lock().unwrap_or_else(|p| p.into_inner());
+                if shadowed.insert(t.name.clone()) {
+                    tracing::error!(
+                        token = %t.name,
+                        section,
+                        "a stored token has the name of a principal in the configuration; it is refused until revoked"
+                    );
+                }
+                continue;
+            }
             let principal = Principal {
                 name: t.name,
                 service: t.service,
                 permissions: t.permissions.into_iter().collect(),
                 namespaces: t.namespaces,
+                tenants: t.tenants,
+                expires_at: t.expires_at,
             };
             let entry = TokenEntry {
                 principal: Arc::new(principal),
@@ -480,6 +547,7 @@ mod tests {
             service: service.into(),
             permissions: vec![Permission::Read],
             namespaces: vec![],
+            tenants: vec!["main".into()],
         }
     }
 
@@ -507,6 +575,7 @@ mod tests {
                 service: "WORKER".into(),
                 permissions: vec![Permission::Read],
                 namespaces: vec![],
+                tenants: vec!["main".into()],
                 token_sha256: TokenHash::of(token.expose_secret()).to_hex(),
             }],
             unix_peers: vec![PeerRule { uid: Some(1000), gid: None, principal: spec("sidecar", "WORKER") }],
@@ -584,5 +653,111 @@ mod tests {
             a.authenticate(&metadata("Bearer nope"), &peer("good")),
             Err(AuthFailure::Unauthenticated(_))
         ));
+    }
+
+    #[test]
+    fn reaches_needs_both_tenant_and_namespace() {
+        let p = Principal {
+            name: "p".into(),
+            service: "WORKER".into(),
+            permissions: [Permission::Read].into_iter().collect(),
+            namespaces: vec!["company.*".into()],
+            tenants: vec!["main".into(), "acme-*".into()],
+            expires_at: None,
+        };
+        let t = |s: &str| secretd_core::Tenant::parse(s).unwrap();
+        let n = |s: &str| secretd_core::Namespace::parse(s).unwrap();
+        assert!(p.reaches(&t(""), &n("company.team")), "empty means main");
+        assert!(p.reaches(&t("acme-prod"), &n("company.team")));
+        assert!(!p.reaches(&t("acme"), &n("company.team")));
+        assert!(!p.reaches(&t("main"), &n("other")));
+        let nowhere = Principal { tenants: vec![], namespaces: vec![], ..p.clone() };
+        assert!(!nowhere.reaches(&t("main"), &n("company")), "no tenant listed reaches no tenant");
+        let everywhere = Principal { tenants: vec![ALL_TENANTS.into()], namespaces: vec![], ..p };
+        assert!(everywhere.reaches(&t("zeta"), &n("x")));
+    }
+
+    #[test]
+    fn config_principals_default_to_main_and_list_their_tenants() {
+        let hash = TokenHash::of("x").to_hex();
+        let yaml = |auth: &str| {
+            format!(
+                "secret:\n  type: memory\nserver:\n  basic-auth: {{username: operator, password: pw}}\nauth:\n{auth}"
+            )
+        };
+        let load = |text: &str| crate::config::load_str(text, std::path::Path::new("t.yaml"), &|_| None);
+        let config = load(&yaml(&format!(
+            "  service-accounts:\n    - {{name: a, service: WORKER, token-sha256: {hash}}}\n    - {{name: b, service: WORKER, tenants: [acme, \"t-*\"], token-sha256: {hash}}}\n  unix-peers:\n    - {{uid: 7, principal: {{name: peer, service: WORKER}}}}\n"
+        )))
+        .unwrap();
+        assert_eq!(config.auth.service_accounts[0].tenants, ["main"]);
+        assert_eq!(config.auth.service_accounts[1].tenants, ["acme", "t-*"]);
+        assert_eq!(config.auth.unix_peers[0].principal.tenants, ["main"]);
+        let err = load(&yaml(&format!(
+            "  service-accounts:\n    - {{name: a, service: WORKER, tenants: [], token-sha256: {hash}}}\n    - {{name: b, service: WORKER, tenants: [Acme], token-sha256: {hash}}}\n  unix-peers:\n    - {{uid: 7, principal: {{name: peer, service: WORKER, namespaces: [\"a b\"]}}}}\n"
+        )))
+        .unwrap_err()
+        .to_string();
+        for field in [
+            "auth.service-accounts[0].tenants: must list at least one",
+            "auth.service-accounts[1].tenants[0]: a tenant glob must be",
+            "auth.unix-peers[0].principal.namespaces[0]: a namespace glob must be",
+        ] {
+            assert!(err.contains(field), "{field} missing in {err}");
+        }
+        assert!(!err.contains("Acme") && !err.contains("a b"), "configuration errors quote no value: {err}");
+
+        // Names of the configuration's principals are not for tokens, and the
+        // operator reaches every tenant.
+        let basic = config.server.basic_auth.as_ref();
+        let a = Authenticator::new(&config.auth, basic, None);
+        let admin = Principal {
+            name: "root".into(),
+            service: ADMIN_SERVICE.into(),
+            permissions: [Permission::Admin].into_iter().collect(),
+            namespaces: vec![],
+            tenants: vec![ALL_TENANTS.into()],
+            expires_at: None,
+        };
+        let grant = Grant { permissions: &[Permission::Read], namespaces: &[], tenants: &[], expires_at: None };
+        for (name, section) in
+            [("a", "auth.service-accounts"), ("peer", "auth.unix-peers"), ("operator", "server.basic-auth")]
+        {
+            assert_eq!(
+                a.check_mint(&admin, name, &grant),
+                Err(MintRefusal::ReservedName { name: name.into(), section }),
+                "{name}"
+            );
+        }
+        assert_eq!(a.check_mint(&admin, "free-name", &grant), Ok(()));
+        let operator = a.authenticate(&metadata("Basic b3BlcmF0b3I6cHc="), &peer("p")).unwrap();
+        assert_eq!(operator.tenants, [ALL_TENANTS]);
+    }
+
+    #[test]
+    fn stored_tokens_with_config_names_do_not_authenticate() {
+        let auth = AuthConfig {
+            unix_peers: vec![PeerRule { uid: Some(1), gid: None, principal: spec("ops", "ADMIN") }],
+            ..Default::default()
+        };
+        let a = Authenticator::new(&auth, None, None);
+        let stored = |name: &str, token: &SecretString| state::TokenInfo {
+            name: name.into(),
+            service: "WORKER".into(),
+            permissions: vec![Permission::Read],
+            namespaces: vec![],
+            tenants: vec!["main".into()],
+            hash: TokenHash::of(token.expose_secret()),
+            created_at: SystemTime::now(),
+            expires_at: Some(SystemTime::now() + Duration::from_secs(60)),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let (shadow, fine) = (token::generate(), token::generate());
+        a.install(vec![stored("ops", &shadow), stored("worker", &fine)]);
+        let bearer = |t: &SecretString| metadata(&format!("Bearer {}", t.expose_secret()));
+        assert!(a.authenticate(&bearer(&shadow), &peer("p")).is_err(), "a token passed for config principal ops");
+        let worker = a.authenticate(&bearer(&fine), &peer("p")).unwrap();
+        assert_eq!((worker.tenants.as_slice(), worker.expires_at.is_some()), (&["main".to_owned()][..], true));
     }
 }

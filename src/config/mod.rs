@@ -652,26 +652,38 @@ impl Config {
                 }
             }
         }
-        let check_principal =
-            |block: &str, name: &str, service: &str, namespaces: &[String], bad: &mut dyn FnMut(&str, &'static str)| {
-                if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                    bad(&format!("{block}.name"), "must be 1 to 128 characters without spaces");
+        let check_principal = |block: &str,
+                               name: &str,
+                               service: &str,
+                               namespaces: &[String],
+                               tenants: &[String],
+                               bad: &mut dyn FnMut(&str, &'static str)| {
+            if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                bad(&format!("{block}.name"), "must be 1 to 128 characters without spaces");
+            }
+            if !is_service_type(service) {
+                bad(
+                    &format!("{block}.service"),
+                    "is not a service type (upper-case letters, digits and '_', like WORKER)",
+                );
+            }
+            for (i, glob) in namespaces.iter().enumerate() {
+                if let Err(rule) = crate::auth::mint::check_namespace_glob(glob) {
+                    bad(&format!("{block}.namespaces[{i}]"), rule);
                 }
-                if !is_service_type(service) {
-                    bad(
-                        &format!("{block}.service"),
-                        "is not a service type (upper-case letters, digits and '_', like WORKER)",
-                    );
+            }
+            if tenants.is_empty() {
+                bad(&format!("{block}.tenants"), "must list at least one tenant glob ([\"*\"] for every tenant)");
+            }
+            for (i, glob) in tenants.iter().enumerate() {
+                if let Err(rule) = crate::auth::mint::check_tenant_glob(glob) {
+                    bad(&format!("{block}.tenants[{i}]"), rule);
                 }
-                for (i, glob) in namespaces.iter().enumerate() {
-                    if glob.is_empty() {
-                        bad(&format!("{block}.namespaces[{i}]"), "must not be empty");
-                    }
-                }
-            };
+            }
+        };
         for (i, account) in self.auth.service_accounts.iter().enumerate() {
             let field = format!("auth.service-accounts[{i}]");
-            check_principal(&field, &account.name, &account.service, &account.namespaces, bad);
+            check_principal(&field, &account.name, &account.service, &account.namespaces, &account.tenants, bad);
             if TokenHash::parse(&account.token_sha256).is_none() {
                 bad(&format!("{field}.token-sha256"), "must be 64 hex digits (`secretd token hash` prints it)");
             }
@@ -682,7 +694,7 @@ impl Config {
                 bad(&field, "needs uri-san or common-name");
             }
             let p = &rule.principal;
-            check_principal(&format!("{field}.principal"), &p.name, &p.service, &p.namespaces, bad);
+            check_principal(&format!("{field}.principal"), &p.name, &p.service, &p.namespaces, &p.tenants, bad);
         }
         if !self.auth.certificates.is_empty() && self.server.tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
             bad(
@@ -696,7 +708,7 @@ impl Config {
                 bad(&field, "needs uid or gid");
             }
             let p = &rule.principal;
-            check_principal(&format!("{field}.principal"), &p.name, &p.service, &p.namespaces, bad);
+            check_principal(&format!("{field}.principal"), &p.name, &p.service, &p.namespaces, &p.tenants, bad);
         }
         if self.auth.failure_limit.burst == 0 {
             bad("auth.failure-limit.burst", "must be at least 1");

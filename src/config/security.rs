@@ -202,10 +202,20 @@ pub struct PrincipalSpec {
     /// Namespace globs the principal is limited to (empty: all).
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// Tenant globs the principal is limited to; `main` unless listed,
+    /// `["*"]` for every tenant.
+    #[serde(default = "default_tenants")]
+    pub tenants: Vec<String>,
 }
 
 fn default_permissions() -> Vec<Permission> {
     vec![Permission::Read]
+}
+
+/// A principal that does not say reaches the default tenant only: a config
+/// written before tenants existed must not reach them all.
+fn default_tenants() -> Vec<String> {
+    vec![secretd_core::DEFAULT_TENANT.to_owned()]
 }
 
 /// `auth.service-accounts[]`: a token declared in the file, by its hash
@@ -219,6 +229,8 @@ pub struct StaticAccount {
     pub permissions: Vec<Permission>,
     #[serde(default)]
     pub namespaces: Vec<String>,
+    #[serde(default = "default_tenants")]
+    pub tenants: Vec<String>,
     /// SHA-256 of the token, 64 hex digits (optionally `sha256:`-prefixed).
     pub token_sha256: String,
 }

@@ -67,6 +67,8 @@ fn caller(name: &str) -> Caller {
         service: "WORKER".into(),
         permissions: Permission::ALL.into_iter().collect(),
         namespaces: vec![],
+        tenants: vec!["*".into()],
+        expires_at: None,
     };
     Caller { principal: Arc::new(principal), peer: "test".into() }
 }

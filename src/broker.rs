@@ -169,6 +169,10 @@ impl Broker {
         &self.cache
     }
 
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     pub async fn get(&self, caller: &Caller, r: Ref<'_>, trail: &mut Trail) -> Result<Resolved, Status> {
         self.get_with(caller, r, Freshness::default(), trail).await
     }

@@ -118,9 +118,13 @@ struct Rule {
 
 impl Rule {
     fn applies_to(&self, p: &Principal) -> bool {
+        self.applies(&p.name, &p.service)
+    }
+
+    fn applies(&self, name: &str, service: &str) -> bool {
         (self.principals.is_empty() && self.services.is_empty())
-            || self.principals.contains(&p.name)
-            || self.services.contains(&p.service)
+            || self.principals.iter().any(|n| n == name)
+            || self.services.iter().any(|s| s == service)
     }
 }
 
@@ -242,6 +246,14 @@ impl Policy {
             }
         }
         verdict(self.default_access == DefaultAccess::Allow, Step::DefaultAccess)
+    }
+
+    /// Whether exactly the access rules that apply to `principal` apply to
+    /// a principal named `name` of type `service`: then the rules judge
+    /// both alike on every name, and a token of that name and service is
+    /// no wider than `principal` wherever its own limits let it go.
+    pub fn rules_apply_alike(&self, principal: &Principal, name: &str, service: &str) -> bool {
+        self.rules.iter().all(|r| r.applies_to(principal) == r.applies(name, service))
     }
 
     /// `access.rules[i] deny "glob"` for a rule step.

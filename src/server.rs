@@ -545,6 +545,18 @@ impl TokenAdmin for Services {
             self.auth
                 .check_mint(&caller.principal, &new.name, &grant)
                 .map_err(|refusal| Status::permission_denied(refusal.to_string()))?;
+            // A limited admin's tokens stay within its limits, and also
+            // within its access rules: another service type or a name a
+            // rule lists could be allowed what the admin itself is denied.
+            let creator = &caller.principal;
+            let limited = !creator.namespaces.is_empty() || !creator.tenants.iter().any(|t| t == "*");
+            if limited && !self.broker.policy().rules_apply_alike(creator, &new.name, &new.service) {
+                return Err(Status::permission_denied(format!(
+                    "principal {} is limited to some tenants or namespaces, so it mints only tokens that access.rules \
+                     treat as they treat it: another service type or a name a rule lists could reach more",
+                    creator.name
+                )));
+            }
             let token = self.token_store()?.create(&new).await.map_err(state_status)?;
             Ok((token, new.expires_at))
         };

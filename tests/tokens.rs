@@ -279,3 +279,40 @@ async fn absurd_expiries_are_invalid_arguments() {
     let stored = listed.iter().find(|t| t.name == "decade").unwrap().expires_at.unwrap();
     assert_eq!(stored.seconds, expires_at.seconds, "the stored expiry is the one answered");
 }
+
+/// A limited admin cannot mint its way around the access rules: a token of
+/// another service type (or with a name a rule lists) could be allowed what
+/// the admin itself is denied.
+#[tokio::test]
+async fn a_limited_admin_mints_only_tokens_the_rules_treat_like_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "access:\n  rules:\n    - services: [TEAM_ADMIN]\n      deny: [\"*/company.team/root-*\"]\n    - principals: [release-bot]\n      allow: [\"*/*/*\"]\n";
+    let top = format!("{}{rules}", common::admin_account());
+    let daemon = Daemon::configured(dir.path(), "server:\n  listen: 127.0.0.1:0\n", "", "", &top);
+    let mut root = daemon.admin().await;
+    let mut limited_req = request("team-admin", &["read", "admin"], &["company.team"], 0);
+    limited_req.service = "TEAM_ADMIN".into();
+    let limited = mint(&mut root, limited_req).await.unwrap();
+    let mut limited = admin_as(&daemon, Auth::bearer(&limited)).await;
+    // Another service type, which no deny rule names.
+    let err = mint(&mut limited, request("team-worker", &["read"], &["company.team"], 0)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("access.rules"), "{}", err.message());
+    // A name a rule lists.
+    let mut named = request("release-bot", &["read"], &["company.team"], 0);
+    named.service = "TEAM_ADMIN".into();
+    assert_eq!(mint(&mut limited, named).await.unwrap_err().code(), Code::PermissionDenied);
+    // Its own service type, within its namespaces: fine, and still denied root-*.
+    let mut same = request("team-reader", &["read"], &["company.team"], 0);
+    same.service = "TEAM_ADMIN".into();
+    let reader = mint(&mut limited, same).await.unwrap();
+    put(&mut daemon.client().await, "", "company.team", "root-pw").await.unwrap();
+    let got = daemon
+        .client_as(Auth::bearer(&reader))
+        .await
+        .get_secret(GetSecretRequest { namespace: "company.team".into(), key: "root-pw".into(), ..Default::default() })
+        .await;
+    assert_eq!(got.unwrap_err().code(), Code::PermissionDenied);
+    // The unlimited admin manages tokens for every service, as before.
+    mint(&mut root, request("team-worker", &["read"], &["company.team"], 0)).await.unwrap();
+}

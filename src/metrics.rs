@@ -143,6 +143,7 @@ pub struct Metrics {
     pub circuit_breaker_rejections: Counter,
     pub rate_limit_waits: Counter,
     pub rate_limit_rejections: Counter,
+    pub caller_deadline_cuts: Counter,
 }
 
 impl Metrics {
@@ -234,6 +235,12 @@ impl Metrics {
             "Backend calls refused because their rate-limit slot came after the caller's deadline",
             rate_limit_rejections.clone(),
         );
+        let caller_deadline_cuts = Counter::default();
+        registry.register(
+            "caller_deadline_cuts",
+            "Reads and backend calls whose caller's own deadline passed first (not backend failures)",
+            caller_deadline_cuts.clone(),
+        );
         Self {
             registry,
             requests,
@@ -259,6 +266,7 @@ impl Metrics {
             circuit_breaker_rejections,
             rate_limit_waits,
             rate_limit_rejections,
+            caller_deadline_cuts,
         }
     }
 
@@ -369,6 +377,7 @@ fn kind_label(kind: secretd_core::ErrorKind) -> &'static str {
         Unavailable => "unavailable",
         Timeout => "timeout",
         Throttled => "throttled",
+        DeadlineExceeded => "deadline_exceeded",
         Unsupported => "unsupported",
         Corrupt => "corrupt",
         Internal => "internal",

@@ -16,6 +16,7 @@ pub fn code_for(kind: ErrorKind) -> Code {
         ErrorKind::PermissionDenied | ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Throttled => {
             Code::Unavailable
         }
+        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
         ErrorKind::Unsupported => Code::Unimplemented,
         ErrorKind::Corrupt => Code::DataLoss,
         ErrorKind::Internal => Code::Internal,

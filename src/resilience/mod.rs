@@ -10,7 +10,11 @@
 //!    arrival order, or fail at once when the slot is past the caller's
 //!    deadline (or, for a caller without one, more than `timeout` away);
 //! 3. the call itself, under `secret.<type>.timeout` (or less, if the
-//!    caller's deadline is nearer);
+//!    caller's deadline is nearer). Only the backend's own timeout is a
+//!    backend failure: an attempt cut short by the caller's deadline is
+//!    answered `DeadlineExceeded` and counted neither by the breaker nor as
+//!    a reason to retry, so impatient callers cannot open the breaker for
+//!    everyone;
 //! 4. on `Unavailable`, `Timeout` or `Throttled`, reads are tried again
 //!    (`max-attempts` in all) after a jittered exponential pause, as long as
 //!    the caller's deadline allows. Writes are tried again only after
@@ -20,7 +24,10 @@
 //!
 //! The caller's deadline (gRPC's `grpc-timeout`) reaches the store through
 //! a task-local [`CallContext`], set by the server for each call, so the
-//! `SecretStore` trait stays free of transport concerns. The cache also
+//! `SecretStore` trait stays free of transport concerns. Reads the cache
+//! shares between callers run without it, under the backend's timeout
+//! alone: each caller waits for the shared read under its own deadline
+//! instead (see `cache`). The cache also
 //! uses it to ask for a single attempt when it holds a stale value to fall
 //! back on: that caller is better served stale now than fresh after all the
 //! retries.
@@ -164,15 +171,26 @@ impl ResilientStore {
                     ))
                 })?;
             }
-            let budget = match context.deadline {
-                Some(deadline) => self.timeout.min(deadline.saturating_duration_since(Instant::now())),
-                None => self.timeout,
-            };
-            let result = match tokio::time::timeout(budget, op()).await {
+            let backend_deadline = Instant::now() + self.timeout;
+            let callers_deadline = context.deadline.filter(|d| *d < backend_deadline);
+            let result = match tokio::time::timeout_at(callers_deadline.unwrap_or(backend_deadline), op()).await {
                 Ok(result) => result,
+                // The caller gave up first: that says nothing about the
+                // backend, so the ticket is dropped without a verdict.
+                Err(_) if callers_deadline.is_some() => {
+                    drop(ticket);
+                    metrics.caller_deadline_cuts.inc();
+                    return Err(StoreError::new(
+                        ErrorKind::DeadlineExceeded,
+                        format!("the call's deadline passed before {} answered {what}", self.backend),
+                    ));
+                }
                 Err(_) => Err(StoreError::new(
                     ErrorKind::Timeout,
-                    format!("{} did not answer {what} within {budget:?}", self.backend),
+                    format!(
+                        "{} did not answer {what} within {:?} (secret.{}.timeout)",
+                        self.backend, self.timeout, self.backend
+                    ),
                 )),
             };
             let error = match result {

@@ -28,6 +28,10 @@ pub enum ErrorKind {
     /// The backend refused the call for its rate limit or quota; worth
     /// retrying after a pause, and a sign to send fewer calls.
     Throttled,
+    /// The caller's own deadline passed before the backend answered. Says
+    /// nothing about the backend's health: never retried, never counted
+    /// against it.
+    DeadlineExceeded,
     /// The store cannot do this (e.g. pinned versions on a store without them).
     Unsupported,
     /// Stored data cannot be read back as written (failed decryption, bad row).
@@ -47,6 +51,7 @@ impl ErrorKind {
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Throttled => "throttled",
+            ErrorKind::DeadlineExceeded => "deadline exceeded",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Internal => "internal",

@@ -242,11 +242,14 @@ impl SecretCache {
                 Ok(outcome) => outcome,
                 Err(_) => {
                     metrics.caller_deadline_cuts.inc();
-                    return Err(Arc::new(StoreError::new(
-                        ErrorKind::DeadlineExceeded,
-                        "the call's deadline passed while the backend read was in progress (the read goes on, \
+                    return Err(Arc::new(
+                        StoreError::new(
+                            ErrorKind::DeadlineExceeded,
+                            "the call's deadline passed while the backend read was in progress (the read goes on, \
                          and its answer is cached)",
-                    )));
+                        )
+                        .for_callers(),
+                    ));
                 }
             },
             None => read.await,
@@ -345,7 +348,8 @@ impl Inner {
             answer
         }));
         let read = async move {
-            task.await.unwrap_or_else(|_| Err(Arc::new(StoreError::internal("the backend read was cancelled"))))
+            task.await
+                .unwrap_or_else(|_| Err(Arc::new(StoreError::internal("the backend read was cancelled").for_callers())))
         }
         .boxed()
         .shared();

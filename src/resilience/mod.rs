@@ -155,6 +155,7 @@ impl ResilientStore {
                     format!("the next probe is in {:.1}s", rejected.retry_in.as_secs_f64())
                 };
                 StoreError::unavailable(format!("{} is failing; its circuit breaker is open and {next}", self.backend))
+                    .for_callers()
             })?;
             if let Some(limiter) = &self.limiter {
                 // Without a deadline of its own, a call waits for its slot
@@ -169,6 +170,7 @@ impl ResilientStore {
                         self.backend,
                         refused.wait.as_secs_f64()
                     ))
+                    .for_callers()
                 })?;
             }
             let backend_deadline = Instant::now() + self.timeout;
@@ -183,7 +185,8 @@ impl ResilientStore {
                     return Err(StoreError::new(
                         ErrorKind::DeadlineExceeded,
                         format!("the call's deadline passed before {} answered {what}", self.backend),
-                    ));
+                    )
+                    .for_callers());
                 }
                 Err(_) => Err(StoreError::new(
                     ErrorKind::Timeout,
@@ -191,7 +194,8 @@ impl ResilientStore {
                         "{} did not answer {what} within {:?} (secret.{}.timeout)",
                         self.backend, self.timeout, self.backend
                     ),
-                )),
+                )
+                .for_callers()),
             };
             let error = match result {
                 Ok(value) => {

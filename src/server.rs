@@ -77,7 +77,7 @@ impl Services {
                     }
                     AuthFailure::RateLimited => (
                         Code::ResourceExhausted,
-                        "too many failed authentications from this peer",
+                        "too many failed basic-auth attempts for this user from this address",
                         Status::resource_exhausted("too many failed authentications; try again later"),
                     ),
                 };

@@ -27,7 +27,7 @@ use tonic_health::ServingStatus;
 use crate::{admin::Readiness, config::LivenessConfig};
 
 use crate::{
-    audit::{AuditLog, AuditRecord},
+    audit::{AuditLog, AuditRecord, AuditSlot},
     auth::{
         state::{NewToken, StateError},
         AuthFailure, Authenticator, PeerInfo, PeerKey,
@@ -64,12 +64,19 @@ struct Aim<'a> {
 }
 
 impl Services {
-    /// Authenticates a call; failures are audited and answered without a
-    /// hint of what was wrong.
-    fn caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<Caller, Status> {
+    /// Takes the call's place in the audit queue (waiting asynchronously,
+    /// and bounded, when the audit sink falls behind: see `audit`), then
+    /// authenticates it; failures are audited and answered without a hint
+    /// of what was wrong.
+    async fn caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<(Caller, AuditSlot), Status> {
         let peer = peer_info(request);
+        let mut slot =
+            self.audit.slot(method, &peer.addr).await.map_err(|busy| Status::unavailable(busy.to_string()))?;
         match self.auth.authenticate(request.metadata(), &peer) {
-            Ok(principal) => Ok(Caller { principal, peer: peer.addr }),
+            Ok(principal) => {
+                slot.identified(&principal.name, &principal.service);
+                Ok((Caller { principal, peer: peer.addr }, slot))
+            }
             Err(failure) => {
                 let (code, reason, status) = match failure {
                     AuthFailure::Unauthenticated(reason) => {
@@ -81,7 +88,7 @@ impl Services {
                         Status::resource_exhausted("too many failed authentications; try again later"),
                     ),
                 };
-                self.audit.record(AuditRecord {
+                slot.record(AuditRecord {
                     time: SystemTime::now(),
                     principal: None,
                     service: None,
@@ -103,7 +110,16 @@ impl Services {
         }
     }
 
-    fn audit(&self, caller: &Caller, method: &'static str, aim: Aim<'_>, trail: &Trail, code: Code) {
+    #[allow(clippy::too_many_arguments)]
+    fn audit(
+        &self,
+        slot: &mut AuditSlot,
+        caller: &Caller,
+        method: &'static str,
+        aim: Aim<'_>,
+        trail: &Trail,
+        code: Code,
+    ) {
         if !self.audit.is_on() {
             return;
         }
@@ -113,7 +129,7 @@ impl Services {
             // Refused before the policy ran (a malformed request).
             None => "invalid",
         };
-        self.audit.record(AuditRecord {
+        slot.record(AuditRecord {
             time: SystemTime::now(),
             principal: Some(caller.principal.name.clone()),
             service: Some(caller.principal.service.clone()),
@@ -251,7 +267,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::GetSecretRequest>,
     ) -> Result<Response<proto::GetSecretResponse>, Status> {
-        let caller = self.caller(&request, "GetSecret")?;
+        let (caller, mut slot) = self.caller(&request, "GetSecret").await?;
         let context = call_context(&request);
         let req = request.get_ref();
         let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: &req.version };
@@ -266,7 +282,7 @@ impl SecretBroker for Services {
             key: Some(&req.key),
             version: Some(&req.version),
         };
-        self.audit(&caller, "GetSecret", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "GetSecret", aim, &trail, code_of(&result));
         Ok(Response::new(to_response(&result?)))
     }
 
@@ -274,7 +290,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::BatchGetSecretsRequest>,
     ) -> Result<Response<proto::BatchGetSecretsResponse>, Status> {
-        let caller = self.caller(&request, "BatchGetSecrets")?;
+        let (caller, mut slot) = self.caller(&request, "BatchGetSecrets").await?;
         let context = call_context(&request);
         let refs = &request.get_ref().refs;
         let asked = refs
@@ -284,7 +300,7 @@ impl SecretBroker for Services {
         let answers = match context.scope(self.broker.batch_get(&caller, asked)).await {
             Ok(answers) => answers,
             Err(status) => {
-                self.audit(&caller, "BatchGetSecrets", Aim::default(), &Trail::default(), status.code());
+                self.audit(&mut slot, &caller, "BatchGetSecrets", Aim::default(), &Trail::default(), status.code());
                 return Err(status);
             }
         };
@@ -296,7 +312,7 @@ impl SecretBroker for Services {
                 key: Some(&r.key),
                 version: Some(&r.version),
             };
-            self.audit(&caller, "BatchGetSecrets", aim, &trail, code_of(&answer));
+            self.audit(&mut slot, &caller, "BatchGetSecrets", aim, &trail, code_of(&answer));
             results.push(proto::BatchGetResult {
                 r#ref: Some(r.clone()),
                 result: Some(match answer {
@@ -315,7 +331,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::ListSecretsRequest>,
     ) -> Result<Response<proto::ListSecretsResponse>, Status> {
-        let caller = self.caller(&request, "ListSecrets")?;
+        let (caller, mut slot) = self.caller(&request, "ListSecrets").await?;
         let context = call_context(&request);
         let req = request.into_inner();
         let mut trail = Trail::default();
@@ -332,7 +348,7 @@ impl SecretBroker for Services {
         );
         let result = context.scope(list).await;
         let aim = Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), ..Default::default() };
-        self.audit(&caller, "ListSecrets", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "ListSecrets", aim, &trail, code_of(&result));
         let page = result?;
         Ok(Response::new(proto::ListSecretsResponse {
             secrets: page.items.into_iter().map(to_metadata).collect(),
@@ -344,7 +360,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::PutSecretRequest>,
     ) -> Result<Response<proto::PutSecretResponse>, Status> {
-        let caller = self.caller(&request, "PutSecret")?;
+        let (caller, mut slot) = self.caller(&request, "PutSecret").await?;
         let context = call_context(&request);
         let req = request.into_inner();
         // The request buffer itself is tonic's; the copy we keep is wiped on drop.
@@ -355,7 +371,7 @@ impl SecretBroker for Services {
         let result = context.scope(put).await;
         let aim =
             Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
-        self.audit(&caller, "PutSecret", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "PutSecret", aim, &trail, code_of(&result));
         Ok(Response::new(proto::PutSecretResponse { version: result?.to_string() }))
     }
 
@@ -363,7 +379,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::DeleteSecretRequest>,
     ) -> Result<Response<proto::DeleteSecretResponse>, Status> {
-        let caller = self.caller(&request, "DeleteSecret")?;
+        let (caller, mut slot) = self.caller(&request, "DeleteSecret").await?;
         let context = call_context(&request);
         let req = request.get_ref();
         let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: "" };
@@ -371,7 +387,7 @@ impl SecretBroker for Services {
         let result = context.scope(self.broker.delete(&caller, r, &mut trail)).await;
         let aim =
             Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
-        self.audit(&caller, "DeleteSecret", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "DeleteSecret", aim, &trail, code_of(&result));
         result?;
         Ok(Response::new(proto::DeleteSecretResponse {}))
     }
@@ -394,19 +410,46 @@ fn state_status(e: StateError) -> Status {
 
 impl Services {
     /// Authenticates and authorizes a token-administration call.
-    fn admin_caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<Caller, Status> {
-        let caller = self.caller(request, method)?;
+    async fn admin_caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<(Caller, AuditSlot), Status> {
+        let (caller, mut slot) = self.caller(request, method).await?;
         let mut trail = Trail::default();
         let decision = self.broker.authorize(&caller, Action::Admin, Target::Tokens, &mut trail);
         if let Err(status) = &decision {
-            self.audit(&caller, method, Aim::default(), &trail, status.code());
+            self.audit(&mut slot, &caller, method, Aim::default(), &trail, status.code());
         }
-        decision.map(|()| caller)
+        decision.map(|()| (caller, slot))
     }
 
     fn token_store(&self) -> Result<&Arc<crate::auth::state::TokenStore>, Status> {
         self.auth.store().ok_or_else(|| Status::failed_precondition("this secretd has no state store"))
     }
+}
+
+/// A `CreateTokenRequest` checked and turned into what the state store takes.
+fn new_token(req: proto::CreateTokenRequest) -> Result<NewToken, Status> {
+    if req.name.is_empty() || req.name.len() > 128 || !req.name.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Status::invalid_argument("name must be 1 to 128 printable ASCII characters without spaces"));
+    }
+    if !is_service_type(&req.service) {
+        return Err(Status::invalid_argument("service must be an upper-case identifier like WORKER"));
+    }
+    let mut permissions = Vec::new();
+    for p in &req.permissions {
+        permissions.push(Permission::parse(p).ok_or_else(|| {
+            Status::invalid_argument(format!("unknown permission {p:?}: use read, list, write, delete or admin"))
+        })?);
+    }
+    if permissions.is_empty() {
+        permissions.push(Permission::Read);
+    }
+    if req.namespaces.iter().any(|n| n.is_empty() || n.len() > 255) {
+        return Err(Status::invalid_argument("namespace globs must be 1 to 255 characters"));
+    }
+    if req.expires_in_seconds < 0 {
+        return Err(Status::invalid_argument("expires_in_seconds must not be negative"));
+    }
+    let expires_in = (req.expires_in_seconds > 0).then(|| Duration::from_secs(req.expires_in_seconds as u64));
+    Ok(NewToken { name: req.name, service: req.service, permissions, namespaces: req.namespaces, expires_in })
 }
 
 #[tonic::async_trait]
@@ -415,47 +458,25 @@ impl TokenAdmin for Services {
         &self,
         request: Request<proto::CreateTokenRequest>,
     ) -> Result<Response<proto::CreateTokenResponse>, Status> {
-        let caller = self.admin_caller(&request, "CreateToken")?;
+        let (caller, mut slot) = self.admin_caller(&request, "CreateToken").await?;
         let req = request.into_inner();
-        if req.name.is_empty() || req.name.len() > 128 || !req.name.chars().all(|c| c.is_ascii_graphic()) {
-            return Err(Status::invalid_argument("name must be 1 to 128 printable ASCII characters without spaces"));
-        }
-        if !is_service_type(&req.service) {
-            return Err(Status::invalid_argument("service must be an upper-case identifier like WORKER"));
-        }
-        let mut permissions = Vec::new();
-        for p in &req.permissions {
-            permissions.push(Permission::parse(p).ok_or_else(|| {
-                Status::invalid_argument(format!("unknown permission {p:?}: use read, list, write, delete or admin"))
-            })?);
-        }
-        if permissions.is_empty() {
-            permissions.push(Permission::Read);
-        }
-        if req.namespaces.iter().any(|n| n.is_empty() || n.len() > 255) {
-            return Err(Status::invalid_argument("namespace globs must be 1 to 255 characters"));
-        }
-        if req.expires_in_seconds < 0 {
-            return Err(Status::invalid_argument("expires_in_seconds must not be negative"));
-        }
-        let expires_in = (req.expires_in_seconds > 0).then(|| Duration::from_secs(req.expires_in_seconds as u64));
-        let new = NewToken {
-            name: req.name.clone(),
-            service: req.service,
-            permissions,
-            namespaces: req.namespaces,
-            expires_in,
+        let name = req.name.clone();
+        // Every outcome is audited, invalid requests included: the slot
+        // would otherwise record this call as abandoned.
+        let result = match (new_token(req), self.token_store()) {
+            (Ok(new), Ok(store)) => store.create(&new).await.map_err(state_status).map(|token| (token, new.expires_in)),
+            (Err(status), _) | (_, Err(status)) => Err(status),
         };
-        let result = self.token_store()?.create(&new).await.map_err(state_status);
         let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
         self.audit(
+            &mut slot,
             &caller,
             "CreateToken",
-            Aim { key: Some(&req.name), ..Default::default() },
+            Aim { key: Some(&name), ..Default::default() },
             &trail,
             code_of(&result),
         );
-        let token = result?;
+        let (token, expires_in) = result?;
         // Make the new token usable here at once rather than at the next refresh.
         if let Err(e) = self.auth.refresh().await {
             tracing::warn!(error = %e, "token created, but re-reading tokens failed");
@@ -471,10 +492,13 @@ impl TokenAdmin for Services {
         &self,
         request: Request<proto::ListTokensRequest>,
     ) -> Result<Response<proto::ListTokensResponse>, Status> {
-        let caller = self.admin_caller(&request, "ListTokens")?;
-        let result = self.token_store()?.list().await.map_err(state_status);
+        let (caller, mut slot) = self.admin_caller(&request, "ListTokens").await?;
+        let result = match self.token_store() {
+            Ok(store) => store.list().await.map_err(state_status),
+            Err(status) => Err(status),
+        };
         let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
-        self.audit(&caller, "ListTokens", Aim::default(), &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "ListTokens", Aim::default(), &trail, code_of(&result));
         let tokens = result?
             .into_iter()
             .map(|t| proto::TokenInfo {
@@ -495,11 +519,21 @@ impl TokenAdmin for Services {
         &self,
         request: Request<proto::RevokeTokenRequest>,
     ) -> Result<Response<proto::RevokeTokenResponse>, Status> {
-        let caller = self.admin_caller(&request, "RevokeToken")?;
+        let (caller, mut slot) = self.admin_caller(&request, "RevokeToken").await?;
         let name = request.into_inner().name;
-        let result = self.token_store()?.revoke(&name).await.map_err(state_status);
+        let result = match self.token_store() {
+            Ok(store) => store.revoke(&name).await.map_err(state_status),
+            Err(status) => Err(status),
+        };
         let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
-        self.audit(&caller, "RevokeToken", Aim { key: Some(&name), ..Default::default() }, &trail, code_of(&result));
+        self.audit(
+            &mut slot,
+            &caller,
+            "RevokeToken",
+            Aim { key: Some(&name), ..Default::default() },
+            &trail,
+            code_of(&result),
+        );
         result?;
         if let Err(e) = self.auth.refresh().await {
             tracing::warn!(error = %e, "token revoked, but re-reading tokens failed; other refreshes will catch up");

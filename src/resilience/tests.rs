@@ -403,3 +403,103 @@ async fn an_attempt_cut_by_the_callers_deadline_is_not_counted_against_the_backe
     assert!(started.elapsed() >= Duration::from_secs(10), "{:?}", started.elapsed());
     assert_eq!(store.breaker().state(), BreakerState::Open);
 }
+
+/// A store whose listing fans out into `reads` further backend calls, as
+/// the Vault store's does (one metadata read per secret), each asking for
+/// its turn; the time of each call is kept.
+struct FanOutStore {
+    inner: MemoryStore,
+    reads: usize,
+    /// How long the backend then takes to answer the listing itself.
+    then: Duration,
+    calls: std::sync::Mutex<Vec<Duration>>,
+    started: Instant,
+}
+
+impl FanOutStore {
+    fn new(reads: usize, then: Duration) -> Arc<Self> {
+        Arc::new(Self { inner: MemoryStore::new(), reads, then, calls: Default::default(), started: Instant::now() })
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretStore for FanOutStore {
+    fn capabilities(&self) -> secretd_core::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn get(
+        &self,
+        name: &SecretName,
+        v: Option<&secretd_core::Version>,
+    ) -> Result<secretd_core::Secret, secretd_core::StoreError> {
+        self.inner.get(name, v).await
+    }
+    async fn put(
+        &self,
+        name: &SecretName,
+        value: &SecretValue,
+        tags: &Tags,
+        d: Option<&str>,
+    ) -> Result<secretd_core::Version, secretd_core::StoreError> {
+        self.inner.put(name, value, tags, d).await
+    }
+    async fn delete(&self, name: &SecretName) -> Result<(), secretd_core::StoreError> {
+        self.inner.delete(name).await
+    }
+    async fn list(
+        &self,
+        tenant: &secretd_core::Tenant,
+        namespace: &secretd_core::Namespace,
+        filter: &Tags,
+        page: &secretd_core::PageRequest,
+    ) -> Result<secretd_core::Page, secretd_core::StoreError> {
+        for _ in 0..self.reads {
+            secretd_core::pacing::paced().await?;
+            self.calls.lock().unwrap().push(self.started.elapsed());
+        }
+        tokio::time::sleep(self.then).await;
+        self.inner.list(tenant, namespace, filter, page).await
+    }
+    async fn health(&self) -> Result<(), secretd_core::StoreError> {
+        Ok(())
+    }
+}
+
+/// Issue #12, item 18: the calls a listing fans out into go through the
+/// backend's rate limit like any call; a listing that needs more of them
+/// than fit in its time is refused as soon as its next slot falls past it,
+/// which is our limit and not the backend's failure.
+#[tokio::test(start_paused = true)]
+async fn the_calls_a_listing_fans_out_into_take_their_rate_limit_slots() {
+    let fan_out = FanOutStore::new(20, Duration::ZERO);
+    let limited = Resilience { rate_limit: Some((10.0, 1)), ..settings(5, 3, 1) };
+    let store = ResilientStore::new(fan_out.clone(), "memory", limited);
+    let (tenant, namespace) =
+        (secretd_core::Tenant::parse("main").unwrap(), secretd_core::Namespace::parse("team").unwrap());
+    let page = secretd_core::PageRequest { size: 100, token: None };
+    let started = Instant::now();
+    store.list(&tenant, &namespace, &Tags::new(), &page).await.unwrap();
+    // The listing's own call takes the first slot; its 20 reads the next
+    // 20, one every 100 ms.
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    let expected: Vec<_> = (1..=20).map(|i| Duration::from_millis(100 * i)).collect();
+    assert_eq!(*fan_out.calls.lock().unwrap(), expected);
+
+    // 60 reads need 6 s: more than the timeout (4.95 s). Refused once the
+    // next slot falls past it, without opening the breaker (threshold 1).
+    let limited = Resilience { timeout: Duration::from_millis(4_950), ..limited };
+    let fan_out = FanOutStore::new(60, Duration::ZERO);
+    let store = ResilientStore::new(fan_out.clone(), "memory", limited);
+    let started = Instant::now();
+    let refused = store.list(&tenant, &namespace, &Tags::new(), &page).await.unwrap_err();
+    assert!(refused.message().contains("rate limited"), "{refused}");
+    assert_eq!(started.elapsed(), Duration::from_millis(4_900), "the 50th slot (5 s) is past the timeout");
+    assert_eq!(fan_out.calls.lock().unwrap().len(), 49, "slots within the timeout were served");
+    assert_eq!(store.breaker().state(), BreakerState::Closed);
+    // Slowed by our own slots until the timeout cut it: not counted either
+    // (1 s of waiting, then a backend that would take 10 s).
+    let store = ResilientStore::new(FanOutStore::new(10, Duration::from_secs(10)), "memory", limited);
+    let refused = store.list(&tenant, &namespace, &Tags::new(), &page).await.unwrap_err();
+    assert!(refused.message().contains("rate limited"), "{refused}");
+    assert_eq!(store.breaker().state(), BreakerState::Closed);
+}

@@ -50,7 +50,12 @@ pub struct AuditRecord {
     pub peer: Option<String>,
     pub method: &'static str,
     pub tenant: Option<String>,
+    /// The namespace asked for.
     pub namespace: Option<String>,
+    /// The namespace whose secret answered a read, when inheritance found
+    /// it above the one asked for (absent when they are the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found_in: Option<String>,
     pub key: Option<String>,
     pub version: Option<String>,
     /// `allow`, `deny`, `invalid`, `unauthenticated`, or `abandoned` (the
@@ -160,6 +165,7 @@ impl AuditLog {
             reason: Some("the caller went away before the call ended".into()),
             cache_hit: None,
             source: None,
+            found_in: None,
             backend_latency: None,
             code: "CANCELLED",
         };

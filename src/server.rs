@@ -29,6 +29,7 @@ use crate::{admin::Readiness, config::LivenessConfig};
 use crate::{
     audit::{AuditLog, AuditRecord, AuditSlot},
     auth::{
+        mint::{self, Grant},
         state::{NewToken, StateError},
         AuthFailure, Authenticator, PeerInfo, PeerKey,
     },
@@ -38,6 +39,7 @@ use crate::{
     policy::{Action, Caller, Target},
     proto::{
         self,
+        access_admin_server::{AccessAdmin, AccessAdminServer},
         batch_get_result::Result as ItemResult,
         secret_broker_server::{SecretBroker, SecretBrokerServer},
         token_admin_server::{TokenAdmin, TokenAdminServer},
@@ -96,6 +98,7 @@ impl Services {
                     method,
                     tenant: None,
                     namespace: None,
+                    found_in: None,
                     key: None,
                     version: None,
                     decision: "unauthenticated",
@@ -137,6 +140,7 @@ impl Services {
             method,
             tenant: aim.tenant.map(|t| if t.is_empty() { secretd_core::DEFAULT_TENANT } else { t }.to_owned()),
             namespace: aim.namespace.map(str::to_owned),
+            found_in: trail.found_in.as_ref().map(|found| found.to_string()),
             key: aim.key.map(str::to_owned),
             version: aim.version.filter(|v| !v.is_empty()).map(str::to_owned),
             decision,
@@ -425,8 +429,21 @@ impl Services {
     }
 }
 
-/// A `CreateTokenRequest` checked and turned into what the state store takes.
-fn new_token(req: proto::CreateTokenRequest) -> Result<NewToken, Status> {
+/// A token-administration call's audit trail: who refused it, or that the
+/// admin permission let it through.
+fn admin_trail<T>(result: &Result<T, Status>) -> Trail {
+    match result {
+        Err(s) if s.code() == Code::PermissionDenied => {
+            Trail { allowed: Some(false), reason: Some(s.message().to_owned().into()), ..Default::default() }
+        }
+        Err(s) if s.code() == Code::InvalidArgument => Trail::default(),
+        _ => Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() },
+    }
+}
+
+/// A `CreateTokenRequest` checked for shape (INVALID_ARGUMENT), before the
+/// minting rules look at it.
+fn new_token(req: proto::CreateTokenRequest, now: SystemTime) -> Result<NewToken, Status> {
     if req.name.is_empty() || req.name.len() > 128 || !req.name.chars().all(|c| c.is_ascii_graphic()) {
         return Err(Status::invalid_argument("name must be 1 to 128 printable ASCII characters without spaces"));
     }
@@ -435,21 +452,103 @@ fn new_token(req: proto::CreateTokenRequest) -> Result<NewToken, Status> {
     }
     let mut permissions = Vec::new();
     for p in &req.permissions {
-        permissions.push(Permission::parse(p).ok_or_else(|| {
-            Status::invalid_argument(format!("unknown permission {p:?}: use read, list, write, delete or admin"))
-        })?);
+        let permission = Permission::parse(p).ok_or_else(|| {
+            let shown: String = p.chars().take(20).collect();
+            Status::invalid_argument(format!("unknown permission {shown:?}: use read, list, write, delete or admin"))
+        })?;
+        if !permissions.contains(&permission) {
+            permissions.push(permission);
+        }
     }
     if permissions.is_empty() {
         permissions.push(Permission::Read);
     }
-    if req.namespaces.iter().any(|n| n.is_empty() || n.len() > 255) {
-        return Err(Status::invalid_argument("namespace globs must be 1 to 255 characters"));
+    for glob in &req.namespaces {
+        mint::check_namespace_glob(glob).map_err(Status::invalid_argument)?;
     }
-    if req.expires_in_seconds < 0 {
-        return Err(Status::invalid_argument("expires_in_seconds must not be negative"));
+    let mut tenants = req.tenants;
+    if tenants.is_empty() {
+        tenants.push(secretd_core::DEFAULT_TENANT.to_owned());
     }
-    let expires_in = (req.expires_in_seconds > 0).then(|| Duration::from_secs(req.expires_in_seconds as u64));
-    Ok(NewToken { name: req.name, service: req.service, permissions, namespaces: req.namespaces, expires_in })
+    if tenants.len() > mint::MAX_TENANT_GLOBS {
+        return Err(Status::invalid_argument(format!("at most {} tenant globs", mint::MAX_TENANT_GLOBS)));
+    }
+    for glob in &tenants {
+        mint::check_tenant_glob(glob).map_err(Status::invalid_argument)?;
+    }
+    let expires_at = mint::expiry(now, req.expires_in_seconds).map_err(Status::invalid_argument)?;
+    Ok(NewToken { name: req.name, service: req.service, permissions, namespaces: req.namespaces, tenants, expires_at })
+}
+
+#[tonic::async_trait]
+impl AccessAdmin for Services {
+    async fn explain_access(
+        &self,
+        request: Request<proto::ExplainAccessRequest>,
+    ) -> Result<Response<proto::ExplainAccessResponse>, Status> {
+        let (admin, mut slot) = self.admin_caller(&request, "ExplainAccess").await?;
+        let req = request.get_ref();
+        // Every outcome is audited: the audit slot would otherwise record
+        // the call as abandoned.
+        let result = async {
+            let action = match req.action.as_str() {
+                "" | "read" => Action::Read,
+                "list" => Action::List,
+                "write" => Action::Write,
+                "delete" => Action::Delete,
+                _ => return Err(Status::invalid_argument("action must be read, list, write or delete")),
+            };
+            let name = secretd_core::SecretName::parse(&req.tenant, &req.namespace, &req.key)
+                .map_err(|e| Status::invalid_argument(e.message().to_owned()))?;
+            // An admin limited to some namespaces explains only those.
+            if !admin.principal.reaches(&name.tenant, &name.namespace) {
+                return Err(Status::permission_denied(format!(
+                    "{}/{} is outside principal {}'s tenants and namespaces",
+                    name.tenant, name.namespace, admin.principal.name
+                )));
+            }
+            let principal = match &req.subject {
+                Some(proto::explain_access_request::Subject::Principal(who)) => self
+                    .auth
+                    .principal_named(who)
+                    .ok_or_else(|| Status::not_found(format!("no principal or active token is named {who:?}")))?,
+                Some(proto::explain_access_request::Subject::Token(token)) => self
+                    .auth
+                    .principal_of_token(token)
+                    .map_err(|_| Status::not_found("the token is unknown, revoked or expired"))?,
+                None => return Err(Status::invalid_argument("name a principal or give a token")),
+            };
+            let subject = Caller { principal: principal.clone(), peer: admin.peer.clone() };
+            let explained = self.broker.explain(&subject, action, &name)?;
+            Ok((principal, explained))
+        }
+        .await;
+        let trail = match &result {
+            Ok((principal, _)) => Trail {
+                allowed: Some(true),
+                reason: Some(format!("explained access of {}", principal.name).into()),
+                ..Default::default()
+            },
+            Err(_) => admin_trail(&result),
+        };
+        let aim =
+            Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
+        self.audit(&mut slot, &admin, "ExplainAccess", aim, &trail, code_of(&result));
+        let (principal, explained) = result?;
+        Ok(Response::new(proto::ExplainAccessResponse {
+            principal: principal.name.clone(),
+            service: principal.service.clone(),
+            decisions: explained
+                .into_iter()
+                .map(|e| proto::NamespaceDecision {
+                    namespace: e.namespace.to_string(),
+                    allowed: e.verdict.allowed,
+                    step: e.verdict.step.label().to_owned(),
+                    reason: e.reason,
+                })
+                .collect(),
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -461,22 +560,42 @@ impl TokenAdmin for Services {
         let (caller, mut slot) = self.admin_caller(&request, "CreateToken").await?;
         let req = request.into_inner();
         let name = req.name.clone();
-        // Every outcome is audited, invalid requests included: the slot
-        // would otherwise record this call as abandoned.
-        let result = match (new_token(req), self.token_store()) {
-            (Ok(new), Ok(store)) => store.create(&new).await.map_err(state_status).map(|token| (token, new.expires_in)),
-            (Err(status), _) | (_, Err(status)) => Err(status),
+        let minted = async {
+            let new = new_token(req, SystemTime::now())?;
+            let grant = Grant {
+                permissions: &new.permissions,
+                namespaces: &new.namespaces,
+                tenants: &new.tenants,
+                expires_at: new.expires_at,
+            };
+            self.auth
+                .check_mint(&caller.principal, &new.name, &grant)
+                .map_err(|refusal| Status::permission_denied(refusal.to_string()))?;
+            // A limited admin's tokens stay within its limits, and also
+            // within its access rules: another service type or a name a
+            // rule lists could be allowed what the admin itself is denied.
+            let creator = &caller.principal;
+            let limited = !creator.namespaces.is_empty() || !creator.tenants.iter().any(|t| t == "*");
+            if limited && !self.broker.policy().rules_apply_alike(creator, &new.name, &new.service) {
+                return Err(Status::permission_denied(format!(
+                    "principal {} is limited to some tenants or namespaces, so it mints only tokens that access.rules \
+                     treat as they treat it: another service type or a name a rule lists could reach more",
+                    creator.name
+                )));
+            }
+            let token = self.token_store()?.create(&new).await.map_err(state_status)?;
+            Ok((token, new.expires_at))
         };
-        let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
+        let result = minted.await;
         self.audit(
             &mut slot,
             &caller,
             "CreateToken",
             Aim { key: Some(&name), ..Default::default() },
-            &trail,
+            &admin_trail(&result),
             code_of(&result),
         );
-        let (token, expires_in) = result?;
+        let (token, expires_at) = result?;
         // Make the new token usable here at once rather than at the next refresh.
         if let Err(e) = self.auth.refresh().await {
             tracing::warn!(error = %e, "token created, but re-reading tokens failed");
@@ -484,10 +603,11 @@ impl TokenAdmin for Services {
         use secrecy::ExposeSecret;
         Ok(Response::new(proto::CreateTokenResponse {
             token: token.expose_secret().to_owned(),
-            expires_at: timestamp(expires_in.map(|d| SystemTime::now() + d)),
+            expires_at: timestamp(expires_at),
         }))
     }
 
+    /// A limited admin lists only the tokens inside its reach.
     async fn list_tokens(
         &self,
         request: Request<proto::ListTokensRequest>,
@@ -497,15 +617,16 @@ impl TokenAdmin for Services {
             Ok(store) => store.list().await.map_err(state_status),
             Err(status) => Err(status),
         };
-        let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
-        self.audit(&mut slot, &caller, "ListTokens", Aim::default(), &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "ListTokens", Aim::default(), &admin_trail(&result), code_of(&result));
         let tokens = result?
             .into_iter()
+            .filter(|t| mint::oversees(&caller.principal, &t.namespaces, &t.tenants))
             .map(|t| proto::TokenInfo {
                 name: t.name,
                 service: t.service,
                 permissions: t.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
                 namespaces: t.namespaces,
+                tenants: t.tenants,
                 created_at: timestamp(Some(t.created_at)),
                 expires_at: timestamp(t.expires_at),
                 last_used_at: timestamp(t.last_used_at),
@@ -515,23 +636,38 @@ impl TokenAdmin for Services {
         Ok(Response::new(proto::ListTokensResponse { tokens }))
     }
 
+    /// A limited admin revokes only tokens inside its reach. A token outside
+    /// it is PERMISSION_DENIED rather than NOT_FOUND: names cannot be kept
+    /// from an admin anyway (creating a taken name must fail), so a
+    /// pretended absence would only mislead the operator.
     async fn revoke_token(
         &self,
         request: Request<proto::RevokeTokenRequest>,
     ) -> Result<Response<proto::RevokeTokenResponse>, Status> {
         let (caller, mut slot) = self.admin_caller(&request, "RevokeToken").await?;
         let name = request.into_inner().name;
-        let result = match self.token_store() {
-            Ok(store) => store.revoke(&name).await.map_err(state_status),
-            Err(status) => Err(status),
+        let revoked = async {
+            let store = self.token_store()?;
+            let token = store
+                .find_active(&name)
+                .await
+                .map_err(state_status)?
+                .ok_or_else(|| state_status(StateError::NotFound(name.clone())))?;
+            if !mint::oversees(&caller.principal, &token.namespaces, &token.tenants) {
+                return Err(Status::permission_denied(format!(
+                    "token {name:?} is outside principal {}'s reach: its namespaces and tenants must lie within yours",
+                    caller.principal.name
+                )));
+            }
+            store.revoke_exact(&name, &token.hash).await.map_err(state_status)
         };
-        let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
+        let result = revoked.await;
         self.audit(
             &mut slot,
             &caller,
             "RevokeToken",
             Aim { key: Some(&name), ..Default::default() },
-            &trail,
+            &admin_trail(&result),
             code_of(&result),
         );
         result?;
@@ -623,6 +759,7 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(SecretBrokerServer::new(services.clone()))
+        .add_service(AccessAdminServer::new(services.clone()))
         .add_service(TokenAdminServer::new(services));
     let serving = async move {
         match listener {

@@ -106,7 +106,7 @@ fn serve(sink: GatedSink) -> Served {
                 Arc::new(secretd_memory::MemoryStore::new()),
                 SecretCache::new(&CacheConfig::default()),
                 Policy::new(&IsolationConfig::default(), &AccessConfig::default()),
-                Limits { max_value_size: 1024, max_batch_size: 10 },
+                Limits { max_value_size: 1024, max_batch_size: 10, ..Limits::default() },
             );
             let auth = AuthConfig {
                 service_accounts: vec![StaticAccount {
@@ -114,6 +114,7 @@ fn serve(sink: GatedSink) -> Served {
                     service: "ADMIN".into(),
                     permissions: vec![Permission::Admin],
                     namespaces: vec![],
+                    tenants: vec!["*".into()],
                     token_sha256: token_hash(ADMIN_TOKEN),
                 }],
                 ..Default::default()

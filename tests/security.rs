@@ -38,6 +38,7 @@ async fn create_token(d: &Daemon, name: &str, service: &str, perms: &[&str], exp
         permissions: perms.iter().map(|p| p.to_string()).collect(),
         namespaces: vec![],
         expires_in_seconds: expires,
+        ..Default::default()
     };
     d.admin().await.create_token(req).await.unwrap().into_inner().token
 }

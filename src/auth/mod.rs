@@ -5,7 +5,10 @@
 //! 1. `authorization: Bearer <token>`: a service-account token from the
 //!    state store or from `auth.service-accounts`;
 //! 2. `authorization: Basic ...`: the operator's admin account from
-//!    `server.basic-auth`;
+//!    `server.basic-auth`, whose password given as `file:` is re-read when
+//!    the file changes (a rotated password that breaks
+//!    `security.basic-auth.password-regexp` is refused, and the previous
+//!    one stays);
 //! 3. the kernel-verified uid/gid of a Unix socket peer, matched by
 //!    `auth.unix-peers` rules (the sidecar's path: nothing to leak);
 //! 4. a client certificate that rustls verified against
@@ -34,26 +37,33 @@
 
 pub mod cert;
 pub mod limiter;
+pub mod mint;
 pub mod state;
 pub mod token;
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
     },
     time::{Duration, SystemTime},
 };
 
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
+use secretd_core::CredentialSource;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 use wildmatch::WildMatch;
 
-use self::{limiter::FailureLimiter, state::TokenStore, token::TokenHash};
+use self::{
+    limiter::FailureLimiter,
+    mint::{Grant, MintRefusal, ALL_TENANTS},
+    state::TokenStore,
+    token::TokenHash,
+};
 use crate::config::{AuthConfig, BasicAuthConfig, Permission, PrincipalSpec};
 
 /// The service type of the `server.basic-auth` admin account.
@@ -68,6 +78,13 @@ pub struct Principal {
     pub permissions: BTreeSet<Permission>,
     /// Namespace globs this principal is limited to; empty means all.
     pub namespaces: Vec<String>,
+    /// Tenant globs this principal is limited to; `*` is every tenant.
+    /// Always listed: an empty list reaches no tenant, so a principal built
+    /// without thinking of tenants fails closed.
+    pub tenants: Vec<String>,
+    /// When this principal stops authenticating (a token's expiry; none for
+    /// the principals of the configuration). What it mints ends no later.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl Principal {
@@ -75,11 +92,16 @@ impl Principal {
         self.permissions.contains(&Permission::Admin) || self.permissions.contains(&permission)
     }
 
-    /// Whether `tenant`/`namespace` lies within this principal's own limits
-    /// (its namespace globs; none means everywhere). The policy asks this
-    /// of every namespace a call consults.
-    pub fn reaches(&self, _tenant: &secretd_core::Tenant, namespace: &secretd_core::Namespace) -> bool {
-        self.namespaces.is_empty() || self.namespaces.iter().any(|g| WildMatch::new(g).matches(namespace.as_str()))
+    /// Whether `tenant`/`namespace` lies within this principal's own limits:
+    /// one of its tenant globs matches the tenant, and one of its namespace
+    /// globs (none means every namespace) matches the namespace. The two
+    /// lists are independent: `[main, acme]` with `[company.*]` reaches
+    /// `company.*` in both tenants. The policy asks this of every namespace
+    /// a call consults.
+    pub fn reaches(&self, tenant: &secretd_core::Tenant, namespace: &secretd_core::Namespace) -> bool {
+        self.tenants.iter().any(|g| WildMatch::new(g).matches(tenant.as_str()))
+            && (self.namespaces.is_empty()
+                || self.namespaces.iter().any(|g| WildMatch::new(g).matches(namespace.as_str())))
     }
 
     fn from_spec(spec: &PrincipalSpec) -> Self {
@@ -88,6 +110,8 @@ impl Principal {
             service: spec.service.clone(),
             permissions: spec.permissions.iter().copied().collect(),
             namespaces: spec.namespaces.clone(),
+            tenants: spec.tenants.clone(),
+            expires_at: None,
         }
     }
 }
@@ -188,8 +212,44 @@ struct PeerMatcher {
 
 struct BasicAdmin {
     username_hash: [u8; 32],
-    password_hash: [u8; 32],
+    password: CredentialSource,
+    /// `security.basic-auth.password-regexp`, which a rotated password must
+    /// obey too.
+    rule: Option<regex::Regex>,
+    /// Digests only: of the password callers must present, and of the
+    /// value last read, to notice a rotation.
+    digests: Mutex<PasswordDigests>,
     principal: Arc<Principal>,
+}
+
+struct PasswordDigests {
+    accepted: [u8; 32],
+    last_read: [u8; 32],
+}
+
+impl BasicAdmin {
+    /// The digest a caller's password must match now. A `file:` password is
+    /// re-read when its file changed (the source checks that cheaply).
+    fn accepted_digest(&self) -> [u8; 32] {
+        let mut digests = self.digests.lock().unwrap_or_else(|e| e.into_inner());
+        // A failed read keeps the last good value inside the source already.
+        if let Ok(current) = self.password.current() {
+            let digest: [u8; 32] = Sha256::digest(current.expose_secret().as_bytes()).into();
+            if digest != digests.last_read {
+                digests.last_read = digest;
+                if self.rule.as_ref().is_none_or(|rule| rule.is_match(current.expose_secret())) {
+                    digests.accepted = digest;
+                    tracing::info!("server.basic-auth.password changed; the new password is in use");
+                } else {
+                    tracing::warn!(
+                        "server.basic-auth.password changed to one that does not match \
+                         security.basic-auth.password-regexp; the previous password stays in use"
+                    );
+                }
+            }
+        }
+        digests.accepted
+    }
 }
 
 pub struct Authenticator {
@@ -204,6 +264,11 @@ pub struct Authenticator {
     store: Option<Arc<TokenStore>>,
     /// Whether the last refresh reached the state store, for `/readyz`.
     store_reachable: std::sync::atomic::AtomicBool,
+    /// The principal names the configuration defines, and where: no token
+    /// may take one, since `access.rules` match principals by name.
+    config_names: HashMap<String, &'static str>,
+    /// Stored tokens refused for holding such a name, already logged.
+    shadowed: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Authenticator {
@@ -218,6 +283,8 @@ impl Authenticator {
                     service: a.service.clone(),
                     permissions: a.permissions.iter().copied().collect(),
                     namespaces: a.namespaces.clone(),
+                    tenants: a.tenants.clone(),
+                    expires_at: None,
                 };
                 Some((hash, Arc::new(principal)))
             })
@@ -238,14 +305,33 @@ impl Authenticator {
             .collect();
         let basic = basic.map(|b| BasicAdmin {
             username_hash: Sha256::digest(b.username.as_bytes()).into(),
-            password_hash: Sha256::digest(b.password.expose_secret().as_bytes()).into(),
+            password: b.password.source(),
+            rule: None,
+            digests: {
+                // Loading checked the password against the rule already.
+                let digest: [u8; 32] = Sha256::digest(b.password.expose_secret().as_bytes()).into();
+                Mutex::new(PasswordDigests { accepted: digest, last_read: digest })
+            },
             principal: Arc::new(Principal {
                 name: b.username.clone(),
                 service: ADMIN_SERVICE.into(),
                 permissions: Permission::ALL.into_iter().collect(),
                 namespaces: Vec::new(),
+                tenants: vec![ALL_TENANTS.to_owned()],
+                expires_at: None,
             }),
         });
+        let mut config_names = HashMap::new();
+        let named = auth
+            .service_accounts
+            .iter()
+            .map(|a| (&a.name, "auth.service-accounts"))
+            .chain(auth.certificates.iter().map(|r| (&r.principal.name, "auth.certificates")))
+            .chain(auth.unix_peers.iter().map(|r| (&r.principal.name, "auth.unix-peers")))
+            .chain(basic.as_ref().map(|b| (&b.principal.name, "server.basic-auth")));
+        for (name, section) in named {
+            config_names.entry(name.clone()).or_insert(section);
+        }
         let authenticator = Self {
             tokens: RwLock::new(Arc::new(HashMap::new())),
             static_accounts,
@@ -255,13 +341,32 @@ impl Authenticator {
             limiter: FailureLimiter::new(auth.failure_limit.burst, auth.failure_limit.per_minute),
             store,
             store_reachable: std::sync::atomic::AtomicBool::new(true),
+            config_names,
+            shadowed: Default::default(),
         };
         authenticator.install(Vec::new());
         authenticator
     }
 
+    /// Holds rotated basic-auth passwords to `security.basic-auth.password-regexp`.
+    pub fn with_password_rule(mut self, rule: Option<regex::Regex>) -> Self {
+        if let Some(basic) = &mut self.basic {
+            basic.rule = rule;
+        }
+        self
+    }
+
     pub fn store(&self) -> Option<&Arc<TokenStore>> {
         self.store.as_ref()
+    }
+
+    /// Whether `creator` may mint a token named `name` holding `grant`
+    /// (the rules are in [`mint`]).
+    pub fn check_mint(&self, creator: &Principal, name: &str, grant: &Grant<'_>) -> Result<(), MintRefusal> {
+        if let Some(section) = self.config_names.get(name) {
+            return Err(MintRefusal::ReservedName { name: name.to_owned(), section });
+        }
+        mint::check_grant(creator, grant)
     }
 
     /// Replaces the token index with the static accounts plus `stored`.
@@ -272,11 +377,27 @@ impl Authenticator {
             index.insert(*hash, entry);
         }
         for t in stored {
+            // Minted before names were reserved, or the configuration gained
+            // the name since: the token would pass for that principal in
+            // access.rules, so it does not authenticate at all.
+            if let Some(section) = self.config_names.get(&t.name) {
+                let mut shadowed = self.shadowed.lock().unwrap_or_else(|p| p.into_inner());
+                if shadowed.insert(t.name.clone()) {
+                    tracing::error!(
+                        token = %t.name,
+                        section,
+                        "a stored token has the name of a principal in the configuration; it is refused until revoked"
+                    );
+                }
+                continue;
+            }
             let principal = Principal {
                 name: t.name,
                 service: t.service,
                 permissions: t.permissions.into_iter().collect(),
                 namespaces: t.namespaces,
+                tenants: t.tenants,
+                expires_at: t.expires_at,
             };
             let entry = TokenEntry {
                 principal: Arc::new(principal),
@@ -340,6 +461,33 @@ impl Authenticator {
                 Err(_) => {}
             }
         }
+    }
+
+    /// The principal a configured rule or an active token of this name
+    /// maps to, for `access explain`. Config principals come first, as
+    /// tokens cannot take their names.
+    pub fn principal_named(&self, name: &str) -> Option<Arc<Principal>> {
+        let configured = self
+            .static_accounts
+            .iter()
+            .map(|(_, p)| p)
+            .chain(self.certs.iter().map(|c| &c.principal))
+            .chain(self.peers.iter().map(|r| &r.principal))
+            .chain(self.basic.iter().map(|b| &b.principal))
+            .find(|p| p.name == name)
+            .cloned();
+        configured.or_else(|| {
+            let index = self.tokens.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let found = index.values().find(|e| e.principal.name == name).map(|e| e.principal.clone());
+            found
+        })
+    }
+
+    /// The principal of a token, as a call bearing it would be
+    /// authenticated, for `access explain`. Failures do not count against
+    /// the failure limit: the caller is an authenticated admin.
+    pub fn principal_of_token(&self, token: &str) -> Result<Arc<Principal>, AuthFailure> {
+        self.check_token(token.trim())
     }
 
     /// Authenticates one call.
@@ -432,7 +580,7 @@ impl Authenticator {
         // Compare fixed-size digests in constant time, both always, so
         // neither the length nor which half was wrong shows in the timing.
         let user_ok = admin.username_hash.ct_eq(Sha256::digest(user.as_bytes()).as_slice());
-        let password_ok = admin.password_hash.ct_eq(Sha256::digest(password.as_bytes()).as_slice());
+        let password_ok = admin.accepted_digest().ct_eq(Sha256::digest(password.as_bytes()).as_slice());
         let guess = GuessKey::new(peer, user);
         if self.limiter.is_blocked(&guess) {
             return Err(AuthFailure::RateLimited);
@@ -456,7 +604,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
-    use crate::config::{CertificateRule, PeerRule, StaticAccount};
+    use crate::config::{CertificateRule, Credential, PeerRule, StaticAccount};
 
     fn spec(name: &str, service: &str) -> PrincipalSpec {
         PrincipalSpec {
@@ -464,6 +612,7 @@ mod tests {
             service: service.into(),
             permissions: vec![Permission::Read],
             namespaces: vec![],
+            tenants: vec!["main".into()],
         }
     }
 
@@ -491,6 +640,7 @@ mod tests {
                 service: "WORKER".into(),
                 permissions: vec![Permission::Read],
                 namespaces: vec![],
+                tenants: vec!["main".into()],
                 token_sha256: TokenHash::of(token.expose_secret()).to_hex(),
             }],
             unix_peers: vec![PeerRule { uid: Some(1000), gid: None, principal: spec("sidecar", "WORKER") }],
@@ -501,7 +651,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let basic = BasicAuthConfig { username: "admin".into(), password: SecretString::from("pw".to_owned()) };
+        let basic = BasicAuthConfig { username: "admin".into(), password: Credential::inline("pw") };
         let a = Authenticator::new(&auth, Some(&basic), None);
         let ok = a.authenticate(&metadata(&format!("Bearer {}", token.expose_secret())), &peer("p")).unwrap();
         assert_eq!((ok.name.as_str(), ok.service.as_str()), ("worker", "WORKER"));
@@ -546,14 +696,38 @@ mod tests {
                 service: "WORKER".into(),
                 permissions: vec![Permission::Read],
                 namespaces: vec![],
+                tenants: vec!["main".into()],
                 token_sha256: TokenHash::of(token.expose_secret()).to_hex(),
             }],
             unix_peers: vec![PeerRule { uid: Some(1000), gid: None, principal: spec("sidecar", "WORKER") }],
             failure_limit: crate::config::FailureLimit { burst: 3, per_minute: 0 },
             ..Default::default()
         };
-        let basic = BasicAuthConfig { username: "admin".into(), password: SecretString::from("right".to_owned()) };
+        let basic = BasicAuthConfig { username: "admin".into(), password: Credential::inline("right") };
         (Authenticator::new(&auth, Some(&basic), None), token)
+    }
+
+    #[test]
+    fn a_rotated_password_file_is_picked_up_and_held_to_the_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin-password");
+        std::fs::write(&file, "first-long-password\n").unwrap();
+        let raw = format!("file:{}", file.display());
+        let basic_config = BasicAuthConfig { username: "op".into(), password: Credential::resolve(&raw).unwrap() };
+        let rule = regex::Regex::new("^(?:[a-z-]{12,})$").unwrap();
+        let a = Authenticator::new(&AuthConfig::default(), Some(&basic_config), None).with_password_rule(Some(rule));
+        let ok = |a: &Authenticator, pw: &str| a.authenticate(&basic("op", pw), &peer("good")).is_ok();
+        assert!(ok(&a, "first-long-password"));
+        assert!(!ok(&a, &raw), "the reference itself is no password");
+
+        // Different sizes, so the change shows within the clock's resolution.
+        std::fs::write(&file, "second-long-password-x\n").unwrap();
+        assert!(ok(&a, "second-long-password-x"));
+        assert!(!ok(&a, "first-long-password"), "the old password still works after rotation");
+
+        std::fs::write(&file, "short\n").unwrap();
+        assert!(!ok(&a, "short"), "a rotated password that breaks the rule was taken");
+        assert!(ok(&a, "second-long-password-x"), "the previous password must stay in use");
     }
 
     fn lock_out(a: &Authenticator, user: &str, peer: &PeerInfo) {
@@ -615,5 +789,111 @@ mod tests {
             "an IPv6 host cannot rotate through its /64"
         );
         assert!(a.authenticate(&basic("admin", "right"), &from("2001:db8:1:3::1")).is_ok());
+    }
+
+    #[test]
+    fn reaches_needs_both_tenant_and_namespace() {
+        let p = Principal {
+            name: "p".into(),
+            service: "WORKER".into(),
+            permissions: [Permission::Read].into_iter().collect(),
+            namespaces: vec!["company.*".into()],
+            tenants: vec!["main".into(), "acme-*".into()],
+            expires_at: None,
+        };
+        let t = |s: &str| secretd_core::Tenant::parse(s).unwrap();
+        let n = |s: &str| secretd_core::Namespace::parse(s).unwrap();
+        assert!(p.reaches(&t(""), &n("company.team")), "empty means main");
+        assert!(p.reaches(&t("acme-prod"), &n("company.team")));
+        assert!(!p.reaches(&t("acme"), &n("company.team")));
+        assert!(!p.reaches(&t("main"), &n("other")));
+        let nowhere = Principal { tenants: vec![], namespaces: vec![], ..p.clone() };
+        assert!(!nowhere.reaches(&t("main"), &n("company")), "no tenant listed reaches no tenant");
+        let everywhere = Principal { tenants: vec![ALL_TENANTS.into()], namespaces: vec![], ..p };
+        assert!(everywhere.reaches(&t("zeta"), &n("x")));
+    }
+
+    #[test]
+    fn config_principals_default_to_main_and_list_their_tenants() {
+        let hash = TokenHash::of("x").to_hex();
+        let yaml = |auth: &str| {
+            format!(
+                "secret:\n  type: memory\nserver:\n  basic-auth: {{username: operator, password: pw}}\nauth:\n{auth}"
+            )
+        };
+        let load = |text: &str| crate::config::load_str(text, std::path::Path::new("t.yaml"), &|_| None);
+        let config = load(&yaml(&format!(
+            "  service-accounts:\n    - {{name: a, service: WORKER, token-sha256: {hash}}}\n    - {{name: b, service: WORKER, tenants: [acme, \"t-*\"], token-sha256: {hash}}}\n  unix-peers:\n    - {{uid: 7, principal: {{name: peer, service: WORKER}}}}\n"
+        )))
+        .unwrap();
+        assert_eq!(config.auth.service_accounts[0].tenants, ["main"]);
+        assert_eq!(config.auth.service_accounts[1].tenants, ["acme", "t-*"]);
+        assert_eq!(config.auth.unix_peers[0].principal.tenants, ["main"]);
+        let err = load(&yaml(&format!(
+            "  service-accounts:\n    - {{name: a, service: WORKER, tenants: [], token-sha256: {hash}}}\n    - {{name: b, service: WORKER, tenants: [Acme], token-sha256: {hash}}}\n  unix-peers:\n    - {{uid: 7, principal: {{name: peer, service: WORKER, namespaces: [\"a b\"]}}}}\n"
+        )))
+        .unwrap_err()
+        .to_string();
+        for field in [
+            "auth.service-accounts[0].tenants: must list at least one",
+            "auth.service-accounts[1].tenants[0]: a tenant glob must be",
+            "auth.unix-peers[0].principal.namespaces[0]: a namespace glob must be",
+        ] {
+            assert!(err.contains(field), "{field} missing in {err}");
+        }
+        assert!(!err.contains("Acme") && !err.contains("a b"), "configuration errors quote no value: {err}");
+
+        // Names of the configuration's principals are not for tokens, and the
+        // operator reaches every tenant.
+        let basic = config.server.basic_auth.as_ref();
+        let a = Authenticator::new(&config.auth, basic, None);
+        let admin = Principal {
+            name: "root".into(),
+            service: ADMIN_SERVICE.into(),
+            permissions: [Permission::Admin].into_iter().collect(),
+            namespaces: vec![],
+            tenants: vec![ALL_TENANTS.into()],
+            expires_at: None,
+        };
+        let grant = Grant { permissions: &[Permission::Read], namespaces: &[], tenants: &[], expires_at: None };
+        for (name, section) in
+            [("a", "auth.service-accounts"), ("peer", "auth.unix-peers"), ("operator", "server.basic-auth")]
+        {
+            assert_eq!(
+                a.check_mint(&admin, name, &grant),
+                Err(MintRefusal::ReservedName { name: name.into(), section }),
+                "{name}"
+            );
+        }
+        assert_eq!(a.check_mint(&admin, "free-name", &grant), Ok(()));
+        let operator = a.authenticate(&metadata("Basic b3BlcmF0b3I6cHc="), &peer("p")).unwrap();
+        assert_eq!(operator.tenants, [ALL_TENANTS]);
+    }
+
+    #[test]
+    fn stored_tokens_with_config_names_do_not_authenticate() {
+        let auth = AuthConfig {
+            unix_peers: vec![PeerRule { uid: Some(1), gid: None, principal: spec("ops", "ADMIN") }],
+            ..Default::default()
+        };
+        let a = Authenticator::new(&auth, None, None);
+        let stored = |name: &str, token: &SecretString| state::TokenInfo {
+            name: name.into(),
+            service: "WORKER".into(),
+            permissions: vec![Permission::Read],
+            namespaces: vec![],
+            tenants: vec!["main".into()],
+            hash: TokenHash::of(token.expose_secret()),
+            created_at: SystemTime::now(),
+            expires_at: Some(SystemTime::now() + Duration::from_secs(60)),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let (shadow, fine) = (token::generate(), token::generate());
+        a.install(vec![stored("ops", &shadow), stored("worker", &fine)]);
+        let bearer = |t: &SecretString| metadata(&format!("Bearer {}", t.expose_secret()));
+        assert!(a.authenticate(&bearer(&shadow), &peer("p")).is_err(), "a token passed for config principal ops");
+        let worker = a.authenticate(&bearer(&fine), &peer("p")).unwrap();
+        assert_eq!((worker.tenants.as_slice(), worker.expires_at.is_some()), (&["main".to_owned()][..], true));
     }
 }

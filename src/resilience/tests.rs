@@ -35,7 +35,7 @@ fn rig(cache: CacheConfig, resilience: Resilience) -> Rig {
         Arc::new(resilient),
         SecretCache::new(&cache),
         Policy::new(&IsolationConfig::default(), &AccessConfig::default()),
-        Limits { max_value_size: 1024, max_batch_size: 10 },
+        Limits { max_value_size: 1024, max_batch_size: 10, ..Limits::default() },
     )
     .with_breaker(breaker.clone())
     .with_refresh_limit(RateLimitConfig { requests_per_second: 1.0, burst: 2 });
@@ -67,6 +67,8 @@ fn caller(name: &str) -> Caller {
         service: "WORKER".into(),
         permissions: Permission::ALL.into_iter().collect(),
         namespaces: vec![],
+        tenants: vec!["*".into()],
+        expires_at: None,
     };
     Caller { principal: Arc::new(principal), peer: "test".into() }
 }

@@ -503,8 +503,12 @@ async fn resolve(
             Ok(secret) => return Ok(secret),
             Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
             Err(e) => {
-                if version.is_some() && store.get(&candidate, None).await.is_ok() {
-                    return Err(e);
+                if let Some(v) = version {
+                    if store.get(&candidate, None).await.is_ok() {
+                        // In our words: the store's may quote the backend.
+                        let message = format!("secret {candidate} has no version {v}");
+                        return Err(StoreError::new(ErrorKind::NotFound, message).for_callers().with_source(e));
+                    }
                 }
             }
         }
@@ -516,7 +520,8 @@ async fn resolve(
             None => format!("secret {name} not found (looked in {})", looked_in.join(", ")),
             Some(v) => format!("secret {name} version {v} not found (looked in {})", looked_in.join(", ")),
         },
-    ))
+    )
+    .for_callers())
 }
 
 fn invalid(e: StoreError) -> Status {

@@ -20,9 +20,11 @@
 //!
 //! All backend reads, misses and background refreshes alike, go through one
 //! single-flight table: a read for a key that is already being read joins
-//! it. Each read runs in its own task, so a caller that gives up does not
-//! cancel the read the others wait for, and the task itself stores its
-//! result.
+//! it. Each read runs in its own task, under the backend's timeout and not
+//! the deadline of the caller that started it, so a caller that gives up
+//! (or whose deadline passes: it is answered `DeadlineExceeded`) neither
+//! cancels nor fails the read the others wait for, and the task itself
+//! stores its result.
 //!
 //! Writes invalidate. A write to `company/db` must also drop the entries of
 //! `company.team/db`, which may have resolved to it: writes invalidate every
@@ -305,10 +307,30 @@ impl SecretCache {
             }
         }
         // With a stale value to fall back on, one attempt: this caller is
-        // better served stale now than fresh after every retry.
-        let context = CallContext { single_attempt: fallback.is_some(), ..CallContext::current() };
-        let (read, started_here) = inner.read(key, load, context);
-        match read.await {
+        // better served stale now than fresh after every retry. The read is
+        // shared, so it runs under the backend's timeout, not this caller's
+        // deadline: an impatient caller must neither fail it for the
+        // callers that join it nor have it counted as a backend failure.
+        let shared = CallContext { deadline: None, single_attempt: fallback.is_some() };
+        let (read, started_here) = inner.read(key, load, shared);
+        let outcome = match CallContext::current().deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    metrics.caller_deadline_cuts.inc();
+                    return Err(Arc::new(
+                        StoreError::new(
+                            ErrorKind::DeadlineExceeded,
+                            "the call's deadline passed while the backend read was in progress (the read goes on, \
+                         and its answer is cached)",
+                        )
+                        .for_callers(),
+                    ));
+                }
+            },
+            None => read.await,
+        };
+        match outcome {
             Ok((secret, read_at)) => {
                 if started_here {
                     metrics.cache_misses.inc();
@@ -427,7 +449,8 @@ impl Inner {
             answer
         }));
         let read = async move {
-            task.await.unwrap_or_else(|_| Err(Arc::new(StoreError::internal("the backend read was cancelled"))))
+            task.await
+                .unwrap_or_else(|_| Err(Arc::new(StoreError::internal("the backend read was cancelled").for_callers())))
         }
         .boxed()
         .shared();

@@ -27,7 +27,7 @@ use tonic_health::ServingStatus;
 use crate::{admin::Readiness, config::LivenessConfig};
 
 use crate::{
-    audit::{AuditLog, AuditRecord},
+    audit::{AuditLog, AuditRecord, AuditSlot},
     auth::{
         mint::{self, Grant},
         state::{NewToken, StateError},
@@ -66,12 +66,19 @@ struct Aim<'a> {
 }
 
 impl Services {
-    /// Authenticates a call; failures are audited and answered without a
-    /// hint of what was wrong.
-    fn caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<Caller, Status> {
+    /// Takes the call's place in the audit queue (waiting asynchronously,
+    /// and bounded, when the audit sink falls behind: see `audit`), then
+    /// authenticates it; failures are audited and answered without a hint
+    /// of what was wrong.
+    async fn caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<(Caller, AuditSlot), Status> {
         let peer = peer_info(request);
+        let mut slot =
+            self.audit.slot(method, &peer.addr).await.map_err(|busy| Status::unavailable(busy.to_string()))?;
         match self.auth.authenticate(request.metadata(), &peer) {
-            Ok(principal) => Ok(Caller { principal, peer: peer.addr }),
+            Ok(principal) => {
+                slot.identified(&principal.name, &principal.service);
+                Ok((Caller { principal, peer: peer.addr }, slot))
+            }
             Err(failure) => {
                 let (code, reason, status) = match failure {
                     AuthFailure::Unauthenticated(reason) => {
@@ -79,11 +86,11 @@ impl Services {
                     }
                     AuthFailure::RateLimited => (
                         Code::ResourceExhausted,
-                        "too many failed authentications from this peer",
+                        "too many failed basic-auth attempts for this user from this address",
                         Status::resource_exhausted("too many failed authentications; try again later"),
                     ),
                 };
-                self.audit.record(AuditRecord {
+                slot.record(AuditRecord {
                     time: SystemTime::now(),
                     principal: None,
                     service: None,
@@ -106,7 +113,16 @@ impl Services {
         }
     }
 
-    fn audit(&self, caller: &Caller, method: &'static str, aim: Aim<'_>, trail: &Trail, code: Code) {
+    #[allow(clippy::too_many_arguments)]
+    fn audit(
+        &self,
+        slot: &mut AuditSlot,
+        caller: &Caller,
+        method: &'static str,
+        aim: Aim<'_>,
+        trail: &Trail,
+        code: Code,
+    ) {
         if !self.audit.is_on() {
             return;
         }
@@ -116,7 +132,7 @@ impl Services {
             // Refused before the policy ran (a malformed request).
             None => "invalid",
         };
-        self.audit.record(AuditRecord {
+        slot.record(AuditRecord {
             time: SystemTime::now(),
             principal: Some(caller.principal.name.clone()),
             service: Some(caller.principal.service.clone()),
@@ -255,7 +271,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::GetSecretRequest>,
     ) -> Result<Response<proto::GetSecretResponse>, Status> {
-        let caller = self.caller(&request, "GetSecret")?;
+        let (caller, mut slot) = self.caller(&request, "GetSecret").await?;
         let context = call_context(&request);
         let req = request.get_ref();
         let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: &req.version };
@@ -270,7 +286,7 @@ impl SecretBroker for Services {
             key: Some(&req.key),
             version: Some(&req.version),
         };
-        self.audit(&caller, "GetSecret", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "GetSecret", aim, &trail, code_of(&result));
         Ok(Response::new(to_response(&result?)))
     }
 
@@ -278,7 +294,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::BatchGetSecretsRequest>,
     ) -> Result<Response<proto::BatchGetSecretsResponse>, Status> {
-        let caller = self.caller(&request, "BatchGetSecrets")?;
+        let (caller, mut slot) = self.caller(&request, "BatchGetSecrets").await?;
         let context = call_context(&request);
         let refs = &request.get_ref().refs;
         let asked = refs
@@ -288,7 +304,7 @@ impl SecretBroker for Services {
         let answers = match context.scope(self.broker.batch_get(&caller, asked)).await {
             Ok(answers) => answers,
             Err(status) => {
-                self.audit(&caller, "BatchGetSecrets", Aim::default(), &Trail::default(), status.code());
+                self.audit(&mut slot, &caller, "BatchGetSecrets", Aim::default(), &Trail::default(), status.code());
                 return Err(status);
             }
         };
@@ -300,7 +316,7 @@ impl SecretBroker for Services {
                 key: Some(&r.key),
                 version: Some(&r.version),
             };
-            self.audit(&caller, "BatchGetSecrets", aim, &trail, code_of(&answer));
+            self.audit(&mut slot, &caller, "BatchGetSecrets", aim, &trail, code_of(&answer));
             results.push(proto::BatchGetResult {
                 r#ref: Some(r.clone()),
                 result: Some(match answer {
@@ -319,7 +335,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::ListSecretsRequest>,
     ) -> Result<Response<proto::ListSecretsResponse>, Status> {
-        let caller = self.caller(&request, "ListSecrets")?;
+        let (caller, mut slot) = self.caller(&request, "ListSecrets").await?;
         let context = call_context(&request);
         let req = request.into_inner();
         let mut trail = Trail::default();
@@ -336,7 +352,7 @@ impl SecretBroker for Services {
         );
         let result = context.scope(list).await;
         let aim = Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), ..Default::default() };
-        self.audit(&caller, "ListSecrets", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "ListSecrets", aim, &trail, code_of(&result));
         let page = result?;
         Ok(Response::new(proto::ListSecretsResponse {
             secrets: page.items.into_iter().map(to_metadata).collect(),
@@ -348,7 +364,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::PutSecretRequest>,
     ) -> Result<Response<proto::PutSecretResponse>, Status> {
-        let caller = self.caller(&request, "PutSecret")?;
+        let (caller, mut slot) = self.caller(&request, "PutSecret").await?;
         let context = call_context(&request);
         let req = request.into_inner();
         // The request buffer itself is tonic's; the copy we keep is wiped on drop.
@@ -359,7 +375,7 @@ impl SecretBroker for Services {
         let result = context.scope(put).await;
         let aim =
             Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
-        self.audit(&caller, "PutSecret", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "PutSecret", aim, &trail, code_of(&result));
         Ok(Response::new(proto::PutSecretResponse { version: result?.to_string() }))
     }
 
@@ -367,7 +383,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::DeleteSecretRequest>,
     ) -> Result<Response<proto::DeleteSecretResponse>, Status> {
-        let caller = self.caller(&request, "DeleteSecret")?;
+        let (caller, mut slot) = self.caller(&request, "DeleteSecret").await?;
         let context = call_context(&request);
         let req = request.get_ref();
         let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: "" };
@@ -375,7 +391,7 @@ impl SecretBroker for Services {
         let result = context.scope(self.broker.delete(&caller, r, &mut trail)).await;
         let aim =
             Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
-        self.audit(&caller, "DeleteSecret", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "DeleteSecret", aim, &trail, code_of(&result));
         result?;
         Ok(Response::new(proto::DeleteSecretResponse {}))
     }
@@ -398,14 +414,14 @@ fn state_status(e: StateError) -> Status {
 
 impl Services {
     /// Authenticates and authorizes a token-administration call.
-    fn admin_caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<Caller, Status> {
-        let caller = self.caller(request, method)?;
+    async fn admin_caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<(Caller, AuditSlot), Status> {
+        let (caller, mut slot) = self.caller(request, method).await?;
         let mut trail = Trail::default();
         let decision = self.broker.authorize(&caller, Action::Admin, Target::Tokens, &mut trail);
         if let Err(status) = &decision {
-            self.audit(&caller, method, Aim::default(), &trail, status.code());
+            self.audit(&mut slot, &caller, method, Aim::default(), &trail, status.code());
         }
-        decision.map(|()| caller)
+        decision.map(|()| (caller, slot))
     }
 
     fn token_store(&self) -> Result<&Arc<crate::auth::state::TokenStore>, Status> {
@@ -470,49 +486,59 @@ impl AccessAdmin for Services {
         &self,
         request: Request<proto::ExplainAccessRequest>,
     ) -> Result<Response<proto::ExplainAccessResponse>, Status> {
-        let admin = self.admin_caller(&request, "ExplainAccess")?;
+        let (admin, mut slot) = self.admin_caller(&request, "ExplainAccess").await?;
         let req = request.get_ref();
-        let action = match req.action.as_str() {
-            "" | "read" => Action::Read,
-            "list" => Action::List,
-            "write" => Action::Write,
-            "delete" => Action::Delete,
-            _ => return Err(Status::invalid_argument("action must be read, list, write or delete")),
-        };
-        let name = secretd_core::SecretName::parse(&req.tenant, &req.namespace, &req.key)
-            .map_err(|e| Status::invalid_argument(e.message().to_owned()))?;
-        // An admin limited to some namespaces explains only those.
-        if !admin.principal.reaches(&name.tenant, &name.namespace) {
-            return Err(Status::permission_denied(format!(
-                "{}/{} is outside principal {}'s tenants and namespaces",
-                name.tenant, name.namespace, admin.principal.name
-            )));
+        // Every outcome is audited: the audit slot would otherwise record
+        // the call as abandoned.
+        let result = async {
+            let action = match req.action.as_str() {
+                "" | "read" => Action::Read,
+                "list" => Action::List,
+                "write" => Action::Write,
+                "delete" => Action::Delete,
+                _ => return Err(Status::invalid_argument("action must be read, list, write or delete")),
+            };
+            let name = secretd_core::SecretName::parse(&req.tenant, &req.namespace, &req.key)
+                .map_err(|e| Status::invalid_argument(e.message().to_owned()))?;
+            // An admin limited to some namespaces explains only those.
+            if !admin.principal.reaches(&name.tenant, &name.namespace) {
+                return Err(Status::permission_denied(format!(
+                    "{}/{} is outside principal {}'s tenants and namespaces",
+                    name.tenant, name.namespace, admin.principal.name
+                )));
+            }
+            let principal = match &req.subject {
+                Some(proto::explain_access_request::Subject::Principal(who)) => self
+                    .auth
+                    .principal_named(who)
+                    .ok_or_else(|| Status::not_found(format!("no principal or active token is named {who:?}")))?,
+                Some(proto::explain_access_request::Subject::Token(token)) => self
+                    .auth
+                    .principal_of_token(token)
+                    .map_err(|_| Status::not_found("the token is unknown, revoked or expired"))?,
+                None => return Err(Status::invalid_argument("name a principal or give a token")),
+            };
+            let subject = Caller { principal: principal.clone(), peer: admin.peer.clone() };
+            let explained = self.broker.explain(&subject, action, &name)?;
+            Ok((principal, explained))
         }
-        let principal = match &req.subject {
-            Some(proto::explain_access_request::Subject::Principal(who)) => self
-                .auth
-                .principal_named(who)
-                .ok_or_else(|| Status::not_found(format!("no principal or active token is named {who:?}")))?,
-            Some(proto::explain_access_request::Subject::Token(token)) => self
-                .auth
-                .principal_of_token(token)
-                .map_err(|_| Status::not_found("the token is unknown, revoked or expired"))?,
-            None => return Err(Status::invalid_argument("name a principal or give a token")),
-        };
-        let subject = Caller { principal: principal.clone(), peer: admin.peer.clone() };
-        let explained = self.broker.explain(&subject, action, &name);
-        let trail = Trail {
-            allowed: Some(true),
-            reason: Some(format!("explained access of {}", principal.name).into()),
-            ..Default::default()
+        .await;
+        let trail = match &result {
+            Ok((principal, _)) => Trail {
+                allowed: Some(true),
+                reason: Some(format!("explained access of {}", principal.name).into()),
+                ..Default::default()
+            },
+            Err(_) => admin_trail(&result),
         };
         let aim =
             Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
-        self.audit(&admin, "ExplainAccess", aim, &trail, code_of(&explained));
+        self.audit(&mut slot, &admin, "ExplainAccess", aim, &trail, code_of(&result));
+        let (principal, explained) = result?;
         Ok(Response::new(proto::ExplainAccessResponse {
             principal: principal.name.clone(),
             service: principal.service.clone(),
-            decisions: explained?
+            decisions: explained
                 .into_iter()
                 .map(|e| proto::NamespaceDecision {
                     namespace: e.namespace.to_string(),
@@ -531,7 +557,7 @@ impl TokenAdmin for Services {
         &self,
         request: Request<proto::CreateTokenRequest>,
     ) -> Result<Response<proto::CreateTokenResponse>, Status> {
-        let caller = self.admin_caller(&request, "CreateToken")?;
+        let (caller, mut slot) = self.admin_caller(&request, "CreateToken").await?;
         let req = request.into_inner();
         let name = req.name.clone();
         let minted = async {
@@ -562,6 +588,7 @@ impl TokenAdmin for Services {
         };
         let result = minted.await;
         self.audit(
+            &mut slot,
             &caller,
             "CreateToken",
             Aim { key: Some(&name), ..Default::default() },
@@ -585,12 +612,12 @@ impl TokenAdmin for Services {
         &self,
         request: Request<proto::ListTokensRequest>,
     ) -> Result<Response<proto::ListTokensResponse>, Status> {
-        let caller = self.admin_caller(&request, "ListTokens")?;
+        let (caller, mut slot) = self.admin_caller(&request, "ListTokens").await?;
         let result = match self.token_store() {
             Ok(store) => store.list().await.map_err(state_status),
             Err(status) => Err(status),
         };
-        self.audit(&caller, "ListTokens", Aim::default(), &admin_trail(&result), code_of(&result));
+        self.audit(&mut slot, &caller, "ListTokens", Aim::default(), &admin_trail(&result), code_of(&result));
         let tokens = result?
             .into_iter()
             .filter(|t| mint::oversees(&caller.principal, &t.namespaces, &t.tenants))
@@ -617,7 +644,7 @@ impl TokenAdmin for Services {
         &self,
         request: Request<proto::RevokeTokenRequest>,
     ) -> Result<Response<proto::RevokeTokenResponse>, Status> {
-        let caller = self.admin_caller(&request, "RevokeToken")?;
+        let (caller, mut slot) = self.admin_caller(&request, "RevokeToken").await?;
         let name = request.into_inner().name;
         let revoked = async {
             let store = self.token_store()?;
@@ -636,6 +663,7 @@ impl TokenAdmin for Services {
         };
         let result = revoked.await;
         self.audit(
+            &mut slot,
             &caller,
             "RevokeToken",
             Aim { key: Some(&name), ..Default::default() },

@@ -22,8 +22,18 @@
 //!
 //! Failures get one answer, UNAUTHENTICATED "authentication required", so a
 //! caller learns nothing about which part was wrong; the reason goes to the
-//! audit record. A peer that keeps failing is refused RESOURCE_EXHAUSTED
-//! for a while (see `limiter`).
+//! audit record.
+//!
+//! Only what can be guessed is rate limited: basic-auth passwords, per
+//! address (IPv6 by /64, so one host cannot rotate through its prefix) and
+//! user name. A user that keeps failing from one address is refused
+//! RESOURCE_EXHAUSTED for a while (see `limiter`), its right password
+//! included. Nothing else counts, and nothing else is ever refused by the
+//! limiter: tokens are 256 random bits, so an invalid one is no guess worth
+//! slowing, and certificates and socket peers are verified by TLS and the
+//! kernel. Counting those would only let one misbehaving caller lock out
+//! every valid one that shares its address (NAT, an ingress, a mesh
+//! sidecar, one uid on the socket).
 
 pub mod cert;
 pub mod limiter;
@@ -119,13 +129,56 @@ pub struct PeerInfo {
     pub unix: Option<(u32, u32)>,
 }
 
-/// Whose authentication failures count together.
+/// Where a call comes from, as far as failures count together.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum PeerKey {
     Ip(std::net::IpAddr),
     Uid(u32),
     #[default]
     Unknown,
+}
+
+impl PeerKey {
+    /// The origin failures count against: an IPv4 address (IPv4-mapped
+    /// IPv6 included), the /64 of any other IPv6 address (the smallest
+    /// block a host is given), the uid, or the unknown.
+    fn origin(self) -> Origin {
+        match self {
+            PeerKey::Ip(std::net::IpAddr::V4(v4)) => Origin::V4(v4.octets()),
+            PeerKey::Ip(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => Origin::V4(v4.octets()),
+                None => Origin::V6Prefix((v6.to_bits() >> 64) as u64),
+            },
+            PeerKey::Uid(uid) => Origin::Uid(uid),
+            PeerKey::Unknown => Origin::Unknown,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Origin {
+    V4([u8; 4]),
+    V6Prefix(u64),
+    Uid(u32),
+    Unknown,
+}
+
+/// Whose failed basic-auth attempts count together: an origin and the user
+/// name tried, kept as a digest (a mistyped name may be a password, and
+/// the key's size stays fixed whatever a caller sends).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GuessKey {
+    origin: Origin,
+    user: [u8; 16],
+}
+
+impl GuessKey {
+    fn new(peer: PeerKey, user: &str) -> Self {
+        let digest = Sha256::digest(user.as_bytes());
+        let mut short = [0u8; 16];
+        short.copy_from_slice(&digest[..16]);
+        Self { origin: peer.origin(), user: short }
+    }
 }
 
 /// Why authentication failed. Only the audit record and the logs see the
@@ -206,7 +259,8 @@ pub struct Authenticator {
     certs: Vec<CertMatcher>,
     peers: Vec<PeerMatcher>,
     basic: Option<BasicAdmin>,
-    limiter: FailureLimiter<PeerKey>,
+    /// Failed basic-auth attempts, per address and user name.
+    limiter: FailureLimiter<GuessKey>,
     store: Option<Arc<TokenStore>>,
     /// Whether the last refresh reached the state store, for `/readyz`.
     store_reachable: std::sync::atomic::AtomicBool,
@@ -438,15 +492,17 @@ impl Authenticator {
 
     /// Authenticates one call.
     pub fn authenticate(&self, metadata: &MetadataMap, peer: &PeerInfo) -> Result<Arc<Principal>, AuthFailure> {
-        if self.limiter.is_blocked(&peer.limit_key) {
-            crate::metrics::auth_failure("rate limited");
-            return Err(AuthFailure::RateLimited);
-        }
         let result = self.identify(metadata, peer);
-        if let Err(AuthFailure::Unauthenticated(reason)) = &result {
-            crate::metrics::auth_failure(reason);
-            self.limiter.record_failure(&peer.limit_key);
-            tracing::debug!(peer = %peer.addr, reason, "authentication failed");
+        match &result {
+            Err(AuthFailure::Unauthenticated(reason)) => {
+                crate::metrics::auth_failure(reason);
+                tracing::debug!(peer = %peer.addr, reason, "authentication failed");
+            }
+            Err(AuthFailure::RateLimited) => {
+                crate::metrics::auth_failure("rate limited");
+                tracing::debug!(peer = %peer.addr, "basic auth refused: too many failures for this user here");
+            }
+            Ok(_) => {}
         }
         result
     }
@@ -458,7 +514,7 @@ impl Authenticator {
                 return self.check_token(bearer.trim());
             }
             if let Some(basic) = strip_scheme(header, "basic") {
-                return self.check_basic(basic.trim());
+                return self.check_basic(basic.trim(), peer.limit_key);
             }
             return Err(AuthFailure::Unauthenticated("unknown authorization scheme"));
         }
@@ -503,7 +559,11 @@ impl Authenticator {
         Ok(entry.principal.clone())
     }
 
-    fn check_basic(&self, encoded: &str) -> Result<Arc<Principal>, AuthFailure> {
+    /// Checks the operator's user name and password, then asks the limiter:
+    /// a user over its failures at this address is refused whether or not
+    /// the password is right this time, or the limiter would answer each
+    /// guess all the same.
+    fn check_basic(&self, encoded: &str, peer: PeerKey) -> Result<Arc<Principal>, AuthFailure> {
         let Some(admin) = &self.basic else {
             return Err(AuthFailure::Unauthenticated("basic auth is not configured"));
         };
@@ -521,9 +581,14 @@ impl Authenticator {
         // neither the length nor which half was wrong shows in the timing.
         let user_ok = admin.username_hash.ct_eq(Sha256::digest(user.as_bytes()).as_slice());
         let password_ok = admin.accepted_digest().ct_eq(Sha256::digest(password.as_bytes()).as_slice());
+        let guess = GuessKey::new(peer, user);
+        if self.limiter.is_blocked(&guess) {
+            return Err(AuthFailure::RateLimited);
+        }
         if bool::from(user_ok & password_ok) {
             Ok(admin.principal.clone())
         } else {
+            self.limiter.record_failure(&guess);
             Err(AuthFailure::Unauthenticated("wrong basic credentials"))
         }
     }
@@ -612,8 +677,34 @@ mod tests {
         assert!(a.authenticate(&MetadataMap::new(), &unix).is_err());
     }
 
-    fn basic(user_password: &str) -> MetadataMap {
-        metadata(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_password)))
+    fn from(ip: &str) -> PeerInfo {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        PeerInfo { addr: ip.to_string(), limit_key: PeerKey::Ip(ip), ..Default::default() }
+    }
+
+    fn basic(user: &str, password: &str) -> MetadataMap {
+        metadata(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))))
+    }
+
+    /// An operator account `admin`/`right`, a token, a socket peer rule and
+    /// a limit of 3 failures (no refill during the test).
+    fn limited() -> (Authenticator, SecretString) {
+        let token = token::generate();
+        let auth = AuthConfig {
+            service_accounts: vec![StaticAccount {
+                name: "worker".into(),
+                service: "WORKER".into(),
+                permissions: vec![Permission::Read],
+                namespaces: vec![],
+                tenants: vec!["main".into()],
+                token_sha256: TokenHash::of(token.expose_secret()).to_hex(),
+            }],
+            unix_peers: vec![PeerRule { uid: Some(1000), gid: None, principal: spec("sidecar", "WORKER") }],
+            failure_limit: crate::config::FailureLimit { burst: 3, per_minute: 0 },
+            ..Default::default()
+        };
+        let basic = BasicAuthConfig { username: "admin".into(), password: Credential::inline("right") };
+        (Authenticator::new(&auth, Some(&basic), None), token)
     }
 
     #[test]
@@ -625,7 +716,7 @@ mod tests {
         let basic_config = BasicAuthConfig { username: "op".into(), password: Credential::resolve(&raw).unwrap() };
         let rule = regex::Regex::new("^(?:[a-z-]{12,})$").unwrap();
         let a = Authenticator::new(&AuthConfig::default(), Some(&basic_config), None).with_password_rule(Some(rule));
-        let ok = |a: &Authenticator, pw: &str| a.authenticate(&basic(&format!("op:{pw}")), &peer("good")).is_ok();
+        let ok = |a: &Authenticator, pw: &str| a.authenticate(&basic("op", pw), &peer("good")).is_ok();
         assert!(ok(&a, "first-long-password"));
         assert!(!ok(&a, &raw), "the reference itself is no password");
 
@@ -639,20 +730,65 @@ mod tests {
         assert!(ok(&a, "second-long-password-x"), "the previous password must stay in use");
     }
 
-    #[test]
-    fn failures_rate_limit_the_peer_only() {
-        let a = Authenticator::new(&AuthConfig::default(), None, None);
-        for _ in 0..10 {
-            assert!(matches!(
-                a.authenticate(&metadata("Bearer nope"), &peer("bad")),
-                Err(AuthFailure::Unauthenticated(_))
-            ));
+    fn lock_out(a: &Authenticator, user: &str, peer: &PeerInfo) {
+        for _ in 0..3 {
+            assert_eq!(
+                a.authenticate(&basic(user, "guess"), peer),
+                Err(AuthFailure::Unauthenticated("wrong basic credentials"))
+            );
         }
-        assert_eq!(a.authenticate(&metadata("Bearer nope"), &peer("bad")), Err(AuthFailure::RateLimited));
-        assert!(matches!(
-            a.authenticate(&metadata("Bearer nope"), &peer("good")),
-            Err(AuthFailure::Unauthenticated(_))
-        ));
+        assert_eq!(a.authenticate(&basic(user, "guess"), peer), Err(AuthFailure::RateLimited));
+    }
+
+    /// Issue #12, item 7: a caller with a valid token or socket identity is
+    /// never refused by the limiter, even from an address (or uid) where
+    /// someone is guessing; invalid tokens do not count at all.
+    #[test]
+    fn valid_tokens_and_peers_are_never_refused_from_a_locked_out_origin() {
+        let (a, token) = limited();
+        let nat = from("203.0.113.7");
+        lock_out(&a, "admin", &nat);
+        let bearer = metadata(&format!("Bearer {}", token.expose_secret()));
+        assert_eq!(a.authenticate(&bearer, &nat).unwrap().name, "worker");
+        let wrong = metadata(&format!("Bearer {}", token::generate().expose_secret()));
+        for _ in 0..50 {
+            assert_eq!(a.authenticate(&wrong, &nat), Err(AuthFailure::Unauthenticated("unknown or revoked token")));
+        }
+        assert_eq!(a.authenticate(&bearer, &nat).unwrap().name, "worker", "50 bad tokens locked nobody out");
+        let mut socket = PeerInfo { addr: "unix:uid=1000".into(), limit_key: PeerKey::Uid(1000), ..Default::default() };
+        socket.unix = Some((1000, 1000));
+        lock_out(&a, "admin", &socket);
+        assert_eq!(a.authenticate(&MetadataMap::new(), &socket).unwrap().name, "sidecar");
+    }
+
+    /// Wrong passwords lock out that user at that address (its /64 for
+    /// IPv6), the right password included; not another user there, nor the
+    /// same user elsewhere.
+    #[test]
+    fn wrong_basic_passwords_lock_out_that_user_at_that_address_only() {
+        let (a, _) = limited();
+        let here = from("198.51.100.20");
+        lock_out(&a, "admin", &here);
+        assert_eq!(a.authenticate(&basic("admin", "right"), &here), Err(AuthFailure::RateLimited));
+        assert_eq!(
+            a.authenticate(&basic("someone-else", "x"), &here),
+            Err(AuthFailure::Unauthenticated("wrong basic credentials")),
+            "another user at the same address is not locked out"
+        );
+        assert!(a.authenticate(&basic("admin", "right"), &from("198.51.100.21")).is_ok());
+        assert_eq!(
+            a.authenticate(&basic("admin", "right"), &from("::ffff:198.51.100.20")),
+            Err(AuthFailure::RateLimited),
+            "an IPv4-mapped address is that IPv4 address"
+        );
+
+        lock_out(&a, "admin", &from("2001:db8:1:2::1"));
+        assert_eq!(
+            a.authenticate(&basic("admin", "right"), &from("2001:db8:1:2:ffff::9")),
+            Err(AuthFailure::RateLimited),
+            "an IPv6 host cannot rotate through its /64"
+        );
+        assert!(a.authenticate(&basic("admin", "right"), &from("2001:db8:1:3::1")).is_ok());
     }
 
     #[test]

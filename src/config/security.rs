@@ -255,7 +255,8 @@ pub struct PeerRule {
     pub principal: PrincipalSpec,
 }
 
-/// `auth.failure-limit`: how many failed authentications one peer may make.
+/// `auth.failure-limit`: how many wrong basic-auth passwords one user name
+/// may be tried with from one address (IPv6: one /64).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FailureLimit {

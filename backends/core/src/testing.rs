@@ -106,6 +106,8 @@ pub enum Fault {
     Fail(crate::ErrorKind),
     /// Never answer, as a hung server or a black-holed packet would.
     Hang,
+    /// Answer correctly, after this long, as a slow but healthy server would.
+    Slow(Duration),
 }
 
 /// Injects backend faults in front of a real store, for tests of the
@@ -138,6 +140,10 @@ impl FaultyStore {
             Fault::None => Ok(()),
             Fault::Fail(kind) => Err(StoreError::new(kind, format!("injected fault: {kind}"))),
             Fault::Hang => std::future::pending().await,
+            Fault::Slow(delay) => {
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
         }
     }
 }

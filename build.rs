@@ -4,7 +4,7 @@
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/secretd/v1/broker.proto", "proto/secretd/v1/admin.proto"];
+    let protos = ["proto/secretd/v1/broker.proto", "proto/secretd/v1/admin.proto", "proto/secretd/v1/access.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

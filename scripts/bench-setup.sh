@@ -24,7 +24,43 @@ cleanup() {
 }
 trap cleanup EXIT
 
-load() { # label addr
-    "$BENCH" load --addr "$2" --concurrency "$C" --requests "$N" --connections "$K" \
+load() { # label addr   (LOAD_PIN, a taskset prefix, places the generator on a core)
+    ${LOAD_PIN:-} "$BENCH" load --addr "$2" --concurrency "$C" --requests "$N" --connections "$K" \
         --key-count "$KEYS" --label "$1" --json
+}
+
+# Starts a secretd on 127.0.0.1:PORT (cache on or off) as in production:
+# a bearer token, the policy, metrics and the audit trail to a file; waits
+# for it and seeds KEYS keys. BINARY defaults to the one just built, and
+# PIN (a taskset prefix) places it on a core.
+daemon() { # port cache-enabled [binary]
+    cat >"$work/$1.yaml" <<YAML
+server:
+  listen: 127.0.0.1:$1
+  admin: {listen: 127.0.0.1:$(($1 + 100))}
+secret:
+  type: jdbc
+  jdbc:
+    url: sqlite://$work/bench-$1.db
+    secret: bench-secret-of-at-least-32-characters
+  cache:
+    enabled: $2
+    maximum-size: 10000
+    expire-after-write: 10m
+state:
+  url: sqlite://$work/state-$1.db
+auth:
+  service-accounts:
+    - name: bench
+      service: WORKER
+      permissions: [read, write]
+      token-sha256: $TOKEN_HASH
+audit:
+  sink: ${AUDIT_SINK:-file}
+  path: $work/audit-$1.log
+YAML
+    SECRETD_LOG=warn ${PIN:-} "${3:-$SECRETD}" serve --config "$work/$1.yaml" &
+    pids+=($!)
+    "$BENCH" wait --addr "127.0.0.1:$1"
+    "$BENCH" seed --addr "127.0.0.1:$1" --key-count "$KEYS" 2>/dev/null
 }

@@ -24,38 +24,6 @@ KEYS=100
 
 . scripts/bench-setup.sh
 
-daemon() { # port cache-enabled
-    cat >"$work/$1.yaml" <<YAML
-server:
-  listen: 127.0.0.1:$1
-  admin: {listen: 127.0.0.1:$(($1 + 100))}
-secret:
-  type: jdbc
-  jdbc:
-    url: sqlite://$work/bench-$1.db
-    secret: bench-secret-of-at-least-32-characters
-  cache:
-    enabled: $2
-    maximum-size: 10000
-    expire-after-write: 10m
-state:
-  url: sqlite://$work/state-$1.db
-auth:
-  service-accounts:
-    - name: bench
-      service: WORKER
-      permissions: [read, write]
-      token-sha256: $TOKEN_HASH
-audit:
-  sink: ${AUDIT_SINK:-file}
-  path: $work/audit-$1.log
-YAML
-    SECRETD_LOG=warn "$SECRETD" serve --config "$work/$1.yaml" &
-    pids+=($!)
-    "$BENCH" wait --addr "127.0.0.1:$1"
-    "$BENCH" seed --addr "127.0.0.1:$1" --key-count "$KEYS" 2>/dev/null
-}
-
 "$BENCH" baseline-server --listen 127.0.0.1:47911 2>/dev/null &
 pids+=($!)
 "$BENCH" wait --addr 127.0.0.1:47911

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use futures::future::join_all;
+use futures::StreamExt;
 use secretd_core::{
     ErrorKind, Namespace, Page, PageRequest, Secret, SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant,
     Version,
@@ -18,9 +18,9 @@ use secretd_core::{
 use tonic::Status;
 
 use crate::{
-    cache::{Freshness, Origin, SecretCache},
+    cache::{Freshness, Origin, Readable, SecretCache},
     config::RateLimitConfig,
-    policy::{Action, Caller, Policy, Target},
+    policy::{Action, Caller, Decision, Denial, Policy, Step, Target, Verdict},
     resilience::{breaker::CircuitBreaker, rate_limit::RateLimiter},
     status::from_store_error,
 };
@@ -30,6 +30,36 @@ use crate::{
 pub struct Limits {
     pub max_value_size: usize,
     pub max_batch_size: usize,
+    /// The deepest namespace a call may name.
+    pub max_namespace_depth: usize,
+    /// Worst-case backend reads per call, checked before any read.
+    pub max_backend_reads_per_call: usize,
+    /// Refs of one batch looked up at once.
+    pub batch_concurrency: usize,
+}
+
+impl Limits {
+    pub fn from_config(secret: &crate::config::SecretConfig) -> Self {
+        Self {
+            max_value_size: secret.max_value_size,
+            max_batch_size: secret.max_batch_size,
+            max_namespace_depth: secret.max_namespace_depth,
+            max_backend_reads_per_call: secret.max_backend_reads_per_call,
+            batch_concurrency: secret.batch_concurrency,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_value_size: 64 * 1024,
+            max_batch_size: 100,
+            max_namespace_depth: crate::config::default_max_namespace_depth(),
+            max_backend_reads_per_call: crate::config::default_max_backend_reads_per_call(),
+            batch_concurrency: crate::config::default_batch_concurrency(),
+        }
+    }
 }
 
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -57,6 +87,9 @@ pub struct Trail {
     pub cache_hit: Option<bool>,
     /// Where a read's answer came from.
     pub origin: Option<Origin>,
+    /// The parent namespace whose secret answered a read, when namespace
+    /// inheritance found it above the one asked for.
+    pub found_in: Option<Namespace>,
     pub backend_latency: Option<std::time::Duration>,
 }
 
@@ -136,6 +169,10 @@ impl Broker {
         &self.cache
     }
 
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     pub async fn get(&self, caller: &Caller, r: Ref<'_>, trail: &mut Trail) -> Result<Resolved, Status> {
         self.get_with(caller, r, Freshness::default(), trail).await
     }
@@ -148,23 +185,30 @@ impl Broker {
         freshness: Freshness,
         trail: &mut Trail,
     ) -> Result<Resolved, Status> {
-        let name = parse_name(r.tenant, r.namespace, r.key)?;
+        let name = self.parse_name(r.tenant, r.namespace, r.key)?;
         let version = parse_version(r.version)?;
-        self.authorize(caller, Action::Read, Target::Secret(&name), trail)?;
-        if freshness.refresh && !self.refresh_allowed(caller) {
+        let readable = self.authorize_lookup(caller, &name, trail)?;
+        // A value refused for its age costs a backend read like `refresh`
+        // does, so both spend the same per-caller allowance.
+        let bypasses_cache = freshness.refresh
+            || match freshness.max_age {
+                Some(max_age) => self.cache.refused_for_age(&name, version.as_ref(), readable, max_age).await,
+                None => false,
+            };
+        if bypasses_cache && !self.refresh_allowed(caller) {
             crate::metrics::get().refresh_rejections.inc();
             return Err(Status::resource_exhausted(format!(
-                "refresh = true is limited to {} per second per caller (burst {}; secret.cache.refresh-rate-limit); \
-                 the cached value is still available without it",
+                "refresh = true and a max_age the cached value is older than are limited to {} per second per \
+                 caller (burst {}; secret.cache.refresh-rate-limit); the cached value is still available without them",
                 self.refresh_limit.requests_per_second, self.refresh_limit.burst
             )));
         }
         let started = std::time::Instant::now();
         let load = || -> crate::cache::Load {
             let (store, name, version) = (self.store.clone(), name.clone(), version.clone());
-            Box::pin(async move { resolve(&*store, &name, version.as_ref()).await })
+            Box::pin(async move { resolve(&*store, &name, version.as_ref(), readable).await })
         };
-        let result = self.cache.get_or_load(&name, version.as_ref(), freshness, load).await;
+        let result = self.cache.get_or_load(&name, version.as_ref(), readable, freshness, load).await;
         let answer = match result {
             Ok(answer) => answer,
             Err(e) => {
@@ -177,7 +221,45 @@ impl Broker {
         if answer.origin != Origin::Cache {
             trail.backend_latency = Some(started.elapsed());
         }
+        let found = &answer.secret.metadata.name;
+        if found.namespace != name.namespace {
+            // The audit names the namespace that answered, and the rule
+            // that admitted it.
+            if let Ok(reason) = self.policy.decide(caller, Action::Read, Target::Secret(found)) {
+                trail.reason = Some(reason.into());
+            }
+            trail.found_in = Some(found.namespace.clone());
+        }
         Ok(Resolved { secret: answer.secret, origin: answer.origin, age: answer.age })
+    }
+
+    /// The policy's decision on every namespace a read of `name` may
+    /// consult: the requested one and each parent. A namespace the caller
+    /// may not read counts as absent, so the walk passes over it; only a
+    /// caller who may read none of them is refused, with the decision on
+    /// the namespace it asked for.
+    fn authorize_lookup(&self, caller: &Caller, name: &SecretName, trail: &mut Trail) -> Result<Readable, Status> {
+        let requested = self.policy.decide(caller, Action::Read, Target::Secret(name));
+        let mut readable = if requested.is_ok() { Readable::NONE.with(0) } else { Readable::NONE };
+        // Isolation and permissions refuse the caller, not a namespace: no
+        // parent would be judged differently.
+        if !requested.as_ref().is_err_and(Denial::is_caller_wide) {
+            for (level, namespace) in name.namespace.self_and_ancestors().enumerate().skip(1) {
+                let parent = name.in_namespace(namespace);
+                if self.policy.decide(caller, Action::Read, Target::Secret(&parent)).is_ok() {
+                    readable = readable.with(level);
+                }
+            }
+        }
+        match requested {
+            Err(_) if !readable.is_empty() => {
+                trail.allowed = Some(true);
+                trail.reason =
+                    Some(format!("{} is not readable by this caller; its readable parents are", name.namespace).into());
+            }
+            decision => self.record(decision, trail)?,
+        }
+        Ok(readable)
     }
 
     fn refresh_allowed(&self, caller: &Caller) -> bool {
@@ -189,7 +271,10 @@ impl Broker {
     }
 
     /// Each item is answered on its own: one failing ref does not fail the
-    /// batch. Only a batch that is too large fails as a whole.
+    /// batch. Only a batch that is too large fails as a whole: more refs
+    /// than `max-batch-size`, or more backend reads in the worst case than
+    /// `max-backend-reads-per-call`. At most `batch-concurrency` refs are
+    /// looked up at once.
     #[allow(clippy::type_complexity)]
     pub async fn batch_get(
         &self,
@@ -203,12 +288,33 @@ impl Broker {
                 refs.len()
             )));
         }
-        Ok(join_all(refs.into_iter().map(|r| async move {
-            let mut trail = Trail::default();
-            let result = self.get(caller, r, &mut trail).await;
-            (result, trail)
-        }))
-        .await)
+        let worst_case: usize = refs.iter().map(|r| self.worst_case_reads(r)).sum();
+        if worst_case > self.limits.max_backend_reads_per_call {
+            return Err(Status::invalid_argument(format!(
+                "this batch could take {worst_case} backend reads (one per namespace its lookups may consult, two \
+                 with a pinned version); at most {} are allowed per call (secret.max-backend-reads-per-call)",
+                self.limits.max_backend_reads_per_call
+            )));
+        }
+        // The lookups are made before the stream, not by a closure inside
+        // it: a closure's higher-ranked lifetimes would keep the handler's
+        // future from being `Send`.
+        let lookups: Vec<_> = refs.into_iter().map(|r| self.batch_item(caller, r)).collect();
+        Ok(futures::stream::iter(lookups).buffered(self.limits.batch_concurrency.max(1)).collect().await)
+    }
+
+    async fn batch_item(&self, caller: &Caller, r: Ref<'_>) -> (Result<Resolved, Status>, Trail) {
+        let mut trail = Trail::default();
+        let result = self.get(caller, r, &mut trail).await;
+        (result, trail)
+    }
+
+    /// The most backend reads one ref's lookup can make (an invalid ref
+    /// makes none).
+    fn worst_case_reads(&self, r: &Ref<'_>) -> usize {
+        let depth = Namespace::parse(r.namespace).map_or(0, |ns| namespace_depth(&ns));
+        let per_namespace = if r.version.is_empty() { 1 } else { 2 };
+        depth.min(self.limits.max_namespace_depth) * per_namespace
     }
 
     pub async fn list(&self, caller: &Caller, q: ListQuery<'_>, trail: &mut Trail) -> Result<Page, Status> {
@@ -225,11 +331,16 @@ impl Broker {
             return Err(Status::invalid_argument("page_token is not one this server issued"));
         }
         let token = (!page_token.is_empty()).then(|| page_token.to_owned());
+        self.check_depth(&namespace)?;
         self.authorize(caller, Action::List, Target::Namespace(&tenant, &namespace), trail)?;
         let started = std::time::Instant::now();
         let result = self.store.list(&tenant, &namespace, &filter, &PageRequest { size, token }).await;
         trail.backend_latency = Some(started.elapsed());
-        result.map_err(|e| from_store_error(&e))
+        let mut page = result.map_err(|e| from_store_error(&e))?;
+        // A key the caller may not list stays unseen, names and tags alike;
+        // a page may come back shorter than asked, with its next token.
+        page.items.retain(|item| self.policy.decide(caller, Action::List, Target::Secret(&item.name)).is_ok());
+        Ok(page)
     }
 
     pub async fn put(
@@ -241,7 +352,7 @@ impl Broker {
         description: &str,
         trail: &mut Trail,
     ) -> Result<Version, Status> {
-        let name = parse_name(r.tenant, r.namespace, r.key)?;
+        let name = self.parse_name(r.tenant, r.namespace, r.key)?;
         if value.is_empty() || value.len() > self.limits.max_value_size {
             return Err(Status::invalid_argument(format!(
                 "value must be 1 to {} bytes (secret.max-value-size), got {}",
@@ -266,7 +377,7 @@ impl Broker {
     }
 
     pub async fn delete(&self, caller: &Caller, r: Ref<'_>, trail: &mut Trail) -> Result<(), Status> {
-        let name = parse_name(r.tenant, r.namespace, r.key)?;
+        let name = self.parse_name(r.tenant, r.namespace, r.key)?;
         self.authorize(caller, Action::Delete, Target::Secret(&name), trail)?;
         self.cache.write_started();
         let started = std::time::Instant::now();
@@ -285,7 +396,12 @@ impl Broker {
         target: Target<'_>,
         trail: &mut Trail,
     ) -> Result<(), Status> {
-        let decision = self.policy.decide(caller, action, target);
+        self.record(self.policy.decide(caller, action, target), trail)
+    }
+
+    /// Notes a decision in the trail and the metrics; a refusal becomes
+    /// the caller's PERMISSION_DENIED.
+    fn record(&self, decision: Decision, trail: &mut Trail) -> Result<(), Status> {
         trail.allowed = Some(decision.is_ok());
         match decision {
             Ok(reason) => {
@@ -300,33 +416,112 @@ impl Broker {
             }
         }
     }
+
+    /// How the policy judges `action` on `name` by `caller`, namespace by
+    /// namespace, without touching the cache or the backend: for a read,
+    /// every namespace of the inheritance walk, in order; for the other
+    /// actions, the one namespace they act on.
+    pub fn explain(&self, caller: &Caller, action: Action, name: &SecretName) -> Result<Vec<Explained>, Status> {
+        self.check_depth(&name.namespace)?;
+        let explained = |namespace: &Namespace, target: Target<'_>| {
+            let verdict = self.policy.judge(caller, action, target);
+            let reason = match (self.policy.decide(caller, action, target), verdict.step) {
+                (Err(denial), _) => denial.reason,
+                (Ok(_), step @ Step::Rule { .. }) => {
+                    format!("allowed by {}", self.policy.rule_text(step).unwrap_or_default())
+                }
+                (Ok(_), Step::DefaultAccess) => "no access rule matches; access.default-access: allow".into(),
+                (Ok(reason), _) => reason.into(),
+            };
+            Explained { namespace: namespace.clone(), verdict, reason }
+        };
+        Ok(match action {
+            Action::Read => name
+                .namespace
+                .self_and_ancestors()
+                .map(|ns| {
+                    let candidate = name.in_namespace(ns);
+                    explained(&candidate.namespace, Target::Secret(&candidate))
+                })
+                .collect(),
+            Action::List => vec![explained(&name.namespace, Target::Namespace(&name.tenant, &name.namespace))],
+            Action::Write | Action::Delete | Action::Admin => vec![explained(&name.namespace, Target::Secret(name))],
+        })
+    }
+
+    /// Validates a name, within `secret.max-namespace-depth`.
+    fn parse_name(&self, tenant: &str, namespace: &str, key: &str) -> Result<SecretName, Status> {
+        let name = parse_name(tenant, namespace, key)?;
+        self.check_depth(&name.namespace)?;
+        Ok(name)
+    }
+
+    fn check_depth(&self, namespace: &Namespace) -> Result<(), Status> {
+        let depth = namespace_depth(namespace);
+        if depth > self.limits.max_namespace_depth {
+            return Err(Status::invalid_argument(format!(
+                "namespace {namespace} has {depth} levels; at most {} are allowed (secret.max-namespace-depth)",
+                self.limits.max_namespace_depth
+            )));
+        }
+        Ok(())
+    }
 }
 
-/// Namespace inheritance: the requested namespace, then each parent;
-/// the first namespace that has the key answers. A pinned version
-/// applies to that namespace: if the key exists there without that
-/// version, the answer is NOT_FOUND rather than a parent's version.
-async fn resolve(store: &dyn SecretStore, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
-    for namespace in name.namespace.self_and_ancestors() {
+/// The policy's decision on one namespace a call would consult.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    pub namespace: Namespace,
+    pub verdict: Verdict,
+    /// The deciding step in words, naming the rule.
+    pub reason: String,
+}
+
+/// How many namespaces an inheritance walk from `namespace` consults.
+fn namespace_depth(namespace: &Namespace) -> usize {
+    namespace.as_str().bytes().filter(|&b| b == b'.').count() + 1
+}
+
+/// Namespace inheritance: the requested namespace, then each parent the
+/// caller may read (`readable`); the first namespace that has the key
+/// answers. A pinned version applies to that namespace: if the key exists
+/// there without that version, the answer is NOT_FOUND rather than a
+/// parent's version.
+async fn resolve(
+    store: &dyn SecretStore,
+    name: &SecretName,
+    version: Option<&Version>,
+    readable: Readable,
+) -> Result<Secret, StoreError> {
+    let mut looked_in = Vec::new();
+    for (level, namespace) in name.namespace.self_and_ancestors().enumerate() {
+        if !readable.includes(level) {
+            continue;
+        }
         let candidate = name.in_namespace(namespace);
         match store.get(&candidate, version).await {
             Ok(secret) => return Ok(secret),
             Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
             Err(e) => {
-                if version.is_some() && store.get(&candidate, None).await.is_ok() {
-                    return Err(e);
+                if let Some(v) = version {
+                    if store.get(&candidate, None).await.is_ok() {
+                        // In our words: the store's may quote the backend.
+                        let message = format!("secret {candidate} has no version {v}");
+                        return Err(StoreError::new(ErrorKind::NotFound, message).for_callers().with_source(e));
+                    }
                 }
             }
         }
+        looked_in.push(candidate.namespace.to_string());
     }
-    let looked_in: Vec<String> = name.namespace.self_and_ancestors().map(|n| n.to_string()).collect();
     Err(StoreError::new(
         ErrorKind::NotFound,
         match version {
             None => format!("secret {name} not found (looked in {})", looked_in.join(", ")),
             Some(v) => format!("secret {name} version {v} not found (looked in {})", looked_in.join(", ")),
         },
-    ))
+    )
+    .for_callers())
 }
 
 fn invalid(e: StoreError) -> Status {
@@ -373,7 +568,7 @@ mod tests {
             store,
             cache,
             Policy::new(&isolation, &AccessConfig::default()),
-            Limits { max_value_size: 16, max_batch_size: 3 },
+            Limits { max_value_size: 16, max_batch_size: 3, ..Limits::default() },
         )
     }
 
@@ -387,6 +582,8 @@ mod tests {
             service: service.into(),
             permissions: Permission::ALL.into_iter().collect(),
             namespaces: vec![],
+            tenants: vec!["*".into()],
+            expires_at: None,
         };
         Caller { principal: Arc::new(principal), peer: "test".into() }
     }
@@ -518,5 +715,256 @@ mod tests {
         assert_eq!(results[0].0.as_ref().unwrap().secret.value.expose(), b"1");
         assert_eq!(results[1].0.as_ref().unwrap_err().code(), Code::NotFound);
         assert_eq!(results[2].0.as_ref().unwrap_err().code(), Code::InvalidArgument);
+    }
+}
+
+/// The policy decides on every namespace a lookup consults, with the rules
+/// `config/tls.yaml` ships.
+#[cfg(test)]
+mod inheritance_policy {
+    use std::time::Duration;
+
+    use secretd_memory::MemoryStore;
+    use tonic::Code;
+
+    use super::*;
+    use crate::{
+        auth::Principal,
+        config::{AccessConfig, AccessRule, CacheConfig, IsolationConfig, Permission},
+    };
+
+    /// `access` and `secret.isolation` exactly as `config/tls.yaml` has
+    /// them, plus `extra` rules.
+    fn shipped_policy(extra: Vec<AccessRule>) -> Policy {
+        let doc: serde_norway::Value = serde_norway::from_str(include_str!("../config/tls.yaml")).unwrap();
+        let mut access: AccessConfig = serde_norway::from_value(doc["access"].clone()).unwrap();
+        let isolation: IsolationConfig = serde_norway::from_value(doc["secret"]["isolation"].clone()).unwrap();
+        access.rules.extend(extra);
+        Policy::new(&isolation, &access)
+    }
+
+    fn caller(name: &str, service: &str, permissions: &[Permission], namespaces: &[&str]) -> Caller {
+        let principal = Principal {
+            name: name.into(),
+            service: service.into(),
+            permissions: permissions.iter().copied().collect(),
+            namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+            tenants: vec!["main".into()],
+            expires_at: None,
+        };
+        Caller { principal: Arc::new(principal), peer: "test".into() }
+    }
+
+    fn r<'a>(ns: &'a str, key: &'a str) -> Ref<'a> {
+        Ref { tenant: "", namespace: ns, key, version: "" }
+    }
+
+    fn ops() -> Caller {
+        caller("ops", "SCHEDULER", &Permission::ALL, &[])
+    }
+
+    async fn seeded_broker(cache: CacheConfig) -> Broker {
+        let ops_rule = AccessRule { principals: vec!["ops".into()], allow: vec!["*/*/*".into()], ..Default::default() };
+        let broker = Broker::new(
+            Arc::new(MemoryStore::new()),
+            SecretCache::new(&cache),
+            shipped_policy(vec![ops_rule]),
+            Limits::default(),
+        );
+        for (ns, key, value) in [
+            ("company", "db", "company-db"),
+            ("company", "root", "company-root"),
+            ("company.finance", "db", "finance-db"),
+            ("company.team", "db", "team-db"),
+            ("company.team", "root-pw", "team-root-pw"),
+        ] {
+            let value = SecretValue::from_slice(value.as_bytes());
+            broker.put(&ops(), r(ns, key), value, Tags::new(), "", &mut Trail::default()).await.unwrap();
+        }
+        broker
+    }
+
+    fn cache_on() -> CacheConfig {
+        CacheConfig { expire_after_write: Duration::from_secs(60), ..CacheConfig::default() }
+    }
+
+    #[tokio::test]
+    async fn every_namespace_of_the_walk_is_authorized() {
+        let broker = seeded_broker(cache_on()).await;
+        let worker = caller("w", "WORKER", &[Permission::Read], &[]);
+        let etl_token = caller("etl", "WORKER", &[Permission::Read], &["company.etl.*"]);
+        let etl_certs = caller("etl-workers", "WORKER", &[Permission::Read], &["company.etl", "company.etl.*"]);
+        let executor = caller("e", "EXECUTOR", &[Permission::Read], &[]);
+        let ops = ops();
+        // (caller, asked namespace, key, the value and where it was found, or the code)
+        type Case<'a> = (&'a Caller, &'a str, &'a str, Result<(&'a str, &'a str), Code>);
+        let cases: Vec<Case> = vec![
+            // The review's first case: company.finance answered for company.finance.x.
+            (&worker, "company.finance.x", "db", Err(Code::NotFound)),
+            (&worker, "company.finance", "db", Err(Code::PermissionDenied)),
+            (&worker, "company.team.etl", "db", Ok(("team-db", "company.team"))),
+            (&worker, "company.team", "db", Ok(("team-db", "company.team"))),
+            // `company` itself is outside `main/company.*/*`.
+            (&worker, "company.other", "db", Err(Code::NotFound)),
+            (&worker, "company", "db", Err(Code::PermissionDenied)),
+            // The review's second case: a token for company.etl.* read company/root.
+            (&etl_token, "company.etl.a", "root", Err(Code::NotFound)),
+            (&etl_token, "company.etl", "root", Err(Code::PermissionDenied)),
+            (&etl_certs, "company.etl.a.b", "db", Err(Code::NotFound)),
+            // Isolation refuses the caller whatever the namespace.
+            (&executor, "company.team", "db", Err(Code::PermissionDenied)),
+            (&ops, "company.finance.x", "db", Ok(("finance-db", "company.finance"))),
+            (&ops, "company.etl.a", "root", Ok(("company-root", "company"))),
+        ];
+        for round in ["backend", "cache"] {
+            for (i, (c, ns, key, want)) in cases.iter().enumerate() {
+                let mut trail = Trail::default();
+                let got = broker.get(c, r(ns, key), &mut trail).await;
+                let got = got
+                    .as_ref()
+                    .map(|s| {
+                        (
+                            std::str::from_utf8(s.secret.value.expose()).unwrap(),
+                            s.secret.metadata.name.namespace.as_str(),
+                        )
+                    })
+                    .map_err(Status::code);
+                assert_eq!(&got, want, "{round} case {i}: {} reads {ns}/{key}", c.principal.name);
+                if let Ok((_, found_in)) = want {
+                    let audited = trail.found_in.as_ref().map_or(*ns, Namespace::as_str);
+                    assert_eq!(audited, *found_in, "case {i}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cached_answer_never_serves_a_caller_the_policy_judges_differently() {
+        let broker = seeded_broker(cache_on()).await;
+        let worker = caller("w", "WORKER", &[Permission::Read], &[]);
+        // ops fills the cache with company.finance's value for company.finance.x ...
+        let seen = broker.get(&ops(), r("company.finance.x", "db"), &mut Trail::default()).await.unwrap();
+        assert_eq!(seen.secret.value.expose(), b"finance-db");
+        assert_eq!(
+            broker.get(&ops(), r("company.finance.x", "db"), &mut Trail::default()).await.unwrap().origin,
+            Origin::Cache
+        );
+        // ... which the worker, who may not read company.finance, must not get.
+        let err = broker.get(&worker, r("company.finance.x", "db"), &mut Trail::default()).await.unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+        assert!(!err.message().contains("company.finance,"), "the answer names no unreadable namespace: {err:?}");
+        let batch = broker.batch_get(&worker, vec![r("company.finance.x", "db"), r("company.etl.a", "root")]).await;
+        for (result, _) in batch.unwrap() {
+            assert_eq!(result.unwrap_err().code(), Code::NotFound);
+        }
+        // And the other way round: the worker's answer does not hide ops's.
+        let ops_again = broker.get(&ops(), r("company.finance.x", "db"), &mut Trail::default()).await.unwrap();
+        assert_eq!(ops_again.secret.value.expose(), b"finance-db");
+    }
+
+    #[tokio::test]
+    async fn listing_shows_only_the_keys_the_caller_may_list() {
+        let broker = seeded_broker(cache_on()).await;
+        let policy = shipped_policy(vec![
+            AccessRule { principals: vec!["ops".into()], allow: vec!["*/*/*".into()], ..Default::default() },
+            AccessRule {
+                services: vec!["WORKER".into()],
+                deny: vec!["main/company.team/root-*".into()],
+                ..Default::default()
+            },
+        ]);
+        let broker = Broker { policy, ..broker };
+        let worker = caller("w", "WORKER", &[Permission::List], &[]);
+        let query =
+            || ListQuery { tenant: "", namespace: "company.team", filter: Tags::new(), page_size: 0, page_token: "" };
+        let keys: Vec<String> = broker
+            .list(&worker, query(), &mut Trail::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|m| m.name.key.as_str().to_owned())
+            .collect();
+        assert_eq!(keys, ["db"], "root-pw is denied to workers: it must not be listed");
+        let all = broker.list(&ops(), query(), &mut Trail::default()).await.unwrap().items.len();
+        assert_eq!(all, 2);
+    }
+
+    #[tokio::test]
+    async fn max_age_that_refuses_a_cached_value_spends_the_refresh_allowance() {
+        let broker = seeded_broker(cache_on())
+            .await
+            .with_refresh_limit(RateLimitConfig { requests_per_second: 0.001, burst: 2 });
+        let worker = caller("w", "WORKER", &[Permission::Read], &[]);
+        broker.get(&worker, r("company.team", "db"), &mut Trail::default()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let zero = Freshness { max_age: Some(Duration::ZERO), refresh: false };
+        let mut codes = Vec::new();
+        for _ in 0..4 {
+            let got = broker.get_with(&worker, r("company.team", "db"), zero, &mut Trail::default()).await;
+            codes.push(got.map(|s| s.origin).map_err(|e| e.code()));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            codes,
+            [Ok(Origin::Backend), Ok(Origin::Backend), Err(Code::ResourceExhausted), Err(Code::ResourceExhausted)],
+            "max_age: 0s bypasses the cache like refresh = true, under the same limit"
+        );
+        // A max_age the cached value meets costs nothing.
+        let lenient = Freshness { max_age: Some(Duration::from_secs(60)), refresh: false };
+        assert_eq!(
+            broker.get_with(&worker, r("company.team", "db"), lenient, &mut Trail::default()).await.unwrap().origin,
+            Origin::Cache
+        );
+    }
+
+    #[tokio::test]
+    async fn deep_namespaces_and_costly_batches_are_refused_before_any_read() {
+        let memory: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
+        let counting = Arc::new(secretd_core::testing::CountingStore::new(memory, Duration::ZERO));
+        let limits =
+            Limits { max_namespace_depth: 4, max_backend_reads_per_call: 20, max_batch_size: 100, ..Limits::default() };
+        let broker = Broker::new(
+            counting.clone(),
+            SecretCache::new(&cache_on()),
+            Policy::new(&IsolationConfig::default(), &AccessConfig::default()),
+            limits,
+        );
+        let me = ops();
+        let deep = "a.b.c.d.e";
+        let err = broker.get(&me, r(deep, "k"), &mut Trail::default()).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains("secret.max-namespace-depth"), "{}", err.message());
+        let mut trail = Trail::default();
+        let put = broker.put(&me, r(deep, "k"), SecretValue::from_slice(b"x"), Tags::new(), "", &mut trail);
+        assert_eq!(put.await.unwrap_err().code(), Code::InvalidArgument, "nothing is written where no read may reach");
+        // 3 refs × 4 namespaces × 2 (pinned) = 24 > 20.
+        let pinned = |_| Ref { tenant: "", namespace: "a.b.c.d", key: "k", version: "1" };
+        let err = broker.batch_get(&me, (0..3).map(pinned).collect()).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains("secret.max-backend-reads-per-call"), "{}", err.message());
+        assert_eq!(counting.gets(), 0, "refused before any backend read");
+        // 2 refs × 4 × 2 = 16 fits: each namespace is read (and found missing).
+        let answers = broker.batch_get(&me, (0..2).map(pinned).collect()).await.unwrap();
+        assert!(answers.iter().all(|(a, _)| a.as_ref().unwrap_err().code() == Code::NotFound));
+        assert!(counting.gets() <= 16, "{} reads", counting.gets());
+    }
+
+    #[tokio::test]
+    async fn a_batch_looks_up_at_most_batch_concurrency_refs_at_once() {
+        let memory: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
+        let gauge = Arc::new(secretd_core::testing::CountingStore::new(memory, Duration::from_millis(20)));
+        let limits = Limits { batch_concurrency: 3, max_batch_size: 100, ..Limits::default() };
+        let broker = Broker::new(
+            gauge.clone(),
+            SecretCache::new(&cache_on()),
+            Policy::new(&IsolationConfig::default(), &AccessConfig::default()),
+            limits,
+        );
+        let keys: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
+        let refs = keys.iter().map(|k| r("a", k)).collect();
+        let answers = broker.batch_get(&ops(), refs).await.unwrap();
+        assert_eq!(answers.len(), 12);
+        assert_eq!(gauge.peak_concurrent_gets(), 3, "at most batch-concurrency lookups at once");
     }
 }

@@ -20,9 +20,11 @@
 //!
 //! All backend reads, misses and background refreshes alike, go through one
 //! single-flight table: a read for a key that is already being read joins
-//! it. Each read runs in its own task, so a caller that gives up does not
-//! cancel the read the others wait for, and the task itself stores its
-//! result.
+//! it. Each read runs in its own task, under the backend's timeout and not
+//! the deadline of the caller that started it, so a caller that gives up
+//! (or whose deadline passes: it is answered `DeadlineExceeded`) neither
+//! cancels nor fails the read the others wait for, and the task itself
+//! stores its result.
 //!
 //! Writes invalidate. A write to `company/db` must also drop the entries of
 //! `company.team/db`, which may have resolved to it: writes invalidate every
@@ -58,6 +60,36 @@ use crate::{config::CacheConfig, resilience::CallContext};
 struct CacheKey {
     requested: SecretName,
     version: Option<Version>,
+    readable: Readable,
+}
+
+/// Which namespaces of a lookup's inheritance walk the caller may read: bit
+/// `i` stands for the `i`-th namespace of `self_and_ancestors` (the
+/// requested one is bit 0). It is part of the cache key, so callers whose
+/// lookups the policy judges differently never share an answer; callers who
+/// may read the same namespaces do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Readable(u64);
+
+impl Readable {
+    pub const NONE: Readable = Readable(0);
+
+    /// Every namespace of a walk `depth` namespaces long.
+    pub fn all(depth: usize) -> Self {
+        Readable(if depth >= 64 { u64::MAX } else { (1u64 << depth) - 1 })
+    }
+
+    pub fn with(self, level: usize) -> Self {
+        Readable(self.0 | 1u64.checked_shl(level as u32).unwrap_or(0))
+    }
+
+    pub fn includes(self, level: usize) -> bool {
+        level < 64 && self.0 & (1 << level) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
 }
 
 impl CacheKey {
@@ -103,12 +135,46 @@ enum Cached {
     Missing(Arc<StoreError>),
 }
 
+impl CacheKey {
+    /// Bytes this key holds, roughly: the name's strings plus the struct.
+    fn weight(&self) -> u32 {
+        let n = &self.requested;
+        let strings = n.tenant.as_str().len()
+            + n.namespace.as_str().len()
+            + n.key.as_str().len()
+            + self.version.as_ref().map_or(0, |v| v.0.len());
+        (strings + std::mem::size_of::<Self>()).min(u32::MAX as usize) as u32
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     cached: Cached,
     read_at: Instant,
     /// A background refresh has been started for this entry.
     refreshing: AtomicBool,
+}
+
+impl Entry {
+    /// Bytes this entry holds, roughly: the value, the answer's name,
+    /// version, tags and description, plus moka's own bookkeeping.
+    fn weight(&self) -> u32 {
+        const OVERHEAD: usize = 160;
+        let held = match &self.cached {
+            Cached::Found(secret) => {
+                let m = &secret.metadata;
+                secret.value.len()
+                    + m.name.tenant.as_str().len()
+                    + m.name.namespace.as_str().len()
+                    + m.name.key.as_str().len()
+                    + m.version.0.len()
+                    + m.tags.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                    + std::mem::size_of::<Secret>()
+            }
+            Cached::Missing(e) => e.message().len() + std::mem::size_of::<StoreError>(),
+        };
+        (held + std::mem::size_of::<Self>() + OVERHEAD).min(u32::MAX as usize) as u32
+    }
 }
 
 /// The outcome of one shared backend read.
@@ -130,6 +196,10 @@ struct Inner {
     reading: Mutex<Reads>,
     next_read_id: AtomicU64,
     writes_started: AtomicU64,
+    /// Invalidations so far. A read stores its answer only if no write
+    /// started or finished while it ran: a write may have landed between
+    /// the backend answering and the answer being stored.
+    writes_finished: AtomicU64,
     ttl: Duration,
     stale_if_error: Duration,
     /// Age from which a read starts a background refresh.
@@ -148,8 +218,14 @@ impl SecretCache {
             return Self { inner: None };
         }
         let ttl = config.expire_after_write;
+        // Two bounds with one weigher: every entry weighs at least its share
+        // of the byte bound per entry, so the total weight stays under
+        // `maximum-bytes` only if there are at most `maximum-size` entries
+        // and they hold at most `maximum-bytes` between them.
+        let floor = config.maximum_bytes.div_ceil(config.maximum_size.max(1)).min(u64::from(u32::MAX)) as u32;
         let entries = Cache::builder()
-            .max_capacity(config.maximum_size)
+            .max_capacity(config.maximum_bytes)
+            .weigher(move |key: &CacheKey, entry: &Arc<Entry>| key.weight().saturating_add(entry.weight()).max(floor))
             // One time to live for every entry, through its stale window: a
             // remembered NOT_FOUND is judged by its age like any entry, and a
             // per-entry expiry (moka's `expire_after`) cost ~10% of cached
@@ -171,6 +247,7 @@ impl SecretCache {
                 reading: Mutex::new(HashMap::new()),
                 next_read_id: AtomicU64::new(0),
                 writes_started: AtomicU64::new(0),
+                writes_finished: AtomicU64::new(0),
                 ttl,
                 stale_if_error: config.stale_if_error,
                 refresh_from,
@@ -191,6 +268,7 @@ impl SecretCache {
         &self,
         requested: &SecretName,
         version: Option<&Version>,
+        readable: Readable,
         freshness: Freshness,
         load: impl FnOnce() -> Load,
     ) -> Result<Answer, Arc<StoreError>> {
@@ -199,7 +277,7 @@ impl SecretCache {
             return Ok(Answer { secret: Arc::new(secret), origin: Origin::Backend, age: Duration::ZERO });
         };
         let metrics = crate::metrics::get();
-        let key = CacheKey { requested: requested.clone(), version: version.cloned() };
+        let key = CacheKey { requested: requested.clone(), version: version.cloned(), readable };
         let mut fallback = None;
         let cached = if freshness.refresh { None } else { inner.entries.get(&key).await };
         if let Some(entry) = cached {
@@ -229,10 +307,30 @@ impl SecretCache {
             }
         }
         // With a stale value to fall back on, one attempt: this caller is
-        // better served stale now than fresh after every retry.
-        let context = CallContext { single_attempt: fallback.is_some(), ..CallContext::current() };
-        let (read, started_here) = inner.read(key, load, context);
-        match read.await {
+        // better served stale now than fresh after every retry. The read is
+        // shared, so it runs under the backend's timeout, not this caller's
+        // deadline: an impatient caller must neither fail it for the
+        // callers that join it nor have it counted as a backend failure.
+        let shared = CallContext { deadline: None, single_attempt: fallback.is_some() };
+        let (read, started_here) = inner.read(key, load, shared);
+        let outcome = match CallContext::current().deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    metrics.caller_deadline_cuts.inc();
+                    return Err(Arc::new(
+                        StoreError::new(
+                            ErrorKind::DeadlineExceeded,
+                            "the call's deadline passed while the backend read was in progress (the read goes on, \
+                         and its answer is cached)",
+                        )
+                        .for_callers(),
+                    ));
+                }
+            },
+            None => read.await,
+        };
+        match outcome {
             Ok((secret, read_at)) => {
                 if started_here {
                     metrics.cache_misses.inc();
@@ -261,11 +359,31 @@ impl SecretCache {
         }
     }
 
+    /// The age of a cached value that is still fresh but older than
+    /// `max_age`: a read with that `max_age` would bypass it.
+    pub async fn refused_for_age(
+        &self,
+        requested: &SecretName,
+        version: Option<&Version>,
+        readable: Readable,
+        max_age: Duration,
+    ) -> bool {
+        let Some(inner) = &self.inner else { return false };
+        let key = CacheKey { requested: requested.clone(), version: version.cloned(), readable };
+        inner.entries.get(&key).await.is_some_and(|entry| {
+            let age = entry.read_at.elapsed();
+            matches!(entry.cached, Cached::Found(_)) && age < inner.ttl && age > max_age
+        })
+    }
+
     /// Call after a write (successful or not: a failed call may still have
     /// landed). Drops every entry, and every read in progress, that may
     /// have resolved to `written`.
     pub fn invalidate(&self, written: &SecretName) {
         let Some(inner) = &self.inner else { return };
+        // Before the entries go: a read that stores after this point sees
+        // the count move and takes its own entry back (see `Inner::read`).
+        inner.writes_finished.fetch_add(1, Ordering::SeqCst);
         inner.lock_reading().retain(|key, _| !key.resolved_by_write_to(written));
         let written = written.clone();
         let registered = inner.entries.invalidate_entries_if(move |k, _| k.resolved_by_write_to(&written));
@@ -295,7 +413,7 @@ impl Inner {
             return (read.clone(), false);
         }
         let id = self.next_read_id.fetch_add(1, Ordering::Relaxed);
-        let writes_before = self.writes_started.load(Ordering::SeqCst);
+        let writes_before = self.write_count();
         let load = load();
         let inner = self.clone();
         let task_key = key.clone();
@@ -314,9 +432,14 @@ impl Inner {
                 Ok(Cached::Missing(e)) | Err(e) => Err(e.clone()),
             };
             if let Ok(cached) = cached {
-                if inner.writes_started.load(Ordering::SeqCst) == writes_before {
+                if inner.write_count() == writes_before {
                     let entry = Entry { cached, read_at, refreshing: AtomicBool::new(false) };
                     inner.entries.insert(task_key.clone(), Arc::new(entry)).await;
+                    // An invalidation between the check and the insert did
+                    // not see this entry: take it back ourselves.
+                    if inner.write_count() != writes_before {
+                        inner.entries.invalidate(&task_key).await;
+                    }
                 }
             }
             let mut reading = inner.lock_reading();
@@ -326,12 +449,19 @@ impl Inner {
             answer
         }));
         let read = async move {
-            task.await.unwrap_or_else(|_| Err(Arc::new(StoreError::internal("the backend read was cancelled"))))
+            task.await
+                .unwrap_or_else(|_| Err(Arc::new(StoreError::internal("the backend read was cancelled").for_callers())))
         }
         .boxed()
         .shared();
         reading.insert(key, (id, read.clone()));
         (read, true)
+    }
+
+    /// Writes started plus writes finished: unchanged over a read only if
+    /// no write overlapped it.
+    fn write_count(&self) -> (u64, u64) {
+        (self.writes_started.load(Ordering::SeqCst), self.writes_finished.load(Ordering::SeqCst))
     }
 
     fn lock_reading(&self) -> std::sync::MutexGuard<'_, Reads> {
@@ -364,7 +494,7 @@ mod tests {
     }
 
     async fn origin(cache: &SecretCache, store: &Arc<CountingStore>, n: &SecretName) -> Origin {
-        cache.get_or_load(n, None, Freshness::default(), read_of(store, n)).await.unwrap().origin
+        cache.get_or_load(n, None, Readable::all(1), Freshness::default(), read_of(store, n)).await.unwrap().origin
     }
 
     async fn seeded(value: &[u8]) -> Arc<CountingStore> {
@@ -382,7 +512,7 @@ mod tests {
             tokio::spawn(async move {
                 let n = name("a", "k");
                 cache
-                    .get_or_load(&n, None, Freshness::default(), read_of(&store, &n))
+                    .get_or_load(&n, None, Readable::all(1), Freshness::default(), read_of(&store, &n))
                     .await
                     .map(|a| (a.secret.value.expose().to_vec(), a.origin))
             })
@@ -408,7 +538,10 @@ mod tests {
         let cache = cache(Duration::from_secs(60));
         let n = name("a", "missing");
         for _ in 0..3 {
-            assert!(cache.get_or_load(&n, None, Freshness::default(), read_of(&store, &n)).await.is_err());
+            assert!(cache
+                .get_or_load(&n, None, Readable::all(1), Freshness::default(), read_of(&store, &n))
+                .await
+                .is_err());
         }
         assert_eq!(store.gets(), 3);
     }
@@ -418,7 +551,7 @@ mod tests {
         let store = Arc::new(CountingStore::new(Arc::new(MemoryStore::new()), Duration::ZERO));
         let cache = SecretCache::new(&CacheConfig { negative_ttl: Duration::from_secs(5), ..CacheConfig::default() });
         let n = name("a", "k");
-        let get = || cache.get_or_load(&n, None, Freshness::default(), read_of(&store, &n));
+        let get = || cache.get_or_load(&n, None, Readable::all(1), Freshness::default(), read_of(&store, &n));
         for _ in 0..3 {
             assert_eq!(get().await.unwrap_err().kind(), ErrorKind::NotFound);
         }
@@ -441,7 +574,8 @@ mod tests {
         let n = name("a", "k");
         assert_eq!(origin(&cache, &store, &n).await, Origin::Backend);
         tokio::time::advance(Duration::from_millis(9_900)).await;
-        let hit = cache.get_or_load(&n, None, Freshness::default(), read_of(&store, &n)).await.unwrap();
+        let hit =
+            cache.get_or_load(&n, None, Readable::all(1), Freshness::default(), read_of(&store, &n)).await.unwrap();
         assert_eq!((hit.origin, hit.age), (Origin::Cache, Duration::from_millis(9_900)));
         tokio::time::advance(Duration::from_millis(100)).await;
         assert_eq!(origin(&cache, &store, &n).await, Origin::Backend);
@@ -455,7 +589,7 @@ mod tests {
         let n = name("a", "k");
         origin(&cache, &store, &n).await;
         tokio::time::advance(Duration::from_secs(10)).await;
-        let get = |freshness| cache.get_or_load(&n, None, freshness, read_of(&store, &n));
+        let get = |freshness| cache.get_or_load(&n, None, Readable::all(1), freshness, read_of(&store, &n));
         let young_enough = Freshness { max_age: Some(Duration::from_secs(30)), refresh: false };
         assert_eq!(get(young_enough).await.unwrap().origin, Origin::Cache);
         let too_old = Freshness { max_age: Some(Duration::from_secs(5)), refresh: false };
@@ -488,7 +622,8 @@ mod tests {
         assert_eq!(store.gets(), 2, "ten reads near expiry started one refresh");
         // The entry was replaced: well past the old expiry it is still fresh.
         tokio::time::advance(Duration::from_secs(5)).await;
-        let hit = cache.get_or_load(&n, None, Freshness::default(), read_of(&store, &n)).await.unwrap();
+        let hit =
+            cache.get_or_load(&n, None, Readable::all(1), Freshness::default(), read_of(&store, &n)).await.unwrap();
         assert_eq!(hit.origin, Origin::Cache);
         assert!(hit.age < Duration::from_secs(6), "{:?}", hit.age);
         assert_eq!(store.gets(), 2);
@@ -517,7 +652,13 @@ mod tests {
         };
         let get = |ns: &'static str, key: &'static str| {
             let cache = &cache;
-            async move { cache.get_or_load(&name(ns, key), None, Freshness::default(), fake(ns)).await.unwrap().origin }
+            async move {
+                cache
+                    .get_or_load(&name(ns, key), None, Readable::all(1), Freshness::default(), fake(ns))
+                    .await
+                    .unwrap()
+                    .origin
+            }
         };
         for ns in ["company", "company.team", "company.team.etl", "other", "companyx"] {
             get(ns, "k").await;
@@ -538,7 +679,7 @@ mod tests {
         let store = seeded(b"old").await;
         let cache = cache(Duration::from_secs(60));
         let n = name("a", "k");
-        let slow_read = cache.get_or_load(&n, None, Freshness::default(), read_of(&store, &n));
+        let slow_read = cache.get_or_load(&n, None, Readable::all(1), Freshness::default(), read_of(&store, &n));
         let write = async {
             tokio::time::sleep(Duration::from_millis(10)).await;
             cache.write_started();
@@ -547,9 +688,116 @@ mod tests {
         };
         let (read, ()) = tokio::join!(slow_read, write);
         assert_eq!(read.unwrap().origin, Origin::Backend);
-        let after = cache.get_or_load(&n, None, Freshness::default(), read_of(&store, &n)).await.unwrap();
+        let after =
+            cache.get_or_load(&n, None, Readable::all(1), Freshness::default(), read_of(&store, &n)).await.unwrap();
         assert_eq!(after.origin, Origin::Backend, "what a read overlapping a write found is not kept");
         assert_eq!(after.secret.value.expose(), b"new");
+    }
+
+    /// A read held open at the backend: it has read the value and waits
+    /// for `release` before answering, as a slow network would make it.
+    fn held_read(
+        store: &Arc<dyn SecretStore>,
+        n: &SecretName,
+        has_read: tokio::sync::oneshot::Sender<()>,
+        release: tokio::sync::oneshot::Receiver<()>,
+    ) -> impl FnOnce() -> Load {
+        let (store, n) = (store.clone(), n.clone());
+        move || {
+            async move {
+                let answer = store.get(&n, None).await;
+                let _ = has_read.send(());
+                let _ = release.await;
+                answer
+            }
+            .boxed()
+        }
+    }
+
+    /// The write has started (as the broker marks it before calling the
+    /// backend) when the read begins, and lands while the read is held
+    /// open: what the read found is the old value, and must not be kept.
+    async fn write_lands_under_a_held_read(write: impl AsyncFnOnce(&Arc<dyn SecretStore>, &SecretName)) {
+        let memory: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
+        let n = name("a", "k");
+        memory.put(&n, &SecretValue::from_slice(b"old"), &Tags::new(), None).await.unwrap();
+        let cache = cache(Duration::from_secs(60));
+        cache.write_started();
+        let (has_read, read_done) = tokio::sync::oneshot::channel();
+        let (release, released) = tokio::sync::oneshot::channel();
+        let read = cache.get_or_load(
+            &n,
+            None,
+            Readable::all(1),
+            Freshness::default(),
+            held_read(&memory, &n, has_read, released),
+        );
+        let write = async {
+            read_done.await.unwrap();
+            write(&memory, &n).await;
+            cache.invalidate(&n);
+            release.send(()).unwrap();
+        };
+        let (old, ()) = tokio::join!(read, write);
+        assert_eq!(old.unwrap().secret.value.expose(), b"old", "the overlapping read answers what it found");
+        // Let the read's task finish storing (or not) what it found.
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let counting = Arc::new(CountingStore::new(memory, Duration::ZERO));
+        let after = cache.get_or_load(&n, None, Readable::all(1), Freshness::default(), read_of(&counting, &n)).await;
+        assert_eq!(counting.gets(), 1, "the value read before the write landed was cached");
+        match after {
+            Ok(a) => assert_eq!(a.secret.value.expose(), b"new"),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::NotFound),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delete_that_lands_under_a_held_read_is_never_served_again() {
+        write_lands_under_a_held_read(async |store, n| store.delete(n).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn a_put_that_lands_under_a_held_read_is_seen_by_the_next_read() {
+        write_lands_under_a_held_read(async |store, n| {
+            store.put(n, &SecretValue::from_slice(b"new"), &Tags::new(), None).await.unwrap();
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn entries_are_bounded_by_bytes_as_well_as_by_count() {
+        let memory: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
+        let big = vec![7u8; 64 * 1024];
+        let names: Vec<SecretName> = (0..40).map(|i| name("a", &format!("k{i}"))).collect();
+        for n in &names {
+            memory.put(n, &SecretValue::from_slice(&big), &Tags::new(), None).await.unwrap();
+        }
+        // 1 MiB holds at most 15 values of 64 KiB, although 1,000 entries are allowed.
+        let cache = SecretCache::new(&CacheConfig {
+            maximum_size: 1000,
+            maximum_bytes: 1024 * 1024,
+            refresh_ahead: 0.0,
+            ..CacheConfig::default()
+        });
+        for n in &names {
+            cache.get_or_load(n, None, Readable::all(1), Freshness::default(), read_of(&memory, n)).await.unwrap();
+        }
+        let inner = cache.inner.as_ref().unwrap();
+        inner.entries.run_pending_tasks().await;
+        let held = inner.entries.entry_count();
+        assert!((1..=15).contains(&held), "{held} entries of 64 KiB in a 1 MiB cache");
+        assert!(inner.entries.weighted_size() <= 1024 * 1024);
+        // Small values: the entry bound decides.
+        let small = SecretCache::new(&CacheConfig { maximum_size: 10, refresh_ahead: 0.0, ..CacheConfig::default() });
+        for i in 0..50 {
+            let n = name("b", &format!("k{i}"));
+            memory.put(&n, &SecretValue::from_slice(b"v"), &Tags::new(), None).await.unwrap();
+            small.get_or_load(&n, None, Readable::all(1), Freshness::default(), read_of(&memory, &n)).await.unwrap();
+        }
+        let inner = small.inner.as_ref().unwrap();
+        inner.entries.run_pending_tasks().await;
+        assert!(inner.entries.entry_count() <= 10, "{} entries", inner.entries.entry_count());
     }
 
     #[tokio::test]

@@ -96,7 +96,7 @@ const DEFAULT_STATE_URL: &str = "sqlite://./data/state.db";
 /// the policy and the audit log.
 pub async fn build_services(config: &Config) -> Result<Services, StartError> {
     let backend = backends::build_store(config).await?;
-    let limits = Limits { max_value_size: config.secret.max_value_size, max_batch_size: config.secret.max_batch_size };
+    let limits = Limits::from_config(&config.secret);
     let broker = Arc::new(
         Broker::new(
             backend.store,
@@ -120,7 +120,12 @@ pub async fn build_services(config: &Config) -> Result<Services, StartError> {
         }
     }
     let tokens = Arc::new(TokenStore::open(&state_url).await.map_err(StartError::State)?);
-    let auth = Arc::new(Authenticator::new(&config.auth, config.server.basic_auth.as_ref(), Some(tokens)));
+    // Validation refused a bad pattern already; `ok()` cannot drop one.
+    let password_rule = config.security.basic_auth.compiled().ok().flatten();
+    let auth = Arc::new(
+        Authenticator::new(&config.auth, config.server.basic_auth.as_ref(), Some(tokens))
+            .with_password_rule(password_rule),
+    );
     auth.refresh().await?;
     tokio::spawn(auth.clone().refresh_loop(config.state.refresh_interval));
 
@@ -137,17 +142,22 @@ pub async fn build_services(config: &Config) -> Result<Services, StartError> {
 }
 
 /// In dev mode, makes sure an admin token exists and is in
-/// `paths.admin_token` (mode 0600), where the CLI finds it.
+/// `paths.admin_token` (mode 0600), where the CLI finds it. It reaches every
+/// tenant; one from before tenants existed (migrated to `main` only) is
+/// replaced.
 pub async fn ensure_dev_admin_token(services: &Services, paths: &DevPaths) -> Result<(), StartError> {
     let Some(store) = services.auth.store() else { return Ok(()) };
     files::check_own_secret_file(&paths.admin_token)?;
     if let Ok(existing) = std::fs::read_to_string(&paths.admin_token) {
         let hash = auth::token::TokenHash::of(existing.trim());
-        if store.active().await?.iter().any(|t| t.hash == hash) {
+        let all_tenants = [auth::mint::ALL_TENANTS.to_owned()];
+        let active = store.active().await?;
+        if active.iter().any(|t| t.hash == hash && t.tenants == all_tenants) {
             return Ok(());
         }
-        // The state store was reset under the file: issue a new token.
-        tracing::warn!(file = %paths.admin_token.display(), "the dev admin token is unknown to the state store; replacing it");
+        // The state store was reset under the file, or the token predates
+        // tenants: issue a new token.
+        tracing::warn!(file = %paths.admin_token.display(), "the dev admin token is unknown to the state store or not for every tenant; replacing it");
         std::fs::remove_file(&paths.admin_token)
             .map_err(|source| StartError::AdminToken { path: paths.admin_token.display().to_string(), source })?;
     }
@@ -156,7 +166,8 @@ pub async fn ensure_dev_admin_token(services: &Services, paths: &DevPaths) -> Re
         service: ADMIN_SERVICE.into(),
         permissions: vec![Permission::Admin],
         namespaces: Vec::new(),
-        expires_in: None,
+        tenants: vec![auth::mint::ALL_TENANTS.to_owned()],
+        expires_at: None,
     };
     // A leftover from a deleted token file: replace it.
     let token = match store.create(&new).await {

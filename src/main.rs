@@ -21,7 +21,10 @@ use clap::{Args, Parser, Subcommand};
 use hyper_util::rt::TokioIo;
 use secretd::{
     config::{self, DevPaths, ListenAddr},
-    proto::{self, secret_broker_client::SecretBrokerClient, token_admin_client::TokenAdminClient},
+    proto::{
+        self, access_admin_client::AccessAdminClient, secret_broker_client::SecretBrokerClient,
+        token_admin_client::TokenAdminClient,
+    },
     status::code_name,
 };
 use tonic::{
@@ -113,6 +116,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Inspect what the access policy allows (needs the admin permission).
+    Access {
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -135,9 +143,15 @@ enum TokenCommand {
         #[arg(long, value_delimiter = ',', default_value = "read")]
         permissions: Vec<String>,
         /// A namespace glob the token is limited to, like 'company.*'; repeat for more.
+        /// Without one, no namespace limit (only a creator without one may mint that).
         #[arg(long = "namespace")]
         namespaces: Vec<String>,
-        /// Lifetime, like 30d or 12h; no expiry by default.
+        /// A tenant glob the token is limited to, like 'acme-*' ('*' is every tenant);
+        /// repeat or separate with commas. Default: main.
+        #[arg(long = "tenant", value_delimiter = ',')]
+        tenants: Vec<String>,
+        /// Lifetime, like 30d or 12h, at most 10 years (3650d); no expiry by default.
+        /// No later than the creating token's own expiry.
         #[arg(long, value_parser = humantime::parse_duration)]
         expires: Option<Duration>,
     },
@@ -154,6 +168,53 @@ enum TokenCommand {
     },
     /// Print the SHA-256 of a token read from stdin, for `auth.service-accounts[].token-sha256`.
     Hash,
+}
+
+#[derive(Subcommand)]
+enum AccessCommand {
+    /// Print each namespace a call would consult, the decision on each and the rule that decided.
+    /// Reads no value and asks the backend nothing.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("subject").required(true))]
+struct ExplainArgs {
+    /// The principal, by name: a service account, certificate or Unix-peer rule, the basic-auth user, or a token's name.
+    #[arg(long, group = "subject")]
+    principal: Option<String>,
+    /// Or the principal of the token in this file.
+    #[arg(long, group = "subject")]
+    token_file: Option<PathBuf>,
+    /// The secret's key, like db/password.
+    key: String,
+    /// The namespace the call names (a read also consults its parents).
+    #[arg(long, short = 'n', env = "SECRETD_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Empty means `main`.
+    #[arg(long, env = "SECRETD_TENANT", default_value = "")]
+    tenant: String,
+    /// read, list, write or delete.
+    #[arg(long, default_value = "read", value_parser = ["read", "list", "write", "delete"])]
+    action: String,
+    /// The daemon's address: HOST:PORT, https://HOST:PORT (TLS), or unix:///PATH.
+    #[arg(long, env = "SECRETD_ADDR", default_value = "127.0.0.1:7878")]
+    addr: String,
+    /// The admin's own token (also SECRETD_TOKEN); --token-file names the token explained here.
+    #[arg(long, env = "SECRETD_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// The admin's basic auth as USER:PASSWORD (also SECRETD_USER).
+    #[arg(long, env = "SECRETD_USER", hide_env_values = true, conflicts_with = "api_token")]
+    user: Option<String>,
+    /// PEM CA bundle to verify the server's certificate (https:// addresses).
+    #[arg(long, env = "SECRETD_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// PEM client certificate and key, for mutual TLS.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's PEM private key.
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -236,6 +297,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token { command } => token_command(command).await,
+        Command::Access { command: AccessCommand::Explain(args) } => explain(args).await,
         Command::Config { command: ConfigCommand::Check { file } } => {
             let config = config::load_file(&file)?;
             if !secretd::backends::is_built_in(config.secret.backend) {
@@ -360,9 +422,18 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// `humantime` cannot write years past 9999 (`to_string` would panic), and a
+/// token stored before lifetimes were capped may expire that late.
 fn format_time(t: prost_types::Timestamp) -> String {
     let Ok(secs) = u64::try_from(t.seconds) else { return String::new() };
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+    let mut out = String::new();
+    let time = std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs));
+    match time
+        .map(|time| std::fmt::Write::write_fmt(&mut out, format_args!("{}", humantime::format_rfc3339_seconds(time))))
+    {
+        Some(Ok(())) => out,
+        _ => format!("{secs}s after the epoch"),
+    }
 }
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {
@@ -402,8 +473,33 @@ impl Interceptor for Credentials {
     }
 }
 
-/// The dev instance's admin token, used when no credentials are given.
+/// The dev instance's admin token, used when no credentials are given and
+/// the daemon is on this host (see [`is_local_addr`]).
 const DEV_ADMIN_TOKEN: &str = "./data/admin.token";
+
+/// Whether `--addr` names this host: a Unix socket, or a loopback address
+/// written as `127.0.0.1`, `::1` or `localhost` (any port, with or without
+/// `http://` or `https://`). Only there may the dev admin token go without
+/// being asked for: anything else could be another machine, and a token
+/// sent there is a token given away.
+fn is_local_addr(addr: &str) -> bool {
+    if addr.starts_with("unix://") {
+        return true;
+    }
+    let rest = addr.strip_prefix("http://").or_else(|| addr.strip_prefix("https://")).unwrap_or(addr);
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, port)) if port.is_empty() || port.starts_with(':') => host,
+            _ => return false,
+        },
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    };
+    host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1" || host == "::1"
+}
 
 fn credentials(conn: &Connection) -> anyhow::Result<Credentials> {
     let read_token = |path: &Path| -> anyhow::Result<String> {
@@ -419,10 +515,17 @@ fn credentials(conn: &Connection) -> anyhow::Result<Credentials> {
             bail!("--user: expected USER:PASSWORD");
         }
         Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user)))
-    } else if Path::new(DEV_ADMIN_TOKEN).exists() {
+    } else if conn.client_cert.is_some() || !Path::new(DEV_ADMIN_TOKEN).exists() {
+        // A client certificate is credentials enough.
+        None
+    } else if is_local_addr(&conn.addr) {
         Some(format!("Bearer {}", read_token(Path::new(DEV_ADMIN_TOKEN))?))
     } else {
-        None
+        bail!(
+            "not sending the dev admin token {DEV_ADMIN_TOKEN} to {}: it goes only to 127.0.0.1, ::1, localhost or a \
+             unix:// socket; pass --api-token (or SECRETD_TOKEN), --token-file or --user for this address",
+            conn.addr
+        );
     };
     let value = header
         .map(|h| MetadataValue::try_from(h).context("the credentials hold characters a header cannot carry"))
@@ -463,9 +566,49 @@ async fn channel(conn: &Connection) -> anyhow::Result<Channel> {
     endpoint.connect().await.map_err(|e| anyhow::anyhow!("UNAVAILABLE: cannot connect to secretd at {uri}: {e}"))
 }
 
+async fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    let ExplainArgs {
+        principal,
+        token_file,
+        key,
+        namespace,
+        tenant,
+        action,
+        addr,
+        api_token,
+        user,
+        ca_cert,
+        client_cert,
+        client_key,
+    } = args;
+    let subject = match (principal, token_file) {
+        (Some(name), _) => proto::explain_access_request::Subject::Principal(name),
+        (None, Some(path)) => {
+            let token = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            proto::explain_access_request::Subject::Token(token.trim().to_owned())
+        }
+        (None, None) => bail!("name a principal with --principal or a token with --token-file"),
+    };
+    let conn = Connection { addr, api_token, token_file: None, user, ca_cert, client_cert, client_key };
+    let mut client = AccessAdminClient::with_interceptor(channel(&conn).await?, credentials(&conn)?);
+    let answer = client
+        .explain_access(proto::ExplainAccessRequest { subject: Some(subject), tenant, namespace, key, action })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "principal {} (service {})", answer.principal, answer.service)?;
+    writeln!(stdout, "NAMESPACE\tDECISION\tSTEP\tREASON")?;
+    for d in answer.decisions {
+        let decision = if d.allowed { "allow" } else { "deny" };
+        writeln!(stdout, "{}\t{decision}\t{}\t{}", d.namespace, d.step, d.reason)?;
+    }
+    Ok(())
+}
+
 async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Create { conn, name, service, permissions, namespaces, expires } => {
+        TokenCommand::Create { conn, name, service, permissions, namespaces, tenants, expires } => {
             let mut client = connect_admin(&conn).await?;
             let response = client
                 .create_token(proto::CreateTokenRequest {
@@ -473,7 +616,9 @@ async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
                     service,
                     permissions,
                     namespaces,
-                    expires_in_seconds: expires.map_or(0, |d| d.as_secs().max(1) as i64),
+                    tenants,
+                    // Saturated rather than wrapped, so the server names its cap.
+                    expires_in_seconds: expires.map_or(0, |d| i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX)),
                 })
                 .await
                 .map_err(status_error)?
@@ -486,17 +631,18 @@ async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
             let tokens =
                 client.list_tokens(proto::ListTokensRequest {}).await.map_err(status_error)?.into_inner().tokens;
             let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "NAME\tSERVICE\tPERMISSIONS\tNAMESPACES\tCREATED\tEXPIRES\tLAST USED\tSTATUS")?;
+            writeln!(stdout, "NAME\tSERVICE\tPERMISSIONS\tNAMESPACES\tTENANTS\tCREATED\tEXPIRES\tLAST USED\tSTATUS")?;
             for t in tokens {
                 let when = |ts: Option<prost_types::Timestamp>| ts.map(format_time).unwrap_or_else(|| "-".into());
                 let status = if t.revoked_at.is_some() { "revoked" } else { "active" };
                 writeln!(
                     stdout,
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{status}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{status}",
                     t.name,
                     t.service,
                     t.permissions.join(","),
                     if t.namespaces.is_empty() { "*".to_owned() } else { t.namespaces.join(",") },
+                    t.tenants.join(","),
                     when(t.created_at),
                     when(t.expires_at),
                     when(t.last_used_at),
@@ -662,5 +808,49 @@ fn init_logging() {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{format_time, is_local_addr};
+
+    #[test]
+    fn times_past_the_year_9999_print_without_a_panic() {
+        let at = |seconds| format_time(prost_types::Timestamp { seconds, nanos: 0 });
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(400_000_000_000), "400000000000s after the epoch");
+        assert_eq!(at(i64::MAX), format!("{}s after the epoch", i64::MAX));
+        assert_eq!(at(-1), "");
+    }
+
+    #[test]
+    fn the_dev_token_goes_to_this_host_only() {
+        for local in [
+            "127.0.0.1:7878",
+            "http://127.0.0.1:7878",
+            "https://localhost:7878",
+            "localhost:1",
+            "LOCALHOST:1",
+            "[::1]:7878",
+            "http://[::1]:7878/",
+            "unix:///run/secretd/secretd.sock",
+        ] {
+            assert!(is_local_addr(local), "{local}");
+        }
+        for remote in [
+            "10.0.0.5:7878",
+            "secretd.internal:7878",
+            "https://secretd.example.com",
+            "0.0.0.0:7878",
+            "127.0.0.1.evil.example:7878",
+            "localhost.evil.example:7878",
+            "http://127.0.0.1@evil.example:7878",
+            "[::1].evil:7878",
+            "[::2]:7878",
+            "",
+        ] {
+            assert!(!is_local_addr(remote), "{remote}");
+        }
     }
 }

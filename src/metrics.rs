@@ -143,6 +143,10 @@ pub struct Metrics {
     pub circuit_breaker_rejections: Counter,
     pub rate_limit_waits: Counter,
     pub rate_limit_rejections: Counter,
+    pub caller_deadline_cuts: Counter,
+    pub audit_queue_full: Counter,
+    pub audit_refusals: Counter,
+    pub audit_abandoned: Counter,
 }
 
 impl Metrics {
@@ -234,6 +238,30 @@ impl Metrics {
             "Backend calls refused because their rate-limit slot came after the caller's deadline",
             rate_limit_rejections.clone(),
         );
+        let caller_deadline_cuts = Counter::default();
+        registry.register(
+            "caller_deadline_cuts",
+            "Reads and backend calls whose caller's own deadline passed first (not backend failures)",
+            caller_deadline_cuts.clone(),
+        );
+        let audit_queue_full = Counter::default();
+        registry.register(
+            "audit_queue_full",
+            "Calls that found the audit queue full and waited for room (the audit sink is slow)",
+            audit_queue_full.clone(),
+        );
+        let audit_refusals = Counter::default();
+        registry.register(
+            "audit_refusals",
+            "Calls refused UNAVAILABLE, before doing anything, because the audit queue stayed full",
+            audit_refusals.clone(),
+        );
+        let audit_abandoned = Counter::default();
+        registry.register(
+            "audit_abandoned",
+            "Calls whose caller went away before they ended, audited as abandoned",
+            audit_abandoned.clone(),
+        );
         Self {
             registry,
             requests,
@@ -259,6 +287,10 @@ impl Metrics {
             circuit_breaker_rejections,
             rate_limit_waits,
             rate_limit_rejections,
+            caller_deadline_cuts,
+            audit_queue_full,
+            audit_refusals,
+            audit_abandoned,
         }
     }
 
@@ -369,6 +401,7 @@ fn kind_label(kind: secretd_core::ErrorKind) -> &'static str {
         Unavailable => "unavailable",
         Timeout => "timeout",
         Throttled => "throttled",
+        DeadlineExceeded => "deadline_exceeded",
         Unsupported => "unsupported",
         Corrupt => "corrupt",
         Internal => "internal",

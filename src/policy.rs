@@ -118,9 +118,13 @@ struct Rule {
 
 impl Rule {
     fn applies_to(&self, p: &Principal) -> bool {
+        self.applies(&p.name, &p.service)
+    }
+
+    fn applies(&self, name: &str, service: &str) -> bool {
         (self.principals.is_empty() && self.services.is_empty())
-            || self.principals.contains(&p.name)
-            || self.services.contains(&p.service)
+            || self.principals.iter().any(|n| n == name)
+            || self.services.iter().any(|s| s == service)
     }
 }
 
@@ -144,8 +148,12 @@ pub struct Denial {
     pub reason: String,
 }
 
-fn deny(rule: &'static str, reason: String) -> Decision {
-    Err(Denial { rule, reason })
+impl Denial {
+    /// Refused for who the caller is (isolation, permissions), not for
+    /// where it looks: every namespace would be refused alike.
+    pub fn is_caller_wide(&self) -> bool {
+        matches!(self.rule, "isolation" | "permission")
+    }
 }
 
 impl Policy {
@@ -168,19 +176,50 @@ impl Policy {
         Self { denied_services, default_access: access.default_access, rules }
     }
 
+    /// The decision, with the reasons the caller and the audit see.
     pub fn decide(&self, caller: &Caller, action: Action, target: Target<'_>) -> Decision {
+        let verdict = self.judge(caller, action, target);
+        if verdict.allowed {
+            return Ok(match verdict.step {
+                Step::Rule { .. } => "allowed by access.rules",
+                Step::DefaultAccess => "access.default-access: allow",
+                _ => "admin permission",
+            });
+        }
         let p = &caller.principal;
+        let reason = match verdict.step {
+            Step::Isolation => format!("service type {} is denied by secret.isolation.denied-services", p.service),
+            Step::Permission => {
+                format!("principal {} lacks the {} permission", p.name, action.permission().as_str())
+            }
+            Step::PrincipalLimits => match target {
+                Target::Secret(n) => {
+                    format!("{}/{} is outside principal {}'s tenants and namespaces", n.tenant, n.namespace, p.name)
+                }
+                Target::Namespace(t, ns) => {
+                    format!("{t}/{ns} is outside principal {}'s tenants and namespaces", p.name)
+                }
+                Target::Tokens => format!("outside principal {}'s tenants and namespaces", p.name),
+            },
+            Step::Rule { .. } => format!("denied by {}", self.rule_text(verdict.step).unwrap_or_default()),
+            Step::DefaultAccess | Step::AdminPermission => {
+                "no access rule allows it (access.default-access: deny)".into()
+            }
+        };
+        Err(Denial { rule: verdict.step.label(), reason })
+    }
+
+    /// Which step decided, without building any message: the one
+    /// implementation of the order above, for [`decide`](Self::decide) and
+    /// for `access explain`.
+    pub fn judge(&self, caller: &Caller, action: Action, target: Target<'_>) -> Verdict {
+        let p = &caller.principal;
+        let verdict = |allowed, step| Verdict { allowed, step };
         if self.denied_services.contains(&p.service) {
-            return deny(
-                "isolation",
-                format!("service type {} is denied by secret.isolation.denied-services", p.service),
-            );
+            return verdict(false, Step::Isolation);
         }
         if !p.can(action.permission()) {
-            return deny(
-                "permission",
-                format!("principal {} lacks the {} permission", p.name, action.permission().as_str()),
-            );
+            return verdict(false, Step::Permission);
         }
         let place = match target {
             Target::Secret(n) => Some((&n.tenant, &n.namespace)),
@@ -189,28 +228,84 @@ impl Policy {
         };
         if let Some((tenant, ns)) = place {
             if !p.reaches(tenant, ns) {
-                return deny("namespaces", format!("{tenant}/{ns} is outside principal {}'s namespaces", p.name));
+                return verdict(false, Step::PrincipalLimits);
             }
         }
         if matches!(target, Target::Tokens) {
-            return Ok("admin permission");
+            return verdict(true, Step::AdminPermission);
         }
-        let applicable: Vec<(usize, &Rule)> = self.rules.iter().enumerate().filter(|(_, r)| r.applies_to(p)).collect();
-        for (i, rule) in &applicable {
-            if let Some(glob) = rule.deny.iter().find(|g| g.matches(&target, true)) {
-                return deny("access_rule", format!("denied by access.rules[{i}] deny {:?}", glob.source));
+        let applicable = || self.rules.iter().enumerate().filter(|(_, r)| r.applies_to(p));
+        for (rule, r) in applicable() {
+            if let Some(glob) = r.deny.iter().position(|g| g.matches(&target, true)) {
+                return verdict(false, Step::Rule { rule, glob, deny: true });
             }
         }
-        if applicable.iter().any(|(_, rule)| rule.allow.iter().any(|g| g.matches(&target, false))) {
-            return Ok("allowed by access.rules");
-        }
-        match self.default_access {
-            DefaultAccess::Allow => Ok("access.default-access: allow"),
-            DefaultAccess::Deny => {
-                deny("default_access", "no access rule allows it (access.default-access: deny)".into())
+        for (rule, r) in applicable() {
+            if let Some(glob) = r.allow.iter().position(|g| g.matches(&target, false)) {
+                return verdict(true, Step::Rule { rule, glob, deny: false });
             }
+        }
+        verdict(self.default_access == DefaultAccess::Allow, Step::DefaultAccess)
+    }
+
+    /// Whether exactly the access rules that apply to `principal` apply to
+    /// a principal named `name` of type `service`: then the rules judge
+    /// both alike on every name, and a token of that name and service is
+    /// no wider than `principal` wherever its own limits let it go.
+    pub fn rules_apply_alike(&self, principal: &Principal, name: &str, service: &str) -> bool {
+        self.rules.iter().all(|r| r.applies_to(principal) == r.applies(name, service))
+    }
+
+    /// `access.rules[i] deny "glob"` for a rule step.
+    pub fn rule_text(&self, step: Step) -> Option<String> {
+        let Step::Rule { rule, glob, deny } = step else { return None };
+        let r = self.rules.get(rule)?;
+        let (list, word) = if deny { (&r.deny, "deny") } else { (&r.allow, "allow") };
+        Some(format!("access.rules[{rule}] {word} {:?}", list.get(glob)?.source))
+    }
+
+    /// What `access.default-access` says.
+    pub fn default_access(&self) -> DefaultAccess {
+        self.default_access
+    }
+}
+
+/// The step of the policy that decided a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `secret.isolation.denied-services` names the caller's service type.
+    Isolation,
+    /// The caller lacks the action's permission.
+    Permission,
+    /// The name is outside the principal's own tenants and namespaces.
+    PrincipalLimits,
+    /// Token management, which needs only the `admin` permission.
+    AdminPermission,
+    /// An `access.rules` glob: the `glob`-th of rule `rule`'s deny or allow list.
+    Rule { rule: usize, glob: usize, deny: bool },
+    /// No rule matched: `access.default-access`.
+    DefaultAccess,
+}
+
+impl Step {
+    /// A fixed word per step: the metrics label of refusals.
+    pub fn label(self) -> &'static str {
+        match self {
+            Step::Isolation => "isolation",
+            Step::Permission => "permission",
+            Step::PrincipalLimits => "namespaces",
+            Step::AdminPermission => "admin",
+            Step::Rule { .. } => "access_rule",
+            Step::DefaultAccess => "default_access",
         }
     }
+}
+
+/// What [`Policy::judge`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub step: Step,
 }
 
 #[cfg(test)]
@@ -225,6 +320,8 @@ mod tests {
                 service: service.into(),
                 permissions: permissions.iter().copied().collect(),
                 namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+                tenants: vec!["*".into()],
+                expires_at: None,
             }),
             peer: "test".into(),
         }

@@ -28,8 +28,9 @@ use tonic_health::ServingStatus;
 use crate::{admin::Readiness, config::LivenessConfig};
 
 use crate::{
-    audit::{AuditLog, AuditRecord},
+    audit::{AuditLog, AuditRecord, AuditSlot},
     auth::{
+        mint::{self, Grant},
         state::{NewToken, StateError},
         AuthFailure, Authenticator, PeerInfo, PeerKey,
     },
@@ -39,6 +40,7 @@ use crate::{
     policy::{Action, Caller, Target},
     proto::{
         self,
+        access_admin_server::{AccessAdmin, AccessAdminServer},
         batch_get_result::Result as ItemResult,
         secret_broker_server::{SecretBroker, SecretBrokerServer},
         token_admin_server::{TokenAdmin, TokenAdminServer},
@@ -66,12 +68,19 @@ struct Aim<'a> {
 }
 
 impl Services {
-    /// Authenticates a call; failures are audited and answered without a
-    /// hint of what was wrong.
-    fn caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<Caller, Status> {
+    /// Takes the call's place in the audit queue (waiting asynchronously,
+    /// and bounded, when the audit sink falls behind: see `audit`), then
+    /// authenticates it; failures are audited and answered without a hint
+    /// of what was wrong.
+    async fn caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<(Caller, AuditSlot), Status> {
         let peer = peer_info(request);
+        let mut slot =
+            self.audit.slot(method, &peer.addr).await.map_err(|busy| Status::unavailable(busy.to_string()))?;
         match self.auth.authenticate(request.metadata(), &peer) {
-            Ok(principal) => Ok(Caller { principal, peer: peer.addr }),
+            Ok(principal) => {
+                slot.identified(&principal.name, &principal.service);
+                Ok((Caller { principal, peer: peer.addr }, slot))
+            }
             Err(failure) => {
                 let (code, reason, status) = match failure {
                     AuthFailure::Unauthenticated(reason) => {
@@ -79,11 +88,11 @@ impl Services {
                     }
                     AuthFailure::RateLimited => (
                         Code::ResourceExhausted,
-                        "too many failed authentications from this peer",
+                        "too many failed basic-auth attempts for this user from this address",
                         Status::resource_exhausted("too many failed authentications; try again later"),
                     ),
                 };
-                self.audit.record(AuditRecord {
+                slot.record(AuditRecord {
                     time: SystemTime::now(),
                     principal: None,
                     service: None,
@@ -91,6 +100,7 @@ impl Services {
                     method,
                     tenant: None,
                     namespace: None,
+                    found_in: None,
                     key: None,
                     version: None,
                     decision: "unauthenticated",
@@ -105,7 +115,16 @@ impl Services {
         }
     }
 
-    fn audit(&self, caller: &Caller, method: &'static str, aim: Aim<'_>, trail: &Trail, code: Code) {
+    #[allow(clippy::too_many_arguments)]
+    fn audit(
+        &self,
+        slot: &mut AuditSlot,
+        caller: &Caller,
+        method: &'static str,
+        aim: Aim<'_>,
+        trail: &Trail,
+        code: Code,
+    ) {
         if !self.audit.is_on() {
             return;
         }
@@ -115,7 +134,7 @@ impl Services {
             // Refused before the policy ran (a malformed request).
             None => "invalid",
         };
-        self.audit.record(AuditRecord {
+        slot.record(AuditRecord {
             time: SystemTime::now(),
             principal: Some(caller.principal.name.clone()),
             service: Some(caller.principal.service.clone()),
@@ -123,6 +142,7 @@ impl Services {
             method,
             tenant: aim.tenant.map(|t| if t.is_empty() { secretd_core::DEFAULT_TENANT } else { t }.to_owned()),
             namespace: aim.namespace.map(str::to_owned),
+            found_in: trail.found_in.as_ref().map(|found| found.to_string()),
             key: aim.key.map(str::to_owned),
             version: aim.version.filter(|v| !v.is_empty()).map(str::to_owned),
             decision,
@@ -253,7 +273,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::GetSecretRequest>,
     ) -> Result<Response<proto::GetSecretResponse>, Status> {
-        let caller = self.caller(&request, "GetSecret")?;
+        let (caller, mut slot) = self.caller(&request, "GetSecret").await?;
         let context = call_context(&request);
         let req = request.get_ref();
         let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: &req.version };
@@ -268,7 +288,7 @@ impl SecretBroker for Services {
             key: Some(&req.key),
             version: Some(&req.version),
         };
-        self.audit(&caller, "GetSecret", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "GetSecret", aim, &trail, code_of(&result));
         Ok(Response::new(to_response(&result?)))
     }
 
@@ -276,7 +296,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::BatchGetSecretsRequest>,
     ) -> Result<Response<proto::BatchGetSecretsResponse>, Status> {
-        let caller = self.caller(&request, "BatchGetSecrets")?;
+        let (caller, mut slot) = self.caller(&request, "BatchGetSecrets").await?;
         let context = call_context(&request);
         let refs = &request.get_ref().refs;
         let asked = refs
@@ -286,7 +306,7 @@ impl SecretBroker for Services {
         let answers = match context.scope(self.broker.batch_get(&caller, asked)).await {
             Ok(answers) => answers,
             Err(status) => {
-                self.audit(&caller, "BatchGetSecrets", Aim::default(), &Trail::default(), status.code());
+                self.audit(&mut slot, &caller, "BatchGetSecrets", Aim::default(), &Trail::default(), status.code());
                 return Err(status);
             }
         };
@@ -298,7 +318,7 @@ impl SecretBroker for Services {
                 key: Some(&r.key),
                 version: Some(&r.version),
             };
-            self.audit(&caller, "BatchGetSecrets", aim, &trail, code_of(&answer));
+            self.audit(&mut slot, &caller, "BatchGetSecrets", aim, &trail, code_of(&answer));
             results.push(proto::BatchGetResult {
                 r#ref: Some(r.clone()),
                 result: Some(match answer {
@@ -317,7 +337,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::ListSecretsRequest>,
     ) -> Result<Response<proto::ListSecretsResponse>, Status> {
-        let caller = self.caller(&request, "ListSecrets")?;
+        let (caller, mut slot) = self.caller(&request, "ListSecrets").await?;
         let context = call_context(&request);
         let req = request.into_inner();
         let mut trail = Trail::default();
@@ -334,7 +354,7 @@ impl SecretBroker for Services {
         );
         let result = context.scope(list).await;
         let aim = Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), ..Default::default() };
-        self.audit(&caller, "ListSecrets", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "ListSecrets", aim, &trail, code_of(&result));
         let page = result?;
         Ok(Response::new(proto::ListSecretsResponse {
             secrets: page.items.into_iter().map(to_metadata).collect(),
@@ -346,7 +366,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::PutSecretRequest>,
     ) -> Result<Response<proto::PutSecretResponse>, Status> {
-        let caller = self.caller(&request, "PutSecret")?;
+        let (caller, mut slot) = self.caller(&request, "PutSecret").await?;
         let context = call_context(&request);
         let req = request.into_inner();
         // The request buffer itself is tonic's; the copy we keep is wiped on drop.
@@ -357,7 +377,7 @@ impl SecretBroker for Services {
         let result = context.scope(put).await;
         let aim =
             Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
-        self.audit(&caller, "PutSecret", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "PutSecret", aim, &trail, code_of(&result));
         Ok(Response::new(proto::PutSecretResponse { version: result?.to_string() }))
     }
 
@@ -365,7 +385,7 @@ impl SecretBroker for Services {
         &self,
         request: Request<proto::DeleteSecretRequest>,
     ) -> Result<Response<proto::DeleteSecretResponse>, Status> {
-        let caller = self.caller(&request, "DeleteSecret")?;
+        let (caller, mut slot) = self.caller(&request, "DeleteSecret").await?;
         let context = call_context(&request);
         let req = request.get_ref();
         let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: "" };
@@ -373,7 +393,7 @@ impl SecretBroker for Services {
         let result = context.scope(self.broker.delete(&caller, r, &mut trail)).await;
         let aim =
             Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
-        self.audit(&caller, "DeleteSecret", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "DeleteSecret", aim, &trail, code_of(&result));
         result?;
         Ok(Response::new(proto::DeleteSecretResponse {}))
     }
@@ -396,18 +416,140 @@ fn state_status(e: StateError) -> Status {
 
 impl Services {
     /// Authenticates and authorizes a token-administration call.
-    fn admin_caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<Caller, Status> {
-        let caller = self.caller(request, method)?;
+    async fn admin_caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<(Caller, AuditSlot), Status> {
+        let (caller, mut slot) = self.caller(request, method).await?;
         let mut trail = Trail::default();
         let decision = self.broker.authorize(&caller, Action::Admin, Target::Tokens, &mut trail);
         if let Err(status) = &decision {
-            self.audit(&caller, method, Aim::default(), &trail, status.code());
+            self.audit(&mut slot, &caller, method, Aim::default(), &trail, status.code());
         }
-        decision.map(|()| caller)
+        decision.map(|()| (caller, slot))
     }
 
     fn token_store(&self) -> Result<&Arc<crate::auth::state::TokenStore>, Status> {
         self.auth.store().ok_or_else(|| Status::failed_precondition("this secretd has no state store"))
+    }
+}
+
+/// A token-administration call's audit trail: who refused it, or that the
+/// admin permission let it through.
+fn admin_trail<T>(result: &Result<T, Status>) -> Trail {
+    match result {
+        Err(s) if s.code() == Code::PermissionDenied => {
+            Trail { allowed: Some(false), reason: Some(s.message().to_owned().into()), ..Default::default() }
+        }
+        Err(s) if s.code() == Code::InvalidArgument => Trail::default(),
+        _ => Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() },
+    }
+}
+
+/// A `CreateTokenRequest` checked for shape (INVALID_ARGUMENT), before the
+/// minting rules look at it.
+fn new_token(req: proto::CreateTokenRequest, now: SystemTime) -> Result<NewToken, Status> {
+    if req.name.is_empty() || req.name.len() > 128 || !req.name.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Status::invalid_argument("name must be 1 to 128 printable ASCII characters without spaces"));
+    }
+    if !is_service_type(&req.service) {
+        return Err(Status::invalid_argument("service must be an upper-case identifier like WORKER"));
+    }
+    let mut permissions = Vec::new();
+    for p in &req.permissions {
+        let permission = Permission::parse(p).ok_or_else(|| {
+            let shown: String = p.chars().take(20).collect();
+            Status::invalid_argument(format!("unknown permission {shown:?}: use read, list, write, delete or admin"))
+        })?;
+        if !permissions.contains(&permission) {
+            permissions.push(permission);
+        }
+    }
+    if permissions.is_empty() {
+        permissions.push(Permission::Read);
+    }
+    for glob in &req.namespaces {
+        mint::check_namespace_glob(glob).map_err(Status::invalid_argument)?;
+    }
+    let mut tenants = req.tenants;
+    if tenants.is_empty() {
+        tenants.push(secretd_core::DEFAULT_TENANT.to_owned());
+    }
+    if tenants.len() > mint::MAX_TENANT_GLOBS {
+        return Err(Status::invalid_argument(format!("at most {} tenant globs", mint::MAX_TENANT_GLOBS)));
+    }
+    for glob in &tenants {
+        mint::check_tenant_glob(glob).map_err(Status::invalid_argument)?;
+    }
+    let expires_at = mint::expiry(now, req.expires_in_seconds).map_err(Status::invalid_argument)?;
+    Ok(NewToken { name: req.name, service: req.service, permissions, namespaces: req.namespaces, tenants, expires_at })
+}
+
+#[tonic::async_trait]
+impl AccessAdmin for Services {
+    async fn explain_access(
+        &self,
+        request: Request<proto::ExplainAccessRequest>,
+    ) -> Result<Response<proto::ExplainAccessResponse>, Status> {
+        let (admin, mut slot) = self.admin_caller(&request, "ExplainAccess").await?;
+        let req = request.get_ref();
+        // Every outcome is audited: the audit slot would otherwise record
+        // the call as abandoned.
+        let result = async {
+            let action = match req.action.as_str() {
+                "" | "read" => Action::Read,
+                "list" => Action::List,
+                "write" => Action::Write,
+                "delete" => Action::Delete,
+                _ => return Err(Status::invalid_argument("action must be read, list, write or delete")),
+            };
+            let name = secretd_core::SecretName::parse(&req.tenant, &req.namespace, &req.key)
+                .map_err(|e| Status::invalid_argument(e.message().to_owned()))?;
+            // An admin limited to some namespaces explains only those.
+            if !admin.principal.reaches(&name.tenant, &name.namespace) {
+                return Err(Status::permission_denied(format!(
+                    "{}/{} is outside principal {}'s tenants and namespaces",
+                    name.tenant, name.namespace, admin.principal.name
+                )));
+            }
+            let principal = match &req.subject {
+                Some(proto::explain_access_request::Subject::Principal(who)) => self
+                    .auth
+                    .principal_named(who)
+                    .ok_or_else(|| Status::not_found(format!("no principal or active token is named {who:?}")))?,
+                Some(proto::explain_access_request::Subject::Token(token)) => self
+                    .auth
+                    .principal_of_token(token)
+                    .map_err(|_| Status::not_found("the token is unknown, revoked or expired"))?,
+                None => return Err(Status::invalid_argument("name a principal or give a token")),
+            };
+            let subject = Caller { principal: principal.clone(), peer: admin.peer.clone() };
+            let explained = self.broker.explain(&subject, action, &name)?;
+            Ok((principal, explained))
+        }
+        .await;
+        let trail = match &result {
+            Ok((principal, _)) => Trail {
+                allowed: Some(true),
+                reason: Some(format!("explained access of {}", principal.name).into()),
+                ..Default::default()
+            },
+            Err(_) => admin_trail(&result),
+        };
+        let aim =
+            Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
+        self.audit(&mut slot, &admin, "ExplainAccess", aim, &trail, code_of(&result));
+        let (principal, explained) = result?;
+        Ok(Response::new(proto::ExplainAccessResponse {
+            principal: principal.name.clone(),
+            service: principal.service.clone(),
+            decisions: explained
+                .into_iter()
+                .map(|e| proto::NamespaceDecision {
+                    namespace: e.namespace.to_string(),
+                    allowed: e.verdict.allowed,
+                    step: e.verdict.step.label().to_owned(),
+                    reason: e.reason,
+                })
+                .collect(),
+        }))
     }
 }
 
@@ -417,47 +559,45 @@ impl TokenAdmin for Services {
         &self,
         request: Request<proto::CreateTokenRequest>,
     ) -> Result<Response<proto::CreateTokenResponse>, Status> {
-        let caller = self.admin_caller(&request, "CreateToken")?;
+        let (caller, mut slot) = self.admin_caller(&request, "CreateToken").await?;
         let req = request.into_inner();
-        if req.name.is_empty() || req.name.len() > 128 || !req.name.chars().all(|c| c.is_ascii_graphic()) {
-            return Err(Status::invalid_argument("name must be 1 to 128 printable ASCII characters without spaces"));
-        }
-        if !is_service_type(&req.service) {
-            return Err(Status::invalid_argument("service must be an upper-case identifier like WORKER"));
-        }
-        let mut permissions = Vec::new();
-        for p in &req.permissions {
-            permissions.push(Permission::parse(p).ok_or_else(|| {
-                Status::invalid_argument(format!("unknown permission {p:?}: use read, list, write, delete or admin"))
-            })?);
-        }
-        if permissions.is_empty() {
-            permissions.push(Permission::Read);
-        }
-        if req.namespaces.iter().any(|n| n.is_empty() || n.len() > 255) {
-            return Err(Status::invalid_argument("namespace globs must be 1 to 255 characters"));
-        }
-        if req.expires_in_seconds < 0 {
-            return Err(Status::invalid_argument("expires_in_seconds must not be negative"));
-        }
-        let expires_in = (req.expires_in_seconds > 0).then(|| Duration::from_secs(req.expires_in_seconds as u64));
-        let new = NewToken {
-            name: req.name.clone(),
-            service: req.service,
-            permissions,
-            namespaces: req.namespaces,
-            expires_in,
+        let name = req.name.clone();
+        let minted = async {
+            let new = new_token(req, SystemTime::now())?;
+            let grant = Grant {
+                permissions: &new.permissions,
+                namespaces: &new.namespaces,
+                tenants: &new.tenants,
+                expires_at: new.expires_at,
+            };
+            self.auth
+                .check_mint(&caller.principal, &new.name, &grant)
+                .map_err(|refusal| Status::permission_denied(refusal.to_string()))?;
+            // A limited admin's tokens stay within its limits, and also
+            // within its access rules: another service type or a name a
+            // rule lists could be allowed what the admin itself is denied.
+            let creator = &caller.principal;
+            let limited = !creator.namespaces.is_empty() || !creator.tenants.iter().any(|t| t == "*");
+            if limited && !self.broker.policy().rules_apply_alike(creator, &new.name, &new.service) {
+                return Err(Status::permission_denied(format!(
+                    "principal {} is limited to some tenants or namespaces, so it mints only tokens that access.rules \
+                     treat as they treat it: another service type or a name a rule lists could reach more",
+                    creator.name
+                )));
+            }
+            let token = self.token_store()?.create(&new).await.map_err(state_status)?;
+            Ok((token, new.expires_at))
         };
-        let result = self.token_store()?.create(&new).await.map_err(state_status);
-        let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
+        let result = minted.await;
         self.audit(
+            &mut slot,
             &caller,
             "CreateToken",
-            Aim { key: Some(&req.name), ..Default::default() },
-            &trail,
+            Aim { key: Some(&name), ..Default::default() },
+            &admin_trail(&result),
             code_of(&result),
         );
-        let token = result?;
+        let (token, expires_at) = result?;
         // Make the new token usable here at once rather than at the next refresh.
         if let Err(e) = self.auth.refresh().await {
             tracing::warn!(error = %e, "token created, but re-reading tokens failed");
@@ -465,25 +605,30 @@ impl TokenAdmin for Services {
         use secrecy::ExposeSecret;
         Ok(Response::new(proto::CreateTokenResponse {
             token: token.expose_secret().to_owned(),
-            expires_at: timestamp(expires_in.map(|d| SystemTime::now() + d)),
+            expires_at: timestamp(expires_at),
         }))
     }
 
+    /// A limited admin lists only the tokens inside its reach.
     async fn list_tokens(
         &self,
         request: Request<proto::ListTokensRequest>,
     ) -> Result<Response<proto::ListTokensResponse>, Status> {
-        let caller = self.admin_caller(&request, "ListTokens")?;
-        let result = self.token_store()?.list().await.map_err(state_status);
-        let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
-        self.audit(&caller, "ListTokens", Aim::default(), &trail, code_of(&result));
+        let (caller, mut slot) = self.admin_caller(&request, "ListTokens").await?;
+        let result = match self.token_store() {
+            Ok(store) => store.list().await.map_err(state_status),
+            Err(status) => Err(status),
+        };
+        self.audit(&mut slot, &caller, "ListTokens", Aim::default(), &admin_trail(&result), code_of(&result));
         let tokens = result?
             .into_iter()
+            .filter(|t| mint::oversees(&caller.principal, &t.namespaces, &t.tenants))
             .map(|t| proto::TokenInfo {
                 name: t.name,
                 service: t.service,
                 permissions: t.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
                 namespaces: t.namespaces,
+                tenants: t.tenants,
                 created_at: timestamp(Some(t.created_at)),
                 expires_at: timestamp(t.expires_at),
                 last_used_at: timestamp(t.last_used_at),
@@ -493,15 +638,40 @@ impl TokenAdmin for Services {
         Ok(Response::new(proto::ListTokensResponse { tokens }))
     }
 
+    /// A limited admin revokes only tokens inside its reach. A token outside
+    /// it is PERMISSION_DENIED rather than NOT_FOUND: names cannot be kept
+    /// from an admin anyway (creating a taken name must fail), so a
+    /// pretended absence would only mislead the operator.
     async fn revoke_token(
         &self,
         request: Request<proto::RevokeTokenRequest>,
     ) -> Result<Response<proto::RevokeTokenResponse>, Status> {
-        let caller = self.admin_caller(&request, "RevokeToken")?;
+        let (caller, mut slot) = self.admin_caller(&request, "RevokeToken").await?;
         let name = request.into_inner().name;
-        let result = self.token_store()?.revoke(&name).await.map_err(state_status);
-        let trail = Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() };
-        self.audit(&caller, "RevokeToken", Aim { key: Some(&name), ..Default::default() }, &trail, code_of(&result));
+        let revoked = async {
+            let store = self.token_store()?;
+            let token = store
+                .find_active(&name)
+                .await
+                .map_err(state_status)?
+                .ok_or_else(|| state_status(StateError::NotFound(name.clone())))?;
+            if !mint::oversees(&caller.principal, &token.namespaces, &token.tenants) {
+                return Err(Status::permission_denied(format!(
+                    "token {name:?} is outside principal {}'s reach: its namespaces and tenants must lie within yours",
+                    caller.principal.name
+                )));
+            }
+            store.revoke_exact(&name, &token.hash).await.map_err(state_status)
+        };
+        let result = revoked.await;
+        self.audit(
+            &mut slot,
+            &caller,
+            "RevokeToken",
+            Aim { key: Some(&name), ..Default::default() },
+            &admin_trail(&result),
+            code_of(&result),
+        );
         result?;
         if let Err(e) = self.auth.refresh().await {
             tracing::warn!(error = %e, "token revoked, but re-reading tokens failed; other refreshes will catch up");
@@ -595,6 +765,7 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(SecretBrokerServer::new(services.clone()))
+        .add_service(AccessAdminServer::new(services.clone()))
         .add_service(TokenAdminServer::new(services));
     let serving = async move {
         match listener {

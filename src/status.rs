@@ -1,6 +1,8 @@
-//! The one place where backend error kinds become gRPC status codes.
+//! The one place where backend error kinds become gRPC status codes, and
+//! where it is decided what a caller may read of a backend's error.
 //!
-//! Callers act on the code, so each kind maps to exactly one code. A backend
+//! Callers act on the code, so each kind maps to exactly one code. Backend
+//! text never reaches them (see [`from_store_error`]). A backend
 //! refusing *secretd's own* credentials is the operator's problem, not the
 //! caller's: it is reported as UNAVAILABLE, never as the caller's
 //! PERMISSION_DENIED.
@@ -16,28 +18,71 @@ pub fn code_for(kind: ErrorKind) -> Code {
         ErrorKind::PermissionDenied | ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Throttled => {
             Code::Unavailable
         }
+        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
         ErrorKind::Unsupported => Code::Unimplemented,
         ErrorKind::Corrupt => Code::DataLoss,
         ErrorKind::Internal => Code::Internal,
     }
 }
 
-/// Converts a store error for the caller. The message is the store's safe
-/// message (never a value); the cause chain goes to the log only.
-pub fn from_store_error(error: &StoreError) -> Status {
-    let message = match error.kind() {
-        ErrorKind::PermissionDenied => format!("the secret backend refused secretd's credentials: {}", error.message()),
-        ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Throttled => {
-            format!("the secret backend is unavailable: {}", error.message())
-        }
-        _ => error.message().to_owned(),
-    };
-    if matches!(error.kind(), ErrorKind::Internal | ErrorKind::Corrupt | ErrorKind::PermissionDenied) {
-        tracing::error!(kind = %error.kind(), error = %error, cause = ?std::error::Error::source(error), "backend error");
-    } else if error.kind().is_transient() {
-        tracing::warn!(kind = %error.kind(), error = %error, cause = ?std::error::Error::source(error), "backend error");
+/// The metadata key that carries an error's correlation id to the caller.
+pub const CORRELATION_ID_KEY: &str = "secretd-correlation-id";
+
+/// What a caller is told when the store's message is not for it: the kind,
+/// in secretd's words. The store's own message may quote the backend (an
+/// AWS role ARN and account id, a Vault or Key Vault server message), so it
+/// goes to the log only, under the correlation id the caller is given.
+fn generic_message(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::NotFound => "the secret was not found",
+        ErrorKind::AlreadyExists => "the secret backend refused the write: the name is taken",
+        ErrorKind::InvalidName => "the secret backend refused the name, tags or request",
+        ErrorKind::TooLarge => "the secret backend refused the value as too large",
+        ErrorKind::PermissionDenied => "the secret backend refused secretd's credentials",
+        ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Throttled => "the secret backend is unavailable",
+        ErrorKind::DeadlineExceeded => "the call's deadline passed before the secret backend answered",
+        ErrorKind::Unsupported => "the secret backend does not support this",
+        ErrorKind::Corrupt => "the secret backend returned data that cannot be read back",
+        ErrorKind::Internal => "internal error",
     }
-    Status::new(code_for(error.kind()), message)
+}
+
+/// Converts a store error for the caller: the kind's code always; the
+/// store's message only when it is secretd's own wording
+/// ([`StoreError::is_for_callers`]), otherwise a generic message per kind
+/// and a correlation id (in the message and in the `secretd-correlation-id`
+/// metadata) that finds the detail in the log. Never a value either way.
+pub fn from_store_error(error: &StoreError) -> Status {
+    let kind = error.kind();
+    let code = code_for(kind);
+    let cause = std::error::Error::source(error);
+    let severe = matches!(kind, ErrorKind::Internal | ErrorKind::Corrupt | ErrorKind::PermissionDenied);
+    if error.is_for_callers() {
+        let message = match kind {
+            ErrorKind::PermissionDenied => format!("{}: {}", generic_message(kind), error.message()),
+            ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Throttled => {
+                format!("{}: {}", generic_message(kind), error.message())
+            }
+            _ => error.message().to_owned(),
+        };
+        if severe {
+            tracing::error!(kind = %kind, error = %error, cause = ?cause, "backend error");
+        } else if kind.is_transient() {
+            tracing::warn!(kind = %kind, error = %error, cause = ?cause, "backend error");
+        }
+        return Status::new(code, message);
+    }
+    let id = format!("{:016x}", rand::random::<u64>());
+    if severe {
+        tracing::error!(correlation_id = %id, kind = %kind, error = %error, cause = ?cause, "backend error");
+    } else {
+        tracing::warn!(correlation_id = %id, kind = %kind, error = %error, cause = ?cause, "backend error");
+    }
+    let mut status = Status::new(code, format!("{} (correlation id {id})", generic_message(kind)));
+    if let Ok(value) = id.parse() {
+        status.metadata_mut().insert(CORRELATION_ID_KEY, value);
+    }
+    status
 }
 
 /// The upper-case name of a code, as gRPC tools print it (`NOT_FOUND`).
@@ -72,6 +117,91 @@ mod tests {
         let status = from_store_error(&StoreError::new(ErrorKind::PermissionDenied, "403 from backend"));
         assert_eq!(status.code(), Code::Unavailable);
         assert!(status.message().contains("refused secretd's credentials"));
+    }
+
+    /// Runs `f` with the log captured, as the daemon writes it.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let result = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        (result, text)
+    }
+
+    fn correlation_id(status: &Status) -> String {
+        let message = status.message();
+        let id = message
+            .split("(correlation id ")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("no correlation id in {message:?}"));
+        let carried = status.metadata().get(CORRELATION_ID_KEY).expect("the id travels in the metadata too");
+        assert_eq!(carried.to_str().unwrap(), id);
+        id.to_owned()
+    }
+
+    /// Issue #12, item 15: backend text (here AWS's AccessDenied naming a
+    /// role ARN and the account id) never reaches the caller; the caller
+    /// gets the code, a generic message and a correlation id, which finds
+    /// the detail in the log.
+    #[test]
+    fn backend_text_stays_in_the_log_under_a_correlation_id() {
+        let arn = "arn:aws:sts::123456789012:assumed-role/secretd-prod/i-0abc";
+        let detail = format!("User: {arn} is not authorized to perform: secretsmanager:GetSecretValue");
+        let cases = [
+            (ErrorKind::PermissionDenied, Code::Unavailable),
+            (ErrorKind::Unavailable, Code::Unavailable),
+            (ErrorKind::Throttled, Code::Unavailable),
+            (ErrorKind::Internal, Code::Internal),
+            (ErrorKind::Corrupt, Code::DataLoss),
+            (ErrorKind::InvalidName, Code::InvalidArgument),
+            (ErrorKind::AlreadyExists, Code::AlreadyExists),
+            (ErrorKind::NotFound, Code::NotFound),
+            (ErrorKind::TooLarge, Code::InvalidArgument),
+            (ErrorKind::Unsupported, Code::Unimplemented),
+        ];
+        let mut ids = std::collections::BTreeSet::new();
+        for (kind, code) in cases {
+            let error = StoreError::new(kind, format!("Secrets Manager answered while reading main/team/db: {detail}"));
+            let (status, log) = logged(|| from_store_error(&error));
+            assert_eq!(status.code(), code, "{kind}");
+            for leak in [arn, "123456789012", "Secrets Manager answered"] {
+                assert!(!status.message().contains(leak), "{kind}: {leak:?} reached the caller: {}", status.message());
+            }
+            assert!(status.message().starts_with(generic_message(kind)), "{kind}: {}", status.message());
+            let id = correlation_id(&status);
+            let line =
+                log.lines().find(|l| l.contains(&id)).unwrap_or_else(|| panic!("{kind}: {id} not logged: {log}"));
+            assert!(line.contains(arn), "{kind}: the log line of {id} holds the detail: {line}");
+            ids.insert(id);
+        }
+        assert_eq!(ids.len(), cases.len(), "each error has its own correlation id");
+    }
+
+    /// secretd's own words about what the caller asked stay as they are.
+    #[test]
+    fn our_own_messages_reach_the_caller() {
+        let missing = from_store_error(&StoreError::not_found("main/team/db"));
+        assert_eq!((missing.code(), missing.message()), (Code::NotFound, "secret main/team/db not found"));
+        let open = StoreError::unavailable("vault is failing; its circuit breaker is open").for_callers();
+        let status = from_store_error(&open);
+        assert_eq!(
+            status.message(),
+            "the secret backend is unavailable: vault is failing; its circuit breaker is open"
+        );
+        assert!(status.metadata().get(CORRELATION_ID_KEY).is_none());
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! read at start, and again when a handshake finds that the files changed
 //! (modification time or size, checked at most once a second): cert-manager
 //! or a renewal timer replaces the files, and the next connection gets the
-//! new certificate while open connections keep theirs. A renewal that
-//! cannot be read (a key that does not match, a half-written file) is
-//! logged and the previous certificate stays in use.
+//! new certificate while open connections keep theirs. A keystore's
+//! password given as `file:` is one of those files, so a keystore and its
+//! password rotate together, in either order. A renewal that cannot be read
+//! (a key that does not match, a half-written file, a keystore whose
+//! password has not changed yet) is logged and the previous certificate
+//! stays in use.
 //!
 //! The handshake runs here, not in tonic, so the certificate can change;
 //! each accepted connection is handed to tonic as a
@@ -28,7 +31,8 @@ use rustls::{
     sign::CertifiedKey,
     RootCertStore, ServerConfig,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
+use secretd_core::CredentialSource;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{server::TlsStream, TlsAcceptor};
 
@@ -42,15 +46,23 @@ const RECHECK: Duration = Duration::from_secs(1);
 
 /// Where the server's identity comes from.
 enum Source {
-    Pem { cert: PathBuf, key: PathBuf },
-    Keystore { path: PathBuf, password: SecretString },
+    Pem {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    Keystore {
+        path: PathBuf,
+        password: Option<CredentialSource>,
+        /// The password's file, when it is given as `file:`.
+        password_file: Option<PathBuf>,
+    },
 }
 
 impl Source {
     fn files(&self) -> Vec<&PathBuf> {
         match self {
             Source::Pem { cert, key } => vec![cert, key],
-            Source::Keystore { path, .. } => vec![path],
+            Source::Keystore { path, password_file, .. } => std::iter::once(path).chain(password_file).collect(),
         }
     }
 
@@ -69,8 +81,14 @@ impl Source {
                     .map_err(|e| format!("server.tls.key: {} is not a PEM private key: {e}", key.display()))?;
                 (chain, key)
             }
-            Source::Keystore { path, password } => {
+            Source::Keystore { path, password, .. } => {
                 let data = read("server.tls.keystore", path)?;
+                let password = match password {
+                    Some(source) => {
+                        source.current().map_err(|e| format!("server.tls.keystore-password: {}", e.message()))?
+                    }
+                    None => secrecy::SecretString::from(String::new()),
+                };
                 let store = p12_keystore::KeyStore::from_pkcs12(
                     &data,
                     password.expose_secret(),
@@ -162,7 +180,8 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
         (Some(cert), Some(key), None) => Source::Pem { cert: cert.clone(), key: key.clone() },
         (None, None, Some(path)) => Source::Keystore {
             path: path.clone(),
-            password: tls.keystore_password.clone().unwrap_or_else(|| SecretString::from(String::new())),
+            password: tls.keystore_password.as_ref().map(|p| p.source()),
+            password_file: tls.keystore_password.as_ref().and_then(|p| p.file().cloned()),
         },
         _ => return Err("server.tls needs either cert and key, or keystore".into()),
     };

@@ -69,6 +69,11 @@ fn dev_instance_quick_start() {
     assert_eq!(get.stdout, b"s3cr3t\n");
     let inherited = secretd_in(dir.path(), addr, &["get", "-n", "company.team", "api"], None);
     assert_eq!(inherited.stdout, b"inline-value");
+    // The dev admin token reaches every tenant.
+    let acme = secretd_in(dir.path(), addr, &["put", "--tenant", "acme", "-n", "company", "api", "acme-value"], None);
+    assert!(acme.status.success(), "{}", stderr(&acme));
+    let acme = secretd_in(dir.path(), addr, &["get", "--tenant", "acme", "-n", "company", "api"], None);
+    assert_eq!(acme.stdout, b"acme-value", "{}", stderr(&acme));
 
     let list = secretd_in(dir.path(), addr, &["list", "-n", "company", "--json"], None);
     let text = String::from_utf8_lossy(&list.stdout);
@@ -114,7 +119,8 @@ fn dev_instance_quick_start() {
     assert!(stderr(&worker_put).contains("PERMISSION_DENIED"), "{}", stderr(&worker_put));
     let listed = secretd_in(dir.path(), addr, &["token", "list"], None);
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
-    assert!(listed.contains("w1\tWORKER\tread,list\tcompany*"), "{listed}");
+    assert!(listed.contains("w1\tWORKER\tread,list\tcompany*\tmain\t"), "{listed}");
+    assert!(listed.contains("dev-admin\tADMIN\tadmin\t*\t*\t"), "{listed}");
     assert!(!listed.contains(&token), "token list printed the token");
     let revoked = secretd_in(dir.path(), addr, &["token", "revoke", "w1"], None);
     assert!(revoked.status.success(), "{}", stderr(&revoked));
@@ -144,6 +150,82 @@ fn dev_instance_quick_start() {
     assert_ne!(std::fs::read_to_string(&admin_token).unwrap(), old_token);
     let get = secretd_in(dir.path(), &daemon.addr, &["get", "-n", "company", "api"], None);
     assert_eq!(get.stdout, b"inline-value", "{}", stderr(&get));
+}
+
+/// Issue #12, item 17: the dev admin token goes to a loopback address or a
+/// Unix socket only, never to whatever `--addr` names.
+#[test]
+fn the_dev_token_goes_only_to_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    // Listening on every interface, so the same daemon answers under a name
+    // that is not loopback: connecting to 0.0.0.0 reaches this host.
+    let daemon = Daemon::start(&["serve", "--listen", "0.0.0.0:0"], dir.path());
+    let port = daemon.addr.rsplit(':').next().unwrap().to_owned();
+    let put = secretd_in(dir.path(), &format!("127.0.0.1:{port}"), &["put", "-n", "company", "k", "v"], None);
+    assert!(put.status.success(), "{}", stderr(&put));
+    for local in [format!("localhost:{port}"), format!("http://127.0.0.1:{port}")] {
+        let get = secretd_in(dir.path(), &local, &["get", "-n", "company", "k"], None);
+        assert_eq!(get.stdout, b"v", "{local}: {}", stderr(&get));
+    }
+    let audit = dir.path().join("data/audit.log");
+    // The audit trail is written off the request path: let it catch up.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let records_before = std::fs::read_to_string(&audit).unwrap_or_default().lines().count();
+
+    for remote in [format!("0.0.0.0:{port}"), format!("http://0.0.0.0:{port}")] {
+        let out = secretd_in(dir.path(), &remote, &["get", "-n", "company", "k"], None);
+        assert!(!out.status.success(), "{remote}: the dev token was sent: {:?}", out.stdout);
+        let err = stderr(&out);
+        assert!(err.contains("--api-token") && err.contains("--token-file"), "{remote}: {err}");
+        assert!(err.contains("admin.token"), "{remote}: {err}");
+    }
+    // Explicit credentials still go anywhere.
+    let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
+    let explicit = secretd_in(
+        dir.path(),
+        &format!("0.0.0.0:{port}"),
+        &["get", "-n", "company", "k", "--api-token", token.trim()],
+        None,
+    );
+    assert_eq!(explicit.stdout, b"v", "{}", stderr(&explicit));
+    // The refused calls never reached the daemon: one record more, the explicit call's.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let records_after = std::fs::read_to_string(&audit).unwrap_or_default().lines().count();
+    assert_eq!(records_after, records_before + 1, "calls without explicit credentials reached the daemon");
+}
+
+/// A dev admin token from before tenants (migrated to `main` only) is
+/// replaced at the next start by one for every tenant.
+#[test]
+fn a_dev_token_from_before_tenants_is_replaced() {
+    use secrecy::{ExposeSecret, SecretString};
+    use secretd::auth::state::{NewToken, TokenStore};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let old = runtime.block_on(async {
+        let url = SecretString::from(format!("sqlite://{}", data.join("state.db").display()));
+        let store = TokenStore::open(&url).await.unwrap();
+        let new = NewToken {
+            name: "dev-admin".into(),
+            service: "ADMIN".into(),
+            permissions: vec![secretd::config::Permission::Admin],
+            namespaces: vec![],
+            tenants: vec!["main".into()],
+            expires_at: None,
+        };
+        store.create(&new).await.unwrap().expose_secret().to_owned()
+    });
+    std::fs::write(data.join("admin.token"), format!("{old}\n")).unwrap();
+    // As secretd writes it: a token file others may read stops the start.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(data.join("admin.token"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let daemon = Daemon::start(&["serve", "--listen", "127.0.0.1:0"], dir.path());
+    let now = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    assert!(now.trim() != old, "the main-only dev token was kept");
+    let put = secretd_in(dir.path(), &daemon.addr, &["put", "--tenant", "acme", "-n", "company", "k", "v"], None);
+    assert!(put.status.success(), "{}", stderr(&put));
 }
 
 #[test]
@@ -196,7 +278,10 @@ fn config_errors_name_the_field_and_the_file() {
         "secret:\n  type: jdbc\n  jdbc:\n    url: sqlite://x.db\n    secret: ${SECRETD_E2E_UNSET_VAR}\n",
     );
     let err = stderr(&secretd("unused", &["config", "check", &env], None));
-    assert!(err.contains("secret.jdbc.secret: environment variable SECRETD_E2E_UNSET_VAR is not set"), "{err}");
+    // The field, not the variable: what sits between `${` and `}` may be
+    // a value typed there by mistake.
+    assert!(err.contains("secret.jdbc.secret: names an environment variable that is not set"), "{err}");
+    assert!(!err.contains("SECRETD_E2E_UNSET_VAR"), "{err}");
 
     let good = write(
         "good.yaml",

@@ -300,7 +300,7 @@ async fn health_and_reflection() {
 #[tokio::test]
 async fn freshness_demands_and_provenance_over_grpc() {
     let daemon =
-        Daemon::sqlite("cache:\n  negative-ttl: 1h\n  refresh-rate-limit: {requests-per-second: 0.01, burst: 2}\n", "");
+        Daemon::sqlite("cache:\n  negative-ttl: 1h\n  refresh-rate-limit: {requests-per-second: 0.01, burst: 3}\n", "");
     let mut c = daemon.client().await;
     put(&mut c, "fresh", "k", b"v1", &[]).await.unwrap();
     let request = |max_age: Option<prost_types::Duration>, refresh: bool| GetSecretRequest {
@@ -326,7 +326,8 @@ async fn freshness_demands_and_provenance_over_grpc() {
     let negative = Some(prost_types::Duration { seconds: -1, nanos: 0 });
     assert_eq!(c.get_secret(request(negative, false)).await.unwrap_err().code(), Code::InvalidArgument);
 
-    // refresh: the backend, twice (the burst), then RESOURCE_EXHAUSTED.
+    // refresh: the backend, twice (the burst of 3, less what the strict
+    // max_age spent), then RESOURCE_EXHAUSTED.
     for _ in 0..2 {
         assert_eq!(c.get_secret(request(None, true)).await.unwrap().into_inner().source, Source::Backend as i32);
     }

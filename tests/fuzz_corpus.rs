@@ -106,6 +106,17 @@ fn checks_see_known_inputs() {
     let example = fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/secretd.yaml")).unwrap();
     assert_eq!(checks::config(&example), Outcome::Accepted);
     assert_eq!(checks::config(b"secret: [unclosed\n"), Outcome::Rejected);
+    // Credentials of the environment where they do not fit: the check
+    // refuses an error that quotes them.
+    for text in [
+        "secret:\n  type: vault\n  vault:\n    address: http://v:8200\n    token: ${VAULT_TOKEN}\n",
+        "secret:\n  type: vault\n  vault:\n    address: ${SECRETD_JDBC_URL}\n    token: {token: t}\n",
+        "secret:\n  type: memory\n  isolation:\n    denied-services: [\"${SECRETD_ADMIN_PASSWORD}\"]\n",
+        "secret:\n  type: elasticsearch\n  elasticsearch:\n    hosts: [\"${AZURE_CLIENT_SECRET}@es\"]\n    secret: ${SECRETD_ES_SECRET}\n",
+        "secret:\n  type: memory\n  memory:\n    max-attempts: ${AWS_SECRET_ACCESS_KEY}\n",
+    ] {
+        assert_eq!(checks::config(text.as_bytes()), Outcome::Rejected, "{text}");
+    }
     let sealed = sealed_seed(b"value");
     assert_eq!(checks::envelope(&sealed), Outcome::Accepted);
     assert_eq!(checks::envelope(&sealed[..sealed.len() - 1]), Outcome::Rejected);

@@ -123,7 +123,20 @@ async fn vault_losing_its_token_is_unavailable_not_permission_denied() {
     revoke_token(&addr, &root, &token).await;
     let err = get(&mut c, &ns, "other").await.expect_err("the backend refuses secretd now");
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    assert!(err.message().contains("vault"), "the message should point at the backend: {}", err.message());
+    // The caller is told it is the backend's doing, not what Vault said:
+    // that goes to the daemon's log under the correlation id.
+    let message = err.message();
+    assert!(message.contains("secret backend refused secretd's credentials"), "{message}");
+    assert!(!message.contains("vault answered"), "Vault's answer reached the caller: {message}");
+    let id = message
+        .split("(correlation id ")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no correlation id in {message:?}"));
+    assert_eq!(err.metadata().get("secretd-correlation-id").and_then(|v| v.to_str().ok()), Some(id));
+    let logged = daemon.log_text();
+    let line = logged.lines().find(|l| l.contains(id)).unwrap_or_else(|| panic!("{id} is not in the daemon's log"));
+    assert!(line.contains("vault answered 403"), "the log line of {id} holds Vault's answer: {line}");
 }
 
 /// One Vault API call with curl: the JSON answer, if any.

@@ -11,9 +11,11 @@
 //!   restarting the daemon.
 //! - A thousand concurrent misses of one key make one read on the server,
 //!   counted in OpenBao's own audit log.
+//! - Callers whose `grpc-timeout` is shorter than a slow backend's answer
+//!   (PostgreSQL behind a delaying proxy) do not open the breaker.
 //!
 //! The server binaries come from `scripts/test.sh` (`SECRETD_TEST_BAO`,
-//! `SECRETD_TEST_MOTO`). Without them a test fails under `CI=true` and
+//! `SECRETD_TEST_MOTO`, and `SECRETD_TEST_POSTGRES_URL`). Without them a test fails under `CI=true` and
 //! otherwise says loudly that it skipped.
 
 mod common;
@@ -56,6 +58,10 @@ const RECOVERY: Duration = Duration::from_secs(10);
 const BREAKER: &str = "timeout: 500ms\ncircuit-breaker: {failure-threshold: 3, open-for: 1s}\n";
 
 fn server_binary(var: &str) -> Option<String> {
+    server_from_env(var)
+}
+
+fn server_from_env(var: &str) -> Option<String> {
     secretd_core::conformance::server_from_env(var)
 }
 
@@ -715,4 +721,157 @@ async fn thousand_concurrent_misses_make_one_vault_call() {
          ({metadata_reads} of its metadata)"
     );
     eprintln!("bao's audit log: {data_reads} data read, {metadata_reads} metadata read for {burst} calls");
+}
+
+/// A TCP proxy that hands everything the server sends to the client
+/// `delay` late (in order, without slowing the stream down otherwise): a
+/// slow but healthy backend. It counts the connections open through it.
+struct DelayingProxy {
+    addr: std::net::SocketAddr,
+    max_open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl DelayingProxy {
+    /// The most connections that were open through it at once.
+    fn max_open(&self) -> usize {
+        self.max_open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+async fn delaying_proxy(upstream: String, delay: Duration) -> DelayingProxy {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (open, max_open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let counted = max_open.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
+            max_open.fetch_max(open.fetch_add(1, SeqCst) + 1, SeqCst);
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await });
+            let (late, mut due) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+            let open = open.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0; 64 * 1024];
+                while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+                    if late.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+                open.fetch_sub(1, SeqCst);
+            });
+            tokio::spawn(async move {
+                while let Some((at, bytes)) = due.recv().await {
+                    tokio::time::sleep_until(at).await;
+                    if client_write.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    DelayingProxy { addr, max_open: counted }
+}
+
+/// Issue #12, item 6, over gRPC: callers whose `grpc-timeout` runs out
+/// before a slow but healthy backend answers (PostgreSQL behind a proxy
+/// that adds 150 ms) do not open the circuit breaker, so a normal caller
+/// afterwards is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_grpc_timeouts_on_a_slow_backend_do_not_open_the_breaker() {
+    let Some(url) = server_from_env("SECRETD_TEST_POSTGRES_URL") else { return };
+    let (scheme_user, rest) = url.split_once('@').expect("postgres://user@host:port/db");
+    let (host_port, database) = rest.split_once('/').expect("postgres://user@host:port/db");
+    let proxy = delaying_proxy(host_port.to_owned(), Duration::from_millis(150)).await.addr;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "server:\n  listen: 127.0.0.1:0\nsecret:\n  type: jdbc\n  jdbc:\n    url: {scheme_user}@{proxy}/{database}\n    \
+         secret: ${{E2E_JDBC_SECRET}}\n    timeout: 5s\n    circuit-breaker: {{failure-threshold: 3, open-for: 60s}}\n{}",
+        admin_account()
+    );
+    let path = dir.path().join("slow.yaml");
+    std::fs::write(&path, config).unwrap();
+    let daemon = Daemon::start(&["serve", "--config", path.to_str().unwrap()], dir.path());
+    let mut c = daemon.client().await;
+    let namespace = format!("slow-{}", rand::random::<u32>());
+    let request = |key: String| GetSecretRequest { namespace: namespace.clone(), key, ..Default::default() };
+    for key in (0..10).map(key).chain(["patient".to_owned()]) {
+        let put = PutSecretRequest {
+            namespace: namespace.clone(),
+            key: key.clone(),
+            value: format!("value of {key}").into_bytes().into(),
+            ..Default::default()
+        };
+        c.put_secret(put).await.expect("put");
+    }
+
+    let mut codes = BTreeSet::new();
+    for i in 0..10 {
+        let mut impatient = tonic::Request::new(request(key(i)));
+        impatient.set_timeout(Duration::from_millis(30));
+        let refused = c.get_secret(impatient).await.expect_err("30 ms is shorter than the backend takes");
+        codes.insert(format!("{:?}", refused.code()));
+    }
+    assert!(!codes.contains("Unavailable"), "a caller's own deadline is not the backend's failure: {codes:?}");
+    assert_eq!(breaker_state(&daemon), Some(0.0), "ten impatient callers left the breaker closed");
+    let got = c.get_secret(request("patient".into())).await.expect("a normal caller afterwards is served");
+    assert_eq!(got.into_inner().value, b"value of patient".as_slice());
+    // The reads the impatient callers started went on, and were cached.
+    let got = c.get_secret(request(key(0))).await.expect("the read started by an impatient caller");
+    assert_eq!(got.into_inner().source, Source::Cache as i32);
+    assert_eq!(breaker_state(&daemon), Some(0.0));
+}
+
+/// Issue #12, item 18: a Vault listing reads each secret's metadata (for
+/// its tags). Those reads go through the backend's rate limit like any
+/// call, and at most 16 are in flight at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_listing_is_paced_by_the_rate_limit_and_bounded_in_concurrency() {
+    let Some(binary) = server_binary("SECRETD_TEST_BAO") else { return };
+    const SECRETS: usize = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let bao = start_bao(&binary, dir.path(), None).await;
+    let entries: Vec<(String, String)> = (0..SECRETS).map(|i| (key(i), old_value(i))).collect();
+    write_directly(&vault_store(&bao.addr()).await, &entries).await;
+    let block = |address: &str, extra: &str| {
+        format!(
+            "type: vault\nvault:\n  address: {address}\n  mount: secret\n  path-prefix: secretd\n  \
+             token: {{token: {ROOT_TOKEN}}}\n{extra}"
+        )
+    };
+    let list = |c: &mut Client| {
+        let mut c = c.clone();
+        async move {
+            let request = secretd::proto::ListSecretsRequest {
+                namespace: NAMESPACE.into(),
+                page_size: 1000,
+                ..Default::default()
+            };
+            c.list_secrets(request).await.expect("the listing").into_inner().secrets.len()
+        }
+    };
+
+    // Through a proxy that adds 20 ms to each answer, so reads overlap.
+    let proxy = delaying_proxy(bao.addr().trim_start_matches("http://").to_owned(), Duration::from_millis(20)).await;
+    let daemon = start_daemon(dir.path(), &block(&format!("http://{}", proxy.addr), ""), "enabled: true\n");
+    let mut c = daemon.client().await;
+    assert_eq!(list(&mut c).await, SECRETS);
+    // 16 reads, plus the health checker's and the listing's own connection.
+    let open = proxy.max_open();
+    eprintln!("listing {SECRETS} secrets opened at most {open} connections to vault at once");
+    assert!(open <= 18, "{open} connections at once: the listing's reads are not bounded");
+    drop(daemon);
+
+    // With rate-limit 20/s (burst 1), 60 reads take 3 s at least.
+    let limited = block(&bao.addr(), "  rate-limit: {requests-per-second: 20, burst: 1}\n  timeout: 10s\n");
+    let daemon = start_daemon(dir.path(), &limited, "enabled: true\n");
+    let mut c = daemon.client().await;
+    let started = Instant::now();
+    assert_eq!(list(&mut c).await, SECRETS);
+    let took = started.elapsed();
+    eprintln!("listing {SECRETS} secrets at 20 backend calls a second took {took:?}");
+    assert!(took >= Duration::from_millis(2_900), "the listing's reads bypassed the rate limit: {took:?}");
 }

@@ -73,7 +73,7 @@ async fn start(delay: Duration, grace: Duration) -> Running {
         store,
         SecretCache::disabled(),
         Policy::new(&config.secret.isolation, &config.access),
-        Limits { max_value_size: 65536, max_batch_size: 100 },
+        Limits { max_value_size: 65536, max_batch_size: 100, ..Limits::default() },
     ));
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap().to_string();

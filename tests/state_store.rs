@@ -36,7 +36,8 @@ async fn create_list_revoke_touch_on_every_database() {
             service: "WORKER".into(),
             permissions: vec![Permission::Read, Permission::List],
             namespaces: vec!["company.*".into()],
-            expires_in: Some(Duration::from_secs(3600)),
+            tenants: vec!["acme".into(), "acme-*".into()],
+            expires_at: Some(SystemTime::now() + Duration::from_secs(3600)),
         };
         let token = store.create(&new).await.unwrap();
         assert!(matches!(store.create(&new).await, Err(StateError::AlreadyExists(_))), "{label}");
@@ -46,18 +47,58 @@ async fn create_list_revoke_touch_on_every_database() {
         assert_eq!(info.hash, TokenHash::of(token.expose_secret()), "{label}: only the hash is kept");
         assert_eq!(info.permissions, [Permission::Read, Permission::List]);
         assert_eq!(info.namespaces, ["company.*"]);
-        assert!(info.expires_at.unwrap() > SystemTime::now());
+        assert_eq!(info.tenants, ["acme", "acme-*"], "{label}");
+        let expires_at = info.expires_at.unwrap();
+        let wanted = new.expires_at.unwrap();
+        assert!(expires_at <= wanted && wanted.duration_since(expires_at).unwrap() < Duration::from_millis(1));
         assert!(info.revoked_at.is_none() && info.last_used_at.is_none());
 
         store.touch(&[(name.clone(), SystemTime::now())]).await.unwrap();
         let active = store.active().await.unwrap();
         assert!(active.iter().find(|t| t.name == name).unwrap().last_used_at.is_some(), "{label}");
 
-        store.revoke(&name).await.unwrap();
+        let found = store.find_active(&name).await.unwrap().unwrap_or_else(|| panic!("{label}: not found"));
+        assert_eq!(found.hash, info.hash, "{label}");
+        assert!(matches!(store.revoke_exact(&name, &TokenHash::of("another")).await, Err(StateError::NotFound(_))));
+        store.revoke_exact(&name, &found.hash).await.unwrap();
         assert!(matches!(store.revoke(&name).await, Err(StateError::NotFound(_))), "{label}");
+        assert!(store.find_active(&name).await.unwrap().is_none(), "{label}");
         assert!(!store.active().await.unwrap().iter().any(|t| t.name == name), "{label}: revoked but active");
         // A revoked name may be used again, with a new token.
         let again = store.create(&new).await.unwrap();
         assert_ne!(again.expose_secret(), token.expose_secret());
+    }
+}
+
+/// Rows written without tenants (before the column existed, or by a replica
+/// not yet upgraded) reach `main` only; rows whose lists do not parse are
+/// left out rather than read as unlimited.
+#[tokio::test]
+async fn rows_without_tenants_reach_main_and_malformed_rows_are_ignored() {
+    for (label, url) in urls() {
+        let store = TokenStore::open(&SecretString::from(url.clone())).await.unwrap_or_else(|e| panic!("{label}: {e}"));
+        let (pool, _) = secretd_sql::open_pool(&url, &secretd_sql::SqlOptions { max_connections: 1 }, |_| {
+            let mut none = sqlx::migrate::Migrator::DEFAULT;
+            none.set_ignore_missing(true);
+            none
+        })
+        .await
+        .unwrap();
+        let suffix = format!("{:08x}", rand::random::<u32>());
+        let insert = |name: &str, namespaces: &str, hash: String| {
+            format!(
+                "INSERT INTO secretd_tokens (name, service, permissions, namespaces, token_hash, created_at) \
+                 VALUES ('{name}-{suffix}', 'WORKER', 'read', '{namespaces}', '{hash}', 0)"
+            )
+        };
+        let old = insert("old", "[]", TokenHash::of(&format!("old-{suffix}")).to_hex());
+        let broken = insert("broken", "not json", TokenHash::of(&format!("broken-{suffix}")).to_hex());
+        for sql in [old, broken] {
+            sqlx::query(&sql).execute(&pool).await.unwrap_or_else(|e| panic!("{label}: {e}"));
+        }
+        let active = store.active().await.unwrap();
+        let old = active.iter().find(|t| t.name == format!("old-{suffix}")).unwrap_or_else(|| panic!("{label}"));
+        assert_eq!(old.tenants, ["main"], "{label}");
+        assert!(!active.iter().any(|t| t.name == format!("broken-{suffix}")), "{label}: a malformed row was read");
     }
 }

@@ -189,31 +189,37 @@ pub const CONFIG_FILE: &str = "fuzz/secretd.yaml";
 /// `${VAR:-default}` takes the default and `${VAR}` is a missing-variable
 /// error).
 pub fn config_env(var: &str) -> Option<String> {
-    let value = match var {
-        "SECRETD_JDBC_SECRET" | "SECRETD_ES_SECRET" => "q3Vt1XrU0o9Yc0Jb2m6Zl8TtP5sKx4WnE7aHdG1fR2c=",
-        "VAULT_TOKEN" => "hvs.fuzz-token-0123456789",
-        "VAULT_ROLE_ID" => "role-0123",
-        "AWS_ACCESS_KEY_ID" => "AKIAFUZZ0123456789",
-        "AWS_SECRET_ACCESS_KEY" => "fuzz/secret+access/key0123456789",
-        "AZURE_TENANT_ID" | "AZURE_CLIENT_ID" => "00000000-0000-0000-0000-000000000000",
-        "AZURE_CLIENT_SECRET" => "fuzz~client~secret",
-        "SECRETD_ADMIN_PASSWORD" => "fuzz-admin-password-0123456789",
-        "SECRETD_OPS_TOKEN_SHA256" => "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-        "SECRETD_JDBC_URL" => "postgres://secretd:fuzz-db-password@db.internal:5432/secretd",
-        "SECRETD_STATE_URL" => "postgres://secretd:fuzz-db-password@db.internal:5432/secretd_state",
-        "ENV" => "dev",
-        _ => return None,
-    };
-    Some(value.to_owned())
+    CONFIG_ENV.iter().find(|(name, _)| *name == var).map(|(_, value)| (*value).to_owned())
 }
+
+/// [`config_env`]'s variables and values. Every value is distinctive, so
+/// finding one in an error message means the error quoted the environment.
+pub const CONFIG_ENV: &[(&str, &str)] = &[
+    ("SECRETD_JDBC_SECRET", "q3Vt1XrU0o9Yc0Jb2m6Zl8TtP5sKx4WnE7aHdG1fR2c="),
+    ("SECRETD_ES_SECRET", "q3Vt1XrU0o9Yc0Jb2m6Zl8TtP5sKx4WnE7aHdG1fR2c="),
+    ("VAULT_TOKEN", "hvs.fuzz-token-0123456789"),
+    ("VAULT_ROLE_ID", "role-0123"),
+    ("AWS_ACCESS_KEY_ID", "AKIAFUZZ0123456789"),
+    ("AWS_SECRET_ACCESS_KEY", "fuzz/secret+access/key0123456789"),
+    ("AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000000"),
+    ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000000"),
+    ("AZURE_CLIENT_SECRET", "fuzz~client~secret"),
+    ("SECRETD_ADMIN_PASSWORD", "fuzz-admin-password-0123456789"),
+    ("SECRETD_OPS_TOKEN_SHA256", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+    ("SECRETD_JDBC_URL", "postgres://secretd:fuzz-db-password@db.internal:5432/secretd"),
+    ("SECRETD_STATE_URL", "postgres://secretd:fuzz-db-password@db.internal:5432/secretd_state"),
+    ("ENV", "dev"),
+];
 
 /// `secretd::config::load_str` (YAML parsing, `${VAR}` substitution, typed
 /// deserialisation, `Config::validate`) and `plaintext_credentials`.
 ///
 /// The input is read as UTF-8 (invalid sequences become U+FFFD). Checks:
 /// no panic; an error's message starts with the file name it was given
-/// (`FILE: ...`, as operators rely on); a loaded configuration validates
-/// again with no problem.
+/// (`FILE: ...`, as operators rely on) and holds no value of the
+/// environment (configuration errors never quote values, whatever the
+/// input put where); a loaded configuration validates again with no
+/// problem.
 pub fn config(data: &[u8]) -> Outcome {
     let text = String::from_utf8_lossy(data);
     let _ = secretd::config::plaintext_credentials(&text);
@@ -226,6 +232,10 @@ pub fn config(data: &[u8]) -> Outcome {
         Err(e) => {
             let message = e.to_string();
             assert!(message.starts_with(&format!("{CONFIG_FILE}: ")), "the error does not name the file: {message}");
+            // `dev` is too short to be told from the message's own words.
+            for (_, value) in CONFIG_ENV.iter().filter(|(_, value)| value.len() >= 8) {
+                assert!(!message.contains(value), "the error quotes the environment: {message}");
+            }
             Outcome::Rejected
         }
     }

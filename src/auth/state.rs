@@ -6,12 +6,16 @@
 //! every `state.refresh-interval` (500 ms by default), so a revocation made
 //! through any replica is refused by all of them within a second, and the
 //! request path never waits on this database.
+//!
+//! A row that does not parse (a malformed hash, namespace or tenant list)
+//! is left out with an error in the log: read as "no limit" it would widen
+//! the token.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret, SecretString};
 use secretd_sql::{open_pool, Dialect, SqlError, SqlOptions};
-use sqlx::{AnyPool, Row};
+use sqlx::{any::AnyRow, AnyPool, Row};
 
 use super::token::{self, TokenHash};
 use crate::config::Permission;
@@ -33,6 +37,8 @@ pub struct TokenInfo {
     pub service: String,
     pub permissions: Vec<Permission>,
     pub namespaces: Vec<String>,
+    /// Tenant globs; rows from before tenants existed hold `main`.
+    pub tenants: Vec<String>,
     pub hash: TokenHash,
     pub created_at: SystemTime,
     pub expires_at: Option<SystemTime>,
@@ -47,7 +53,9 @@ pub struct NewToken {
     pub service: String,
     pub permissions: Vec<Permission>,
     pub namespaces: Vec<String>,
-    pub expires_in: Option<Duration>,
+    pub tenants: Vec<String>,
+    /// Computed once by the caller, so what it reports is what is stored.
+    pub expires_at: Option<SystemTime>,
 }
 
 pub struct TokenStore {
@@ -66,7 +74,7 @@ fn migrations(dialect: Dialect) -> sqlx::migrate::Migrator {
 }
 
 const COLUMNS: &str =
-    "name, service, permissions, namespaces, token_hash, created_at, expires_at, last_used_at, revoked_at";
+    "name, service, permissions, namespaces, token_hash, created_at, expires_at, last_used_at, revoked_at, tenants";
 
 impl TokenStore {
     pub async fn open(url: &SecretString) -> Result<Self, SqlError> {
@@ -112,15 +120,16 @@ impl TokenStore {
         let inserted = sqlx::query(
             &self
                 .dialect
-                .sql(&format!("INSERT INTO secretd_tokens ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)")),
+                .sql(&format!("INSERT INTO secretd_tokens ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)")),
         )
         .bind(&new.name)
         .bind(&new.service)
         .bind(permissions.join(","))
-        .bind(serde_json::to_string(&new.namespaces).unwrap_or_else(|_| "[]".into()))
+        .bind(json_list(&new.namespaces))
         .bind(hash.to_hex())
         .bind(millis(now))
-        .bind(new.expires_in.map(|d| millis(now + d)))
+        .bind(new.expires_at.map(millis))
+        .bind(json_list(&new.tenants))
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -144,6 +153,13 @@ impl TokenStore {
         self.select(&format!("SELECT {COLUMNS} FROM secretd_tokens WHERE revoked_at IS NULL")).await
     }
 
+    /// The token named `name` that is not revoked, if any.
+    pub async fn find_active(&self, name: &str) -> Result<Option<TokenInfo>, StateError> {
+        let query = format!("SELECT {COLUMNS} FROM secretd_tokens WHERE name = ? AND revoked_at IS NULL");
+        let rows = sqlx::query(&self.dialect.sql(&query)).bind(name).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(parse_row).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().next())
+    }
+
     pub async fn revoke(&self, name: &str) -> Result<(), StateError> {
         let done = sqlx::query(
             &self.dialect.sql("UPDATE secretd_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL"),
@@ -152,6 +168,25 @@ impl TokenStore {
         .bind(name)
         .execute(&self.pool)
         .await?;
+        if done.rows_affected() == 0 {
+            return Err(StateError::NotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Revokes `name` only while it is still the token `hash` names: the
+    /// one whose reach the caller checked, not one created under the same
+    /// name in between.
+    pub async fn revoke_exact(&self, name: &str, hash: &TokenHash) -> Result<(), StateError> {
+        let done =
+            sqlx::query(&self.dialect.sql(
+                "UPDATE secretd_tokens SET revoked_at = ? WHERE name = ? AND token_hash = ? AND revoked_at IS NULL",
+            ))
+            .bind(millis(SystemTime::now()))
+            .bind(name)
+            .bind(hash.to_hex())
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StateError::NotFound(name.to_owned()));
         }
@@ -169,34 +204,60 @@ impl TokenStore {
 
     async fn select(&self, query: &str) -> Result<Vec<TokenInfo>, StateError> {
         let rows = sqlx::query(query).fetch_all(&self.pool).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let text = |i: usize| secretd_sql::text(&row, i);
-            let Some(hash) = TokenHash::parse(&text(4)?) else {
-                tracing::error!(name = %text(0)?, "a token row has a malformed hash; ignoring it");
-                continue;
-            };
-            let at = |i: usize| -> Result<Option<SystemTime>, sqlx::Error> {
-                Ok(row.try_get::<Option<i64>, _>(i)?.map(from_millis))
-            };
-            out.push(TokenInfo {
-                name: text(0)?,
-                service: text(1)?,
-                permissions: text(2)?.split(',').filter_map(Permission::parse).collect(),
-                namespaces: serde_json::from_str(&text(3)?).unwrap_or_default(),
-                hash,
-                created_at: at(5)?.unwrap_or(UNIX_EPOCH),
-                expires_at: at(6)?,
-                last_used_at: at(7)?,
-                revoked_at: at(8)?,
-            });
-        }
-        Ok(out)
+        Ok(rows.iter().map(parse_row).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect())
     }
 }
 
+/// One row, or `None` (logged) when its contents do not parse; a database
+/// error is the caller's, as for any query.
+fn parse_row(row: &AnyRow) -> Result<Option<TokenInfo>, sqlx::Error> {
+    Ok(match try_parse_row(row)? {
+        Ok(info) => Some(info),
+        Err((name, what)) => {
+            tracing::error!(name = %name, "a token row has a malformed {what}; ignoring it");
+            None
+        }
+    })
+}
+
+type Parsed = Result<TokenInfo, (String, &'static str)>;
+
+fn try_parse_row(row: &AnyRow) -> Result<Parsed, sqlx::Error> {
+    let text = |i: usize| secretd_sql::text(row, i);
+    let name = text(0)?;
+    let Some(hash) = TokenHash::parse(&text(4)?) else { return Ok(Err((name, "hash"))) };
+    let Ok(namespaces) = serde_json::from_str::<Vec<String>>(&text(3)?) else {
+        return Ok(Err((name, "namespace list")));
+    };
+    let Ok(tenants) = serde_json::from_str::<Vec<String>>(&text(9)?) else {
+        return Ok(Err((name, "tenant list")));
+    };
+    let at = |i: usize| -> Result<Option<SystemTime>, sqlx::Error> {
+        Ok(row.try_get::<Option<i64>, _>(i)?.map(from_millis))
+    };
+    Ok(Ok(TokenInfo {
+        name,
+        service: text(1)?,
+        permissions: text(2)?.split(',').filter_map(Permission::parse).collect(),
+        namespaces,
+        tenants,
+        hash,
+        created_at: at(5)?.unwrap_or(UNIX_EPOCH),
+        expires_at: at(6)?,
+        last_used_at: at(7)?,
+        revoked_at: at(8)?,
+    }))
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::Value::from(items).to_string()
+}
+
+/// Milliseconds since the epoch, saturating: the callers bound their times
+/// (token lifetimes are capped), so saturation is a backstop, never a wrap
+/// into the past.
 fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 fn from_millis(ms: i64) -> SystemTime {

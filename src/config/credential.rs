@@ -4,9 +4,10 @@
 //!
 //! A file's trailing newline is dropped, since editors and `echo` add one
 //! that no password contains. The file is read when the configuration is
-//! loaded; an unreadable file is an error that names the field (through
-//! serde's path) and the file. The text is held in a `SecretString`, so it
-//! never prints.
+//! loaded; an unreadable file is an error that names the field and why,
+//! not the path (which is a value of the file like any other: a password
+//! typed after `file:` by mistake must not be printed). The text is held
+//! in a `SecretString`, so it never prints.
 //!
 //! Rotation: backends take a [`CredentialSource`] from
 //! [`Credential::source`], and a `file:` one re-reads its file whenever the
@@ -60,12 +61,12 @@ impl Credential {
 
     /// Resolves `raw`: `file:/path` reads the file, anything else is the
     /// value itself.
-    pub fn resolve(raw: &str) -> Result<Self, String> {
+    pub fn resolve(raw: &str) -> Result<Self, CredentialFileError> {
         let Some(path) = raw.strip_prefix("file:") else {
             return Ok(Self::inline(raw));
         };
         if path.is_empty() {
-            return Err("`file:` needs a path, like file:/run/secrets/vault-password".into());
+            return Err(CredentialFileError::NoPath);
         }
         let path = PathBuf::from(path);
         let value = read_credential_file(&path)?;
@@ -78,9 +79,44 @@ impl Credential {
 /// out-of-memory abort.
 const MAX_CREDENTIAL_FILE: u64 = 1024 * 1024;
 
-fn read_credential_file(path: &Path) -> Result<SecretString, String> {
-    let mut text = read_bounded(path, MAX_CREDENTIAL_FILE)
-        .map_err(|e| format!("cannot read the credential file {}: {e}", path.display()))?;
+/// Why a `file:` credential could not be read. Each message is fixed
+/// text: neither the path nor anything read from the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.as_str())]
+pub enum CredentialFileError {
+    NoPath,
+    NotFound,
+    PermissionDenied,
+    TooLarge,
+    NotText,
+    Empty,
+    Unreadable,
+}
+
+impl CredentialFileError {
+    /// The message; `'static`, so it can be a configuration error's reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoPath => "`file:` needs a path, like file:/run/secrets/vault-password",
+            Self::NotFound => "the file named after `file:` does not exist",
+            Self::PermissionDenied => "the file named after `file:` may not be read by secretd (permission denied)",
+            Self::TooLarge => "the file named after `file:` is larger than 1 MiB",
+            Self::NotText => "the file named after `file:` is not UTF-8 text",
+            Self::Empty => "the file named after `file:` is empty",
+            Self::Unreadable => "the file named after `file:` cannot be read",
+        }
+    }
+}
+
+fn read_credential_file(path: &Path) -> Result<SecretString, CredentialFileError> {
+    use std::io::ErrorKind;
+    let mut text = read_bounded(path, MAX_CREDENTIAL_FILE).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => CredentialFileError::NotFound,
+        ErrorKind::PermissionDenied => CredentialFileError::PermissionDenied,
+        ErrorKind::FileTooLarge => CredentialFileError::TooLarge,
+        ErrorKind::InvalidData => CredentialFileError::NotText,
+        _ => CredentialFileError::Unreadable,
+    })?;
     if text.ends_with('\n') {
         text.pop();
         if text.ends_with('\r') {
@@ -88,7 +124,7 @@ fn read_credential_file(path: &Path) -> Result<SecretString, String> {
         }
     }
     if text.is_empty() {
-        return Err(format!("the credential file {} is empty", path.display()));
+        return Err(CredentialFileError::Empty);
     }
     Ok(SecretString::from(text))
 }
@@ -99,7 +135,7 @@ pub(crate) fn read_bounded(path: &Path, max: u64) -> std::io::Result<String> {
     let mut text = String::new();
     std::fs::File::open(path)?.take(max + 1).read_to_string(&mut text)?;
     if text.len() as u64 > max {
-        return Err(std::io::Error::other(format!("it is larger than {max} bytes")));
+        return Err(std::io::Error::new(std::io::ErrorKind::FileTooLarge, format!("it is larger than {max} bytes")));
     }
     Ok(text)
 }
@@ -126,7 +162,7 @@ impl RotatingSecret for FileCredential {
                     tracing::info!(file = %self.path.display(), "credential file changed; using its new content");
                     *last = (now, value);
                 }
-                Err(e) => tracing::warn!("{e}; keeping the credential read before"),
+                Err(e) => tracing::warn!(file = %self.path.display(), "{e}; keeping the credential read before"),
             }
         }
         Ok(last.1.clone())
@@ -151,7 +187,7 @@ impl fmt::Debug for Credential {
 impl<'de> Deserialize<'de> for Credential {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = SecretString::deserialize(deserializer)?;
-        Self::resolve(raw.expose_secret()).map_err(serde::de::Error::custom)
+        Self::resolve(raw.expose_secret()).map_err(|e| super::de::reason(e.as_str()))
     }
 }
 
@@ -161,8 +197,7 @@ mod tests {
 
     #[test]
     fn endless_or_huge_files_are_refused_not_read_whole() {
-        let err = Credential::resolve("file:/dev/zero").unwrap_err();
-        assert!(err.contains("larger than 1048576 bytes"), "{err}");
+        assert_eq!(Credential::resolve("file:/dev/zero").unwrap_err(), CredentialFileError::TooLarge);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big");
         std::fs::write(&path, vec![b'x'; 1024 * 1024 + 1]).unwrap();
@@ -183,10 +218,15 @@ mod tests {
         let c = Credential::resolve(&format!("file:{}", path.display())).unwrap();
         assert_eq!(c.secret().expose_secret(), "two\n", "only one newline is dropped");
         let err = Credential::resolve("file:/nonexistent/secretd-test").unwrap_err();
-        assert!(err.contains("/nonexistent/secretd-test"), "{err}");
-        assert!(Credential::resolve("file:").is_err());
+        assert_eq!(err, CredentialFileError::NotFound);
+        assert!(!err.to_string().contains("secretd-test"), "the error names the path: {err}");
+        assert_eq!(Credential::resolve("file:").unwrap_err(), CredentialFileError::NoPath);
         std::fs::write(&path, "\n").unwrap();
-        assert!(Credential::resolve(&format!("file:{}", path.display())).unwrap_err().contains("empty"));
+        let err = Credential::resolve(&format!("file:{}", path.display())).unwrap_err();
+        assert_eq!(err, CredentialFileError::Empty);
+        std::fs::write(&path, b"\xff\xfe").unwrap();
+        let err = Credential::resolve(&format!("file:{}", path.display())).unwrap_err();
+        assert_eq!(err, CredentialFileError::NotText);
     }
 
     #[test]

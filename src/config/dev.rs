@@ -66,6 +66,9 @@ pub fn dev_config(paths: &DevPaths) -> std::io::Result<Config> {
             backend: BackendType::Jdbc,
             max_value_size: 64 * 1024,
             max_batch_size: 100,
+            max_namespace_depth: super::default_max_namespace_depth(),
+            max_backend_reads_per_call: super::default_max_backend_reads_per_call(),
+            batch_concurrency: super::default_batch_concurrency(),
             jdbc: Some(JdbcConfig {
                 url: SecretString::from(format!("sqlite://{}", paths.database.display())),
                 secret: Some(Credential::inline(secret)),

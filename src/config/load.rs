@@ -1,9 +1,11 @@
 //! Reading a configuration file: YAML, `${VAR}` references, unknown keys.
 //!
-//! References are replaced inside string values after parsing, never in the
-//! raw text, so an environment variable holding `:` or a newline cannot
-//! change the file's structure. Every error names the file and the dotted
-//! path of the field.
+//! Every error names the file and the dotted path of the field, and never
+//! quotes a value of the file or of the environment: the typed
+//! configuration is read through [`super::de`], whose errors are built
+//! from kinds and expectations only, and validation reasons are fixed
+//! sentences ([`Invalid`]). YAML syntax errors keep libyaml's description
+//! and position only when it cannot hold input (see [`syntax_message`]).
 
 use std::{
     fmt,
@@ -26,10 +28,6 @@ pub enum ConfigError {
     },
     #[error("{file}: not valid YAML: {message}")]
     Syntax { file: PathBuf, message: String },
-    #[error("{file}: {field}: environment variable {var} is not set")]
-    MissingEnv { file: PathBuf, field: String, var: String },
-    #[error("{file}: {field}: malformed reference: {reason}")]
-    BadReference { file: PathBuf, field: String, reason: String },
     #[error("{file}: {field}: {message}")]
     Field { file: PathBuf, field: String, message: String },
     #[error("{file}: {}", Problems(.problems))]
@@ -61,13 +59,12 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `file` is only used in errors.
 pub fn load_str(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let mut value: Value =
-        serde_norway::from_str(text).map_err(|e| ConfigError::Syntax { file: file.into(), message: e.to_string() })?;
-    substitute(&mut value, &mut Vec::new(), file, env)?;
-    let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
-        let field = e.path().to_string();
-        let field = if field == "." { "(top level)".to_owned() } else { field };
-        ConfigError::Field { file: file.into(), field, message: e.into_inner().to_string() }
+    let value: Value = serde_norway::from_str(text)
+        .map_err(|e| ConfigError::Syntax { file: file.into(), message: syntax_message(&e) })?;
+    let config: Config = super::de::from_tree(value, env).map_err(|e| ConfigError::Field {
+        file: file.into(),
+        field: e.field().to_owned(),
+        message: e.to_string(),
     })?;
     let problems = config.validate();
     if problems.is_empty() {
@@ -75,6 +72,58 @@ pub fn load_str(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -
     } else {
         Err(ConfigError::Invalid { file: file.into(), problems })
     }
+}
+
+/// A YAML syntax error in words that cannot hold the input. libyaml's
+/// problems are fixed phrases ("mapping values are not allowed in this
+/// context"); what serde_norway adds may quote a key (`duplicate entry with
+/// key "..."`). So the phrase is kept only when it is made of letters and
+/// the punctuation libyaml uses, and the position is always given.
+fn syntax_message(error: &serde_norway::Error) -> String {
+    let position =
+        error.location().map(|at| format!(" (line {}, column {})", at.line(), at.column())).unwrap_or_default();
+    let text = error.to_string();
+    if text.contains("duplicate entry") {
+        return format!("a key appears twice in one block{position}");
+    }
+    // Positions are given separately; what remains must be a fixed phrase.
+    let phrase = strip_positions(&text);
+    let fixed = phrase.chars().all(|c| c.is_ascii_alphabetic() || " ',:[]{}()-".contains(c));
+    if fixed && !phrase.trim().is_empty() {
+        format!("{}{position}", phrase.trim())
+    } else {
+        format!("the file cannot be parsed{position}")
+    }
+}
+
+/// `... at line 3 column 7, while parsing ... at line 2 column 1` without
+/// the positions.
+fn strip_positions(text: &str) -> String {
+    fn number(s: &str) -> Option<&str> {
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        (digits > 0).then(|| &s[digits..])
+    }
+    fn position(s: &str) -> Option<&str> {
+        if let Some(rest) = s.strip_prefix("line ") {
+            let rest = number(rest)?;
+            return Some(rest.strip_prefix(" column ").and_then(number).unwrap_or(rest));
+        }
+        number(s.strip_prefix("position ")?)
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(" at ") {
+        out.push_str(&rest[..at]);
+        match position(&rest[at + 4..]) {
+            Some(tail) => rest = tail,
+            None => {
+                out.push_str(" at ");
+                rest = &rest[at + 4..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Fields that hold credentials, by their last key. A value there should
@@ -97,8 +146,8 @@ const CREDENTIAL_KEYS: &[&str] = &[
 
 /// Credentials written into the file in plain text, as dotted field paths:
 /// a credential field whose raw value is neither a `${VAR}` reference nor a
-/// `file:` reference, and URLs with an inline password. For `config check`,
-/// which warns about each.
+/// `file:` reference, and URLs (`url`, Elasticsearch `hosts`) with an
+/// inline password. For `config check`, which warns about each.
 pub fn plaintext_credentials(text: &str) -> Vec<String> {
     let Ok(value) = serde_norway::from_str::<Value>(text) else { return Vec::new() };
     let mut found = Vec::new();
@@ -111,13 +160,16 @@ fn walk_plaintext(value: &Value, path: &mut Vec<String>, found: &mut Vec<String>
         Value::String(s) => {
             let key = path.last().map(String::as_str).unwrap_or_default();
             let by_reference = s.is_empty() || s.starts_with("file:") || (s.starts_with("${") && s.ends_with('}'));
-            let inline_password = key == "url"
+            // An Elasticsearch host may carry `user:password@`.
+            let in_hosts = path.len() >= 2 && path[path.len() - 2] == "hosts";
+            let inline_password = (key == "url" || in_hosts)
                 && s.split_once("://")
                     .and_then(|(_, rest)| rest.split_once('@'))
                     .and_then(|(userinfo, _)| userinfo.split_once(':'))
                     .is_some_and(|(_, password)| !password.is_empty() && !password.starts_with("${"));
             if (CREDENTIAL_KEYS.contains(&key) && !by_reference) || inline_password {
-                found.push(path.join("."));
+                // `hosts[1]`, as configuration errors write list items.
+                found.push(path.join(".").replace(".[", "["));
             }
         }
         Value::Mapping(map) => {
@@ -137,85 +189,6 @@ fn walk_plaintext(value: &Value, path: &mut Vec<String>, found: &mut Vec<String>
         Value::Tagged(tagged) => walk_plaintext(&tagged.value, path, found),
         _ => {}
     }
-}
-
-/// Replaces `${VAR}` and `${VAR:-default}` in every string value; `$${`
-/// stands for a literal `${`.
-fn substitute(
-    value: &mut Value,
-    path: &mut Vec<String>,
-    file: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
-    match value {
-        Value::String(s) if s.contains('$') => {
-            *s = expand(s, env).map_err(|e| match e {
-                ExpandError::Missing(var) => ConfigError::MissingEnv { file: file.into(), field: path.join("."), var },
-                ExpandError::Malformed(reason) => {
-                    ConfigError::BadReference { file: file.into(), field: path.join("."), reason }
-                }
-            })?;
-        }
-        Value::Mapping(map) => {
-            for (k, v) in map.iter_mut() {
-                path.push(k.as_str().map(str::to_owned).unwrap_or_else(|| format!("{k:?}")));
-                substitute(v, path, file, env)?;
-                path.pop();
-            }
-        }
-        Value::Sequence(items) => {
-            for (i, v) in items.iter_mut().enumerate() {
-                path.push(format!("[{i}]"));
-                substitute(v, path, file, env)?;
-                path.pop();
-            }
-        }
-        Value::Tagged(tagged) => substitute(&mut tagged.value, path, file, env)?,
-        _ => {}
-    }
-    Ok(())
-}
-
-#[derive(Debug, PartialEq)]
-enum ExpandError {
-    Missing(String),
-    Malformed(String),
-}
-
-fn expand(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
-    let mut out = String::with_capacity(input.len());
-    let mut rest = input;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        if let Some(escaped) = after.strip_prefix("${") {
-            out.push_str("${");
-            rest = escaped;
-        } else if let Some(body) = after.strip_prefix('{') {
-            let end = body.find('}').ok_or_else(|| ExpandError::Malformed("'${' without a closing '}'".into()))?;
-            let (var, default) = match body[..end].split_once(":-") {
-                Some((var, default)) => (var, Some(default)),
-                None => (&body[..end], None),
-            };
-            let valid = !var.is_empty()
-                && !var.starts_with(|c: char| c.is_ascii_digit())
-                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                return Err(ExpandError::Malformed(format!("{var:?} is not an environment variable name")));
-            }
-            match (env(var), default) {
-                (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(d),
-                (None, None) => return Err(ExpandError::Missing(var.to_owned())),
-            }
-            rest = &body[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -243,18 +216,18 @@ mod tests {
     fn finds_plaintext_credentials() {
         let text = "secret:\n  jdbc:\n    url: postgres://app:hunter2@db/secretd\n    secret: inline-and-long-enough-0123456789abcdef\n\
                     \n  vault:\n    token: {token: \"${VAULT_TOKEN}\"}\n    userpass: {username: u, password: file:/run/p}\n\
+                    \n  elasticsearch:\n    hosts: [\"https://es-1:9200\", \"https://elastic:hunter2@es-2:9200\", \"https://e:${P}@es-3\"]\n\
+                    server:\n  basic-auth: {username: operator, password: hunter2}\n  tls: {keystore-password: file:/run/ks}\n\
                     state:\n  url: postgres://app:${PW}@db/state\n";
-        assert_eq!(plaintext_credentials(text), vec!["secret.jdbc.url", "secret.jdbc.secret"]);
-    }
-
-    #[test]
-    fn expand_rules() {
-        assert_eq!(expand("x${JDBC_SECRET}y", &env).unwrap(), format!("x{SECRET}y"));
-        assert_eq!(expand("${NOPE:-fallback}", &env).unwrap(), "fallback");
-        assert_eq!(expand("$${JDBC_SECRET} and $5", &env).unwrap(), "${JDBC_SECRET} and $5");
-        assert_eq!(expand("${NOPE}", &env).unwrap_err(), ExpandError::Missing("NOPE".into()));
-        assert!(matches!(expand("${OPEN", &env), Err(ExpandError::Malformed(_))));
-        assert!(matches!(expand("${a-b}", &env), Err(ExpandError::Malformed(_))));
+        assert_eq!(
+            plaintext_credentials(text),
+            vec![
+                "secret.jdbc.url",
+                "secret.jdbc.secret",
+                "secret.elasticsearch.hosts[1]",
+                "server.basic-auth.password"
+            ]
+        );
     }
 
     #[test]
@@ -292,11 +265,15 @@ mod tests {
     }
 
     #[test]
-    fn missing_env_names_var_and_field() {
+    fn missing_env_names_the_field_not_the_variable() {
         let err = load("secret:\n  type: jdbc\n  jdbc:\n    url: sqlite://x.db\n    secret: ${MISSING_VAR}\n")
             .unwrap_err()
             .to_string();
-        assert_eq!(err, "test.yaml: secret.jdbc.secret: environment variable MISSING_VAR is not set");
+        assert!(
+            err.starts_with("test.yaml: secret.jdbc.secret: names an environment variable that is not set"),
+            "{err}"
+        );
+        assert!(!err.contains("MISSING_VAR"), "{err}");
     }
 
     #[test]
@@ -304,7 +281,7 @@ mod tests {
         let err = load("secret:\n  type: jdbc\n  jdbc:\n    url: sqlite://x.db\n    secret: tooshort-value\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("secret.jdbc.secret: must be at least 32 characters long, got 14"), "{err}");
+        assert!(err.contains("secret.jdbc.secret: must be at least 32 characters long"), "{err}");
         assert!(!err.contains("tooshort-value"), "{err}");
         let err = load("secret:\n  type: jdbc\n  jdbc:\n    url: sqlite://x.db\n").unwrap_err().to_string();
         assert!(err.contains("secret.jdbc.secret: is required"), "{err}");
@@ -320,14 +297,81 @@ mod tests {
         }
     }
 
+    /// A config error never quotes the file or the environment: one test
+    /// per place a value could slip in (serde's shapes are covered in
+    /// `de.rs`).
+    #[test]
+    fn errors_quote_no_value() {
+        let canary = "Zq7CanaryXw93kLt";
+        let env = |var: &str| (var == "CANARY").then(|| canary.to_owned());
+        let cases = [
+            // The issue's example: a reference where the token block belongs.
+            "secret:\n  type: vault\n  vault:\n    address: http://v:8200\n    token: ${CANARY}\n".to_owned(),
+            format!("secret:\n  type: vault\n  vault:\n    address: {canary}\n    token: {{token: t}}\n"),
+            format!("secret:\n  type: jdbc\n  jdbc:\n    url: sqlite://x\n    secret: file:/nonexistent/{canary}\n"),
+            format!("secret:\n  type: jdbc\n  jdbc:\n    url: sqlite://x\n    secret: {SECRET}\n  isolation:\n    denied-services: [{canary}]\n"),
+            format!("server:\n  listen: {canary}\nsecret:\n  type: memory\n"),
+            format!("server:\n  socket: {{mode: {canary}}}\n  listen: unix:///run/s.sock\nsecret:\n  type: memory\n"),
+            format!("secret:\n  type: memory\n  memory:\n    tags: {{{canary}: \"\\u0007\"}}\n"),
+            format!("secret:\n  type: memory\n  memory:\n    tags: {{a: b, a: {canary}}}\n"),
+            format!("secret:\n  type: memory\n  memory:\n    tags: {{{canary}: x, {canary}: y}}\n"),
+            format!("secret:\n  type: memory\n  cache: {{expire-after-write: 5{canary}}}\n"),
+            format!("secret:\n  type: memory\naccess:\n  rules: [{{allow: [{canary}]}}]\n"),
+            format!("secret:\n  type: memory\nsecurity:\n  basic-auth: {{password-regexp: \"({canary}\"}}\n"),
+            format!("secret:\n  type: elasticsearch\n  elasticsearch:\n    hosts: [\"elastic:{canary}@es:9200\"]\n    secret: {SECRET}\n"),
+            format!("secret:\n  type: aws-secret-manager\n  aws-secret-manager:\n    region: r\n    name-prefix: \"{canary}%\"\n    endpoint: {canary}\n"),
+            format!("secret:\n  type: azure-key-vault\n  azure-key-vault:\n    vault-url: {canary}\n    verify-challenge-resource: {canary}\n"),
+            format!("secret:\n  type: google-secret-manager\n  google-secret-manager:\n    project: p\n    replication: {canary}\n"),
+            format!("secret:\n  type: memory\nauth:\n  service-accounts: [{{name: \"{canary} x\", service: {canary}, token-sha256: {canary}}}]\n"),
+            format!("secret: {{type: memory}}\n{canary}: [\n"),
+        ];
+        for text in cases {
+            let err = load_str(&text, Path::new("test.yaml"), &env).unwrap_err().to_string();
+            assert!(!err.contains(canary), "the error quotes the input: {err}\n--- from:\n{text}");
+            assert!(err.starts_with("test.yaml: "), "{err}");
+        }
+    }
+
+    /// Every credential in its right shape, the Elasticsearch host and the
+    /// SQL URL with inline passwords: none shows in the loaded
+    /// configuration's `Debug`.
+    #[test]
+    fn debug_output_shows_no_credential() {
+        let canary = "Zq7CanaryXw93kLt";
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, format!("{canary}-from-a-file\n")).unwrap();
+        let long = format!("{canary}-0123456789abcdef0123456789");
+        let text = format!(
+            "server:\n  basic-auth: {{username: operator, password: {canary}}}\n  \
+             tls: {{keystore: /k.p12, keystore-password: {canary}}}\n\
+             secret:\n  type: jdbc\n  jdbc:\n    url: postgres://u:{canary}@db/s\n    secret: {long}\n  \
+             vault:\n    address: http://v:8200\n    token: {{token: {canary}}}\n  \
+             aws-secret-manager:\n    region: r\n    access-key-id: {canary}\n    secret-key-id: {canary}\n    session-token: {canary}\n  \
+             elasticsearch:\n    hosts: [\"https://elastic:{canary}@es:9200\"]\n    secret: {long}\n    \
+             basic-auth: {{username: u, password: \"file:{}\"}}\n  \
+             google-secret-manager: {{project: p, service-account: {canary}}}\n  \
+             azure-key-vault:\n    vault-url: https://v.vault.azure.net/\n    \
+             client-secret: {{tenant-id: t, client-id: c, client-secret: {canary}}}\n\
+             state:\n  url: postgres://u:{canary}@db/state\n",
+            file.display()
+        );
+        let config = load(&text).unwrap();
+        let shown = format!("{config:?}");
+        assert!(shown.contains("https://[REDACTED]@es:9200"), "{shown}");
+        assert!(!shown.contains(canary), "Debug shows a credential: {shown}");
+    }
+
     #[test]
     fn bad_types_and_syntax() {
         let err = load("secret:\n  type: jdbc\n  cache:\n    expire-after-write: soon\n").unwrap_err().to_string();
         assert!(err.contains("secret.cache.expire-after-write"), "{err}");
         let err = load("secret:\n  type: nosuch\n").unwrap_err().to_string();
-        assert!(err.contains("secret.type") && err.contains("nosuch"), "{err}");
+        assert!(err.contains("secret.type: is not a known choice, expected one of `jdbc`, `memory`"), "{err}");
+        assert!(!err.contains("nosuch"), "{err}");
         let err = load("secret: [unclosed\n").unwrap_err().to_string();
-        assert!(err.starts_with("test.yaml: not valid YAML"), "{err}");
+        assert!(err.starts_with("test.yaml: not valid YAML: did not find expected"), "{err}");
+        assert!(err.contains("(line 2, column 1)"), "{err}");
         let err =
             load("secret:\n  type: jdbc\n  isolation:\n    denied-services: [executor]\n").unwrap_err().to_string();
         assert!(err.contains("secret.isolation.denied-services"), "{err}");

@@ -5,7 +5,7 @@
 //! `token`, `userpass`, `approle` for Vault), with the platform's older
 //! spellings accepted as aliases.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, fmt, path::PathBuf, time::Duration};
 
 use secretd_core::TagScope;
 use serde::Deserialize;
@@ -35,7 +35,7 @@ pub struct VaultConfig {
     pub namespace: Option<String>,
     /// PEM CA bundle to trust for an `https://` address.
     pub ca_certificate: Option<PathBuf>,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(default = "default_timeout", with = "super::de::duration")]
     pub timeout: Duration,
     /// Versions kept per secret, set on every write; unset leaves the
     /// engine's setting (10 by default).
@@ -141,7 +141,7 @@ pub struct AwsConfig {
     /// Delete at once, without a recovery window.
     #[serde(default)]
     pub force_delete: bool,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(default = "default_timeout", with = "super::de::duration")]
     pub timeout: Duration,
     /// Tries per call, the first included.
     #[serde(default = "default_max_attempts")]
@@ -182,10 +182,12 @@ fn empty_is_none<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Op
 
 /// `secret.elasticsearch`: an Elasticsearch or OpenSearch index, values
 /// encrypted at rest under `secret`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ElasticsearchConfig {
-    /// Node URLs, `http://` or `https://`.
+    /// Node URLs, `http://` or `https://`. One may carry `user:password@`
+    /// (the backend turns it into basic auth); so `Debug` and every
+    /// message show hosts without it.
     pub hosts: Vec<String>,
     #[serde(default = "default_index")]
     pub index: String,
@@ -196,7 +198,7 @@ pub struct ElasticsearchConfig {
     pub api_key: Option<Credential>,
     /// PEM CA bundle; when set, only it is trusted.
     pub ca_certificate: Option<PathBuf>,
-    #[serde(default = "default_es_timeout", with = "humantime_serde")]
+    #[serde(default = "default_es_timeout", with = "super::de::duration")]
     pub timeout: Duration,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -236,6 +238,37 @@ impl ElasticsearchConfig {
     }
 }
 
+/// `https://user:pass@es:9200/` as `https://[REDACTED]@es:9200/`.
+fn without_userinfo(host: &str) -> String {
+    let Some((scheme, rest)) = host.split_once("://") else { return host.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://[REDACTED]{}", &rest[at..]),
+        None => host.to_owned(),
+    }
+}
+
+impl fmt::Debug for ElasticsearchConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hosts: Vec<String> = self.hosts.iter().map(|h| without_userinfo(h)).collect();
+        f.debug_struct("ElasticsearchConfig")
+            .field("hosts", &hosts)
+            .field("index", &self.index)
+            .field("secret", &self.secret)
+            .field("basic_auth", &self.basic_auth)
+            .field("api_key", &self.api_key)
+            .field("ca_certificate", &self.ca_certificate)
+            .field("timeout", &self.timeout)
+            .field("tags", &self.tags)
+            .field("filter_on_tags", &self.filter_on_tags)
+            .field("excluded_tags", &self.excluded_tags)
+            .field("max_attempts", &self.max_attempts)
+            .field("circuit_breaker", &self.circuit_breaker)
+            .field("rate_limit", &self.rate_limit)
+            .finish()
+    }
+}
+
 /// `secret.google-secret-manager`, in the platform's shape (`project`,
 /// `service-account: |`).
 #[derive(Debug, Deserialize)]
@@ -255,7 +288,7 @@ pub struct GcpConfig {
     pub replication: GcpReplication,
     #[serde(default = "default_gcp_prefix")]
     pub name_prefix: String,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(default = "default_timeout", with = "super::de::duration")]
     pub timeout: Duration,
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
@@ -273,11 +306,9 @@ pub struct GcpConfig {
 }
 
 /// `automatic` (the default), or `{locations: [us-east1, ...]}`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", untagged)]
+#[derive(Debug, Default)]
 pub enum GcpReplication {
     #[default]
-    #[serde(skip)]
     Default,
     Named(GcpReplicationName),
     Locations {
@@ -285,10 +316,43 @@ pub enum GcpReplication {
     },
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug)]
 pub enum GcpReplicationName {
     Automatic,
+}
+
+/// By hand rather than `untagged`: serde's untagged error is a free-form
+/// message, which configuration errors do not show.
+impl<'de> Deserialize<'de> for GcpReplication {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Locations {
+            locations: Vec<String>,
+        }
+        struct ReplicationVisitor;
+        impl<'de> serde::de::Visitor<'de> for ReplicationVisitor {
+            type Value = GcpReplication;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("automatic, or a block with the key `locations`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<GcpReplication, E> {
+                match name {
+                    "automatic" => Ok(GcpReplication::Named(GcpReplicationName::Automatic)),
+                    _ => Err(super::de::reason("must be automatic, or a block with the key `locations`")),
+                }
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<GcpReplication, A::Error> {
+                let Locations { locations } =
+                    Locations::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(GcpReplication::Locations { locations })
+            }
+        }
+        deserializer.deserialize_any(ReplicationVisitor)
+    }
 }
 
 fn default_gcp_prefix() -> String {
@@ -329,7 +393,7 @@ pub struct AzureConfig {
     /// recoverable for the vault's retention period.
     #[serde(default)]
     pub purge_on_delete: bool,
-    #[serde(default = "default_es_timeout", with = "humantime_serde")]
+    #[serde(default = "default_es_timeout", with = "super::de::duration")]
     pub timeout: Duration,
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
@@ -381,20 +445,27 @@ fn default_true_flag() -> bool {
 /// strings, and a switch like `verify-challenge-resource` is one an
 /// operator sets per environment.
 fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Flag {
-        Bool(bool),
-        Text(String),
+    struct FlagVisitor;
+    impl serde::de::Visitor<'_> for FlagVisitor {
+        type Value = bool;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("true or false")
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<bool, E> {
+            Ok(value)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<bool, E> {
+            match text {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(super::de::reason("must be true or false")),
+            }
+        }
     }
-    match Flag::deserialize(deserializer)? {
-        Flag::Bool(b) => Ok(b),
-        Flag::Text(t) => match t.as_str() {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            other => Err(serde::de::Error::custom(format!("expected true or false, got {other:?}"))),
-        },
-    }
+    deserializer.deserialize_any(FlagVisitor)
 }
 
 impl AzureConfig {

@@ -21,7 +21,7 @@ pub struct CircuitBreakerConfig {
     #[serde(default = "default_failure_threshold")]
     pub failure_threshold: u32,
     /// How long an open breaker fails calls at once before one probe.
-    #[serde(default = "default_open_for", with = "humantime_serde")]
+    #[serde(default = "default_open_for", with = "super::de::duration")]
     pub open_for: Duration,
 }
 
@@ -104,48 +104,51 @@ impl SecretConfig {
     }
 
     /// Range checks of the resilience settings.
-    pub(super) fn validate_resilience(&self, bad: &mut impl FnMut(&str, String)) {
+    pub(super) fn validate_resilience(&self, bad: &mut impl FnMut(&str, &'static str)) {
         let (r, block) = self.resilience();
-        let within = |field: String, value: Duration, max: Duration, bad: &mut dyn FnMut(&str, String)| {
+        // Each bound with its reason in words (reasons are literal text).
+        let within = |field: String,
+                      value: Duration,
+                      (max, reason): (Duration, &'static str),
+                      bad: &mut dyn FnMut(&str, &'static str)| {
             if value > max {
-                bad(&field, format!("must be at most {}", humantime::format_duration(max)));
+                bad(&field, reason);
             }
         };
+        let hour = (HOUR, "must be at most 1h");
+        let month = (30 * DAY, "must be at most 30 days");
         if r.timeout.is_zero() {
-            bad(&format!("{block}.timeout"), "must be longer than 0s".into());
+            bad(&format!("{block}.timeout"), "must be longer than 0s");
         }
-        within(format!("{block}.timeout"), r.timeout, HOUR, bad);
-        within(format!("{block}.circuit-breaker.open-for"), r.open_for, HOUR, bad);
+        within(format!("{block}.timeout"), r.timeout, hour, bad);
+        within(format!("{block}.circuit-breaker.open-for"), r.open_for, hour, bad);
         let cache = &self.cache;
-        within("secret.cache.expire-after-write".into(), cache.expire_after_write, 30 * DAY, bad);
-        within("secret.cache.stale-if-error".into(), cache.stale_if_error, 30 * DAY, bad);
-        within("secret.cache.negative-ttl".into(), cache.negative_ttl, DAY, bad);
+        within("secret.cache.expire-after-write".into(), cache.expire_after_write, month, bad);
+        within("secret.cache.stale-if-error".into(), cache.stale_if_error, month, bad);
+        within("secret.cache.negative-ttl".into(), cache.negative_ttl, (DAY, "must be at most 1 day"), bad);
         if !(1..=10).contains(&r.max_attempts) {
-            bad(&format!("{block}.max-attempts"), format!("must be 1 to 10, got {}", r.max_attempts));
+            bad(&format!("{block}.max-attempts"), "must be 1 to 10");
         }
         if r.failure_threshold > 0 && r.open_for.is_zero() {
-            bad(&format!("{block}.circuit-breaker.open-for"), "must be longer than 0s".into());
+            bad(&format!("{block}.circuit-breaker.open-for"), "must be longer than 0s");
         }
         if let Some((rate, burst)) = r.rate_limit {
             check_rate(&format!("{block}.rate-limit"), rate, burst, bad);
         }
         if !(0.0..1.0).contains(&cache.refresh_ahead) {
-            bad(
-                "secret.cache.refresh-ahead",
-                format!("must be at least 0 and below 1 (a share of expire-after-write), got {}", cache.refresh_ahead),
-            );
+            bad("secret.cache.refresh-ahead", "must be at least 0 and below 1 (a share of expire-after-write)");
         }
         let limit = cache.refresh_rate_limit;
         check_rate("secret.cache.refresh-rate-limit", limit.requests_per_second, limit.burst, bad);
     }
 }
 
-fn check_rate(field: &str, rate: f64, burst: u32, bad: &mut impl FnMut(&str, String)) {
+fn check_rate(field: &str, rate: f64, burst: u32, bad: &mut impl FnMut(&str, &'static str)) {
     if !(rate.is_finite() && rate >= 0.001) {
-        bad(&format!("{field}.requests-per-second"), format!("must be a number of at least 0.001, got {rate}"));
+        bad(&format!("{field}.requests-per-second"), "must be a number of at least 0.001");
     }
     if burst == 0 {
-        bad(&format!("{field}.burst"), "must be at least 1".into());
+        bad(&format!("{field}.burst"), "must be at least 1");
     }
 }
 

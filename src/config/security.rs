@@ -7,6 +7,8 @@ use std::{fmt, path::PathBuf, str::FromStr};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
+use super::Credential;
+
 /// Where the gRPC API listens: `127.0.0.1:7878` or `unix:///run/secretd/secretd.sock`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
@@ -15,18 +17,17 @@ pub enum ListenAddr {
 }
 
 impl FromStr for ListenAddr {
-    type Err = String;
+    /// A fixed sentence, so it can be a configuration error.
+    type Err = &'static str;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(path) = s.strip_prefix("unix://") {
             if !path.starts_with('/') {
-                return Err(format!(
-                    "{s:?}: a unix socket path must be absolute, like unix:///run/secretd/secretd.sock"
-                ));
+                return Err("a unix socket path must be absolute, like unix:///run/secretd/secretd.sock");
             }
             return Ok(ListenAddr::Unix(PathBuf::from(path)));
         }
-        s.parse().map(ListenAddr::Tcp).map_err(|_| format!("{s:?} is neither HOST:PORT nor unix:///PATH"))
+        s.parse().map(ListenAddr::Tcp).map_err(|_| "is neither IP:PORT nor unix:///PATH")
     }
 }
 
@@ -41,7 +42,7 @@ impl fmt::Display for ListenAddr {
 
 impl<'de> Deserialize<'de> for ListenAddr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?.parse().map_err(super::de::reason)
     }
 }
 
@@ -95,7 +96,9 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
     /// Or a PKCS#12 keystore holding the key and its certificate chain.
     pub keystore: Option<PathBuf>,
-    pub keystore_password: Option<SecretString>,
+    /// Inline (best as `${ENV}`) or `file:`; a file is re-read when it
+    /// changes, with the keystore.
+    pub keystore_password: Option<Credential>,
     #[serde(default)]
     pub client_authentication: ClientAuthentication,
     /// PEM bundle of the CAs trusted for client certificates.
@@ -107,7 +110,9 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BasicAuthConfig {
     pub username: String,
-    pub password: SecretString,
+    /// Inline (best as `${ENV}`) or `file:`; a file is re-read when it
+    /// changes, so the password rotates without a restart.
+    pub password: Credential,
 }
 
 /// `security`.
@@ -126,6 +131,19 @@ pub struct PasswordRules {
     pub password_regexp: Option<String>,
 }
 
+impl PasswordRules {
+    /// `password-regexp` as a regex that must match the whole password.
+    /// The error is a fixed sentence: regex's own quotes the pattern.
+    pub fn compiled(&self) -> Result<Option<regex::Regex>, &'static str> {
+        match &self.password_regexp {
+            None => Ok(None),
+            Some(pattern) => regex::Regex::new(&format!("^(?:{pattern})$"))
+                .map(Some)
+                .map_err(|_| "is not a valid regular expression"),
+        }
+    }
+}
+
 /// `state`: the broker's own database (service accounts and tokens).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -133,7 +151,7 @@ pub struct StateConfig {
     /// Default: `sqlite://./data/state.db`.
     pub url: Option<SecretString>,
     /// How often replicas re-read the tokens (revocations apply within it).
-    #[serde(default = "default_state_refresh", with = "humantime_serde")]
+    #[serde(default = "default_state_refresh", with = "super::de::duration")]
     pub refresh_interval: std::time::Duration,
 }
 
@@ -184,10 +202,20 @@ pub struct PrincipalSpec {
     /// Namespace globs the principal is limited to (empty: all).
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// Tenant globs the principal is limited to; `main` unless listed,
+    /// `["*"]` for every tenant.
+    #[serde(default = "default_tenants")]
+    pub tenants: Vec<String>,
 }
 
 fn default_permissions() -> Vec<Permission> {
     vec![Permission::Read]
+}
+
+/// A principal that does not say reaches the default tenant only: a config
+/// written before tenants existed must not reach them all.
+fn default_tenants() -> Vec<String> {
+    vec![secretd_core::DEFAULT_TENANT.to_owned()]
 }
 
 /// `auth.service-accounts[]`: a token declared in the file, by its hash
@@ -201,6 +229,8 @@ pub struct StaticAccount {
     pub permissions: Vec<Permission>,
     #[serde(default)]
     pub namespaces: Vec<String>,
+    #[serde(default = "default_tenants")]
+    pub tenants: Vec<String>,
     /// SHA-256 of the token, 64 hex digits (optionally `sha256:`-prefixed).
     pub token_sha256: String,
 }
@@ -225,7 +255,8 @@ pub struct PeerRule {
     pub principal: PrincipalSpec,
 }
 
-/// `auth.failure-limit`: how many failed authentications one peer may make.
+/// `auth.failure-limit`: how many wrong basic-auth passwords one user name
+/// may be tried with from one address (IPv6: one /64).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FailureLimit {

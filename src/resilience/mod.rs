@@ -8,9 +8,17 @@
 //!    fail at once;
 //! 2. the rate limit ([`rate_limit`]), if configured: wait for a slot in
 //!    arrival order, or fail at once when the slot is past the caller's
-//!    deadline (or, for a caller without one, more than `timeout` away);
+//!    deadline (or, for a caller without one, more than `timeout` away).
+//!    An operation that fans out into more backend calls (a Vault listing
+//!    reads each secret's metadata) takes a slot for each through
+//!    `secretd_core::pacing`, within the attempt's time; a refused slot is
+//!    our limit, not the backend's failure;
 //! 3. the call itself, under `secret.<type>.timeout` (or less, if the
-//!    caller's deadline is nearer);
+//!    caller's deadline is nearer). Only the backend's own timeout is a
+//!    backend failure: an attempt cut short by the caller's deadline is
+//!    answered `DeadlineExceeded` and counted neither by the breaker nor as
+//!    a reason to retry, so impatient callers cannot open the breaker for
+//!    everyone;
 //! 4. on `Unavailable`, `Timeout` or `Throttled`, reads are tried again
 //!    (`max-attempts` in all) after a jittered exponential pause, as long as
 //!    the caller's deadline allows. Writes are tried again only after
@@ -20,7 +28,10 @@
 //!
 //! The caller's deadline (gRPC's `grpc-timeout`) reaches the store through
 //! a task-local [`CallContext`], set by the server for each call, so the
-//! `SecretStore` trait stays free of transport concerns. The cache also
+//! `SecretStore` trait stays free of transport concerns. Reads the cache
+//! shares between callers run without it, under the backend's timeout
+//! alone: each caller waits for the shared read under its own deadline
+//! instead (see `cache`). The cache also
 //! uses it to ask for a single attempt when it holds a stale value to fall
 //! back on: that caller is better served stale now than fresh after all the
 //! retries.
@@ -28,10 +39,19 @@
 pub mod breaker;
 pub mod rate_limit;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use async_trait::async_trait;
+use futures::future::Either;
 use secretd_core::{
+    pacing::{self, Pacer},
     Capabilities, ErrorKind, Namespace, Page, PageRequest, RetryPolicy, Secret, SecretName, SecretStore, SecretValue,
     StoreError, Tags, Tenant, Version,
 };
@@ -107,7 +127,7 @@ pub struct ResilientStore {
     timeout: Duration,
     retry: RetryPolicy,
     breaker: Arc<CircuitBreaker>,
-    limiter: Option<RateLimiter>,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl ResilientStore {
@@ -119,7 +139,7 @@ impl ResilientStore {
             timeout: settings.timeout,
             retry: RetryPolicy { attempts: settings.max_attempts.max(1), ..RetryPolicy::default() },
             breaker: Arc::new(CircuitBreaker::new(settings.failure_threshold, settings.open_for)),
-            limiter: settings.rate_limit.map(|(rate, burst)| RateLimiter::new(rate, burst)),
+            limiter: settings.rate_limit.map(|(rate, burst)| Arc::new(RateLimiter::new(rate, burst))),
         }
     }
 
@@ -148,6 +168,7 @@ impl ResilientStore {
                     format!("the next probe is in {:.1}s", rejected.retry_in.as_secs_f64())
                 };
                 StoreError::unavailable(format!("{} is failing; its circuit breaker is open and {next}", self.backend))
+                    .for_callers()
             })?;
             if let Some(limiter) = &self.limiter {
                 // Without a deadline of its own, a call waits for its slot
@@ -162,18 +183,64 @@ impl ResilientStore {
                         self.backend,
                         refused.wait.as_secs_f64()
                     ))
+                    .for_callers()
                 })?;
             }
-            let budget = match context.deadline {
-                Some(deadline) => self.timeout.min(deadline.saturating_duration_since(Instant::now())),
-                None => self.timeout,
+            let backend_deadline = Instant::now() + self.timeout;
+            let callers_deadline = context.deadline.filter(|d| *d < backend_deadline);
+            let attempt_ends = callers_deadline.unwrap_or(backend_deadline);
+            // The further backend calls the operation fans out into take
+            // their slots too, within this attempt's time.
+            let pacer = self.limiter.as_ref().map(|limiter| {
+                Arc::new(FanOutPacer {
+                    limiter: limiter.clone(),
+                    until: attempt_ends,
+                    backend: self.backend,
+                    refused: AtomicBool::new(false),
+                    waited: AtomicBool::new(false),
+                })
+            });
+            let attempt_future = match &pacer {
+                Some(pacer) => Either::Left(pacing::with_pacer(pacer.clone(), op())),
+                None => Either::Right(op()),
             };
-            let result = match tokio::time::timeout(budget, op()).await {
+            let outcome = tokio::time::timeout_at(attempt_ends, attempt_future).await;
+            let paced_out = pacer.as_ref().is_some_and(|p| match &outcome {
+                Ok(Ok(_)) => false,
+                Ok(Err(_)) => p.refused.load(Ordering::Relaxed),
+                // Time spent waiting for our own slots is not the backend's.
+                Err(_) => p.refused.load(Ordering::Relaxed) || p.waited.load(Ordering::Relaxed),
+            });
+            if paced_out {
+                // Our own rate limit cut the operation short: no verdict on
+                // the backend, and no retry (this attempt's time is spent).
+                drop(ticket);
+                return Err(match outcome {
+                    Ok(Err(refused)) => refused,
+                    _ => FanOutPacer::refusal(self.backend),
+                });
+            }
+            let result = match outcome {
                 Ok(result) => result,
+                // The caller gave up first: that says nothing about the
+                // backend, so the ticket is dropped without a verdict.
+                Err(_) if callers_deadline.is_some() => {
+                    drop(ticket);
+                    metrics.caller_deadline_cuts.inc();
+                    return Err(StoreError::new(
+                        ErrorKind::DeadlineExceeded,
+                        format!("the call's deadline passed before {} answered {what}", self.backend),
+                    )
+                    .for_callers());
+                }
                 Err(_) => Err(StoreError::new(
                     ErrorKind::Timeout,
-                    format!("{} did not answer {what} within {budget:?}", self.backend),
-                )),
+                    format!(
+                        "{} did not answer {what} within {:?} (secret.{}.timeout)",
+                        self.backend, self.timeout, self.backend
+                    ),
+                )
+                .for_callers()),
             };
             let error = match result {
                 Ok(value) => {
@@ -210,6 +277,48 @@ impl ResilientStore {
             tokio::time::sleep(pause).await;
             attempt += 1;
         }
+    }
+}
+
+/// Paces the backend calls one operation fans out into (a Vault listing
+/// reads each secret's metadata) by the backend's rate limit, within the
+/// attempt's time: a slot past it is refused at once, as for a call.
+struct FanOutPacer {
+    limiter: Arc<RateLimiter>,
+    until: Instant,
+    backend: &'static str,
+    /// Set when a slot was refused, so the failure is not the backend's.
+    refused: AtomicBool,
+    /// Set when a call had to wait for its slot: if the operation then runs
+    /// out of time, the wait (ours) is to blame as much as the backend.
+    waited: AtomicBool,
+}
+
+impl FanOutPacer {
+    fn refusal(backend: &'static str) -> StoreError {
+        StoreError::unavailable(format!(
+            "{backend} is rate limited (secret.{backend}.rate-limit): this call needs more backend calls than fit \
+             in its time"
+        ))
+        .for_callers()
+    }
+}
+
+#[async_trait]
+impl Pacer for FanOutPacer {
+    async fn next_call(&self) -> Result<(), StoreError> {
+        let metrics = crate::metrics::get();
+        let start = self.limiter.reserve(Some(self.until)).map_err(|_| {
+            metrics.rate_limit_rejections.inc();
+            self.refused.store(true, Ordering::Relaxed);
+            Self::refusal(self.backend)
+        })?;
+        if start > Instant::now() {
+            metrics.rate_limit_waits.inc();
+            self.waited.store(true, Ordering::Relaxed);
+            tokio::time::sleep_until(start).await;
+        }
+        Ok(())
     }
 }
 

@@ -35,7 +35,7 @@ fn rig(cache: CacheConfig, resilience: Resilience) -> Rig {
         Arc::new(resilient),
         SecretCache::new(&cache),
         Policy::new(&IsolationConfig::default(), &AccessConfig::default()),
-        Limits { max_value_size: 1024, max_batch_size: 10 },
+        Limits { max_value_size: 1024, max_batch_size: 10, ..Limits::default() },
     )
     .with_breaker(breaker.clone())
     .with_refresh_limit(RateLimitConfig { requests_per_second: 1.0, burst: 2 });
@@ -67,6 +67,8 @@ fn caller(name: &str) -> Caller {
         service: "WORKER".into(),
         permissions: Permission::ALL.into_iter().collect(),
         namespaces: vec![],
+        tenants: vec!["*".into()],
+        expires_at: None,
     };
     Caller { principal: Arc::new(principal), peer: "test".into() }
 }
@@ -107,7 +109,8 @@ async fn an_expired_value_is_served_stale_through_an_outage_within_the_window_on
     tokio::time::advance(Duration::from_secs(1)).await;
     let gone = rig.get("k").await.unwrap_err();
     assert_eq!(gone.code(), Code::Unavailable, "past stale-if-error the outage shows");
-    assert!(gone.message().contains("injected fault"), "{}", gone.message());
+    assert!(gone.message().starts_with("the secret backend is unavailable"), "{}", gone.message());
+    assert!(!gone.message().contains("injected fault"), "backend text stays in the log: {}", gone.message());
 
     rig.faulty.set(Fault::None);
     assert_eq!(rig.get("k").await.unwrap().1, Origin::Backend);
@@ -181,12 +184,13 @@ async fn retries_stop_at_the_callers_deadline() {
     assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
     assert!(faulty.calls() - 10 < 10, "the deadline cut the tries short");
 
-    // A hung backend: the attempt itself is cut at the deadline.
+    // A hung backend: the attempt itself is cut at the deadline, which is
+    // the caller's, not the backend's failure.
     faulty.set(Fault::Hang);
     let started = Instant::now();
     let deadline = CallContext { deadline: Some(started + Duration::from_millis(300)), single_attempt: false };
     let error = deadline.scope(store.get(&name, None)).await.unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert_eq!(error.kind(), ErrorKind::DeadlineExceeded);
     assert_eq!(started.elapsed(), Duration::from_millis(300));
 }
 
@@ -315,4 +319,189 @@ async fn refresh_bypasses_the_cache_within_a_per_caller_limit() {
     assert_eq!(other.origin, Origin::Backend);
     tokio::time::advance(Duration::from_secs(1)).await;
     assert_eq!(rig.get_with("k", refresh).await.unwrap().1, Origin::Backend);
+}
+
+fn within(ms: u64) -> CallContext {
+    CallContext { deadline: Some(Instant::now() + Duration::from_millis(ms)), single_attempt: false }
+}
+
+/// Issue #12, item 6: a reader with tiny deadlines on uncached keys must
+/// not open the breaker for everyone. The backend is slow (200 ms) but
+/// healthy; every impatient caller gives up after 1 ms.
+#[tokio::test(start_paused = true)]
+async fn callers_with_tiny_deadlines_on_a_slow_backend_do_not_open_the_breaker() {
+    let rig = rig(cache(60, 0), settings(5, 3, 3));
+    for i in 0..20 {
+        rig.put(&format!("uncached-{i}"), b"v").await;
+    }
+    rig.put("later", b"for the patient caller").await;
+    rig.faulty.set(Fault::Slow(Duration::from_millis(200)));
+    for i in 0..20 {
+        let started = Instant::now();
+        let gave_up = within(1).scope(rig.get(&format!("uncached-{i}"))).await.unwrap_err();
+        assert_eq!(gave_up.code(), Code::DeadlineExceeded, "{gave_up:?}");
+        assert_eq!(started.elapsed(), Duration::from_millis(1), "each caller waits under its own deadline only");
+    }
+    assert_eq!(rig.breaker.state(), BreakerState::Closed, "20 impatient callers are no backend failure");
+    let got = rig.get("later").await.expect("a normal caller afterwards is served");
+    assert_eq!(got, (b"for the patient caller".to_vec(), Origin::Backend, Duration::ZERO));
+    // The reads the impatient callers started went on under the backend's
+    // own timeout and were cached for whoever asks next.
+    tokio::time::advance(Duration::from_millis(200)).await;
+    let calls = rig.faulty.calls();
+    for i in 0..20 {
+        assert_eq!(rig.get(&format!("uncached-{i}")).await.unwrap().1, Origin::Cache);
+    }
+    assert_eq!(rig.faulty.calls(), calls);
+    assert_eq!(rig.breaker.state(), BreakerState::Closed);
+}
+
+/// The shared read does not inherit the deadline of the caller that
+/// started it: a patient caller joining it gets the value.
+#[tokio::test(start_paused = true)]
+async fn an_impatient_caller_does_not_fail_the_shared_read_for_its_joiners() {
+    let rig = Arc::new(rig(cache(60, 0), settings(5, 1, 1)));
+    rig.put("k", b"v").await;
+    rig.faulty.set(Fault::Slow(Duration::from_millis(300)));
+    let impatient = {
+        let rig = rig.clone();
+        tokio::spawn(async move { within(10).scope(rig.get("k")).await })
+    };
+    tokio::task::yield_now().await;
+    let patient = {
+        let rig = rig.clone();
+        tokio::spawn(async move { within(10_000).scope(rig.get("k")).await })
+    };
+    assert_eq!(impatient.await.unwrap().unwrap_err().code(), Code::DeadlineExceeded);
+    let (value, origin, _) = patient.await.unwrap().expect("the joiner is served by the one shared read");
+    assert_eq!((value.as_slice(), origin), (b"v".as_slice(), Origin::Cache));
+    assert_eq!(rig.faulty.calls(), 2, "one put, one shared read");
+    assert_eq!(rig.breaker.state(), BreakerState::Closed);
+}
+
+/// Without the cache (writes, listings, `cache.enabled: false`) a call
+/// cut short by its caller's deadline is cancelled, and still not counted.
+#[tokio::test(start_paused = true)]
+async fn an_attempt_cut_by_the_callers_deadline_is_not_counted_against_the_backend() {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
+    let store = ResilientStore::new(faulty.clone(), "memory", settings(5, 3, 2));
+    let name = SecretName::parse("main", "team", "k").unwrap();
+    faulty.put(&name, &SecretValue::from_slice(b"v"), &Tags::new(), None).await.unwrap();
+    faulty.set(Fault::Slow(Duration::from_millis(100)));
+    for _ in 0..10 {
+        let error = within(1).scope(store.get(&name, None)).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::DeadlineExceeded);
+        let (value, tags) = (SecretValue::from_slice(b"w"), Tags::new());
+        let error = within(1).scope(store.put(&name, &value, &tags, None)).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::DeadlineExceeded);
+    }
+    assert_eq!(store.breaker().state(), BreakerState::Closed);
+    assert_eq!(store.get(&name, None).await.unwrap().value.expose(), b"v");
+    // The backend's own timeout still counts: a hung backend opens it (two
+    // attempts of one read, 5 s each).
+    faulty.set(Fault::Hang);
+    let started = Instant::now();
+    assert_eq!(store.get(&name, None).await.unwrap_err().kind(), ErrorKind::Timeout);
+    assert!(started.elapsed() >= Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_eq!(store.breaker().state(), BreakerState::Open);
+}
+
+/// A store whose listing fans out into `reads` further backend calls, as
+/// the Vault store's does (one metadata read per secret), each asking for
+/// its turn; the time of each call is kept.
+struct FanOutStore {
+    inner: MemoryStore,
+    reads: usize,
+    /// How long the backend then takes to answer the listing itself.
+    then: Duration,
+    calls: std::sync::Mutex<Vec<Duration>>,
+    started: Instant,
+}
+
+impl FanOutStore {
+    fn new(reads: usize, then: Duration) -> Arc<Self> {
+        Arc::new(Self { inner: MemoryStore::new(), reads, then, calls: Default::default(), started: Instant::now() })
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretStore for FanOutStore {
+    fn capabilities(&self) -> secretd_core::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn get(
+        &self,
+        name: &SecretName,
+        v: Option<&secretd_core::Version>,
+    ) -> Result<secretd_core::Secret, secretd_core::StoreError> {
+        self.inner.get(name, v).await
+    }
+    async fn put(
+        &self,
+        name: &SecretName,
+        value: &SecretValue,
+        tags: &Tags,
+        d: Option<&str>,
+    ) -> Result<secretd_core::Version, secretd_core::StoreError> {
+        self.inner.put(name, value, tags, d).await
+    }
+    async fn delete(&self, name: &SecretName) -> Result<(), secretd_core::StoreError> {
+        self.inner.delete(name).await
+    }
+    async fn list(
+        &self,
+        tenant: &secretd_core::Tenant,
+        namespace: &secretd_core::Namespace,
+        filter: &Tags,
+        page: &secretd_core::PageRequest,
+    ) -> Result<secretd_core::Page, secretd_core::StoreError> {
+        for _ in 0..self.reads {
+            secretd_core::pacing::paced().await?;
+            self.calls.lock().unwrap().push(self.started.elapsed());
+        }
+        tokio::time::sleep(self.then).await;
+        self.inner.list(tenant, namespace, filter, page).await
+    }
+    async fn health(&self) -> Result<(), secretd_core::StoreError> {
+        Ok(())
+    }
+}
+
+/// Issue #12, item 18: the calls a listing fans out into go through the
+/// backend's rate limit like any call; a listing that needs more of them
+/// than fit in its time is refused as soon as its next slot falls past it,
+/// which is our limit and not the backend's failure.
+#[tokio::test(start_paused = true)]
+async fn the_calls_a_listing_fans_out_into_take_their_rate_limit_slots() {
+    let fan_out = FanOutStore::new(20, Duration::ZERO);
+    let limited = Resilience { rate_limit: Some((10.0, 1)), ..settings(5, 3, 1) };
+    let store = ResilientStore::new(fan_out.clone(), "memory", limited);
+    let (tenant, namespace) =
+        (secretd_core::Tenant::parse("main").unwrap(), secretd_core::Namespace::parse("team").unwrap());
+    let page = secretd_core::PageRequest { size: 100, token: None };
+    let started = Instant::now();
+    store.list(&tenant, &namespace, &Tags::new(), &page).await.unwrap();
+    // The listing's own call takes the first slot; its 20 reads the next
+    // 20, one every 100 ms.
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    let expected: Vec<_> = (1..=20).map(|i| Duration::from_millis(100 * i)).collect();
+    assert_eq!(*fan_out.calls.lock().unwrap(), expected);
+
+    // 60 reads need 6 s: more than the timeout (4.95 s). Refused once the
+    // next slot falls past it, without opening the breaker (threshold 1).
+    let limited = Resilience { timeout: Duration::from_millis(4_950), ..limited };
+    let fan_out = FanOutStore::new(60, Duration::ZERO);
+    let store = ResilientStore::new(fan_out.clone(), "memory", limited);
+    let started = Instant::now();
+    let refused = store.list(&tenant, &namespace, &Tags::new(), &page).await.unwrap_err();
+    assert!(refused.message().contains("rate limited"), "{refused}");
+    assert_eq!(started.elapsed(), Duration::from_millis(4_900), "the 50th slot (5 s) is past the timeout");
+    assert_eq!(fan_out.calls.lock().unwrap().len(), 49, "slots within the timeout were served");
+    assert_eq!(store.breaker().state(), BreakerState::Closed);
+    // Slowed by our own slots until the timeout cut it: not counted either
+    // (1 s of waiting, then a backend that would take 10 s).
+    let store = ResilientStore::new(FanOutStore::new(10, Duration::from_secs(10)), "memory", limited);
+    let refused = store.list(&tenant, &namespace, &Tags::new(), &page).await.unwrap_err();
+    assert!(refused.message().contains("rate limited"), "{refused}");
+    assert_eq!(store.breaker().state(), BreakerState::Closed);
 }

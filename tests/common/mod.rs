@@ -33,10 +33,10 @@ pub fn token_hash(token: &str) -> String {
     secretd::auth::token::TokenHash::of(token).to_hex()
 }
 
-/// The config lines that let [`ADMIN_TOKEN`] in.
+/// The config lines that let [`ADMIN_TOKEN`] in, in every tenant.
 pub fn admin_account() -> String {
     format!(
-        "auth:\n  service-accounts:\n    - name: test-admin\n      service: ADMIN\n      permissions: [admin]\n      token-sha256: {}\n",
+        "auth:\n  service-accounts:\n    - name: test-admin\n      service: ADMIN\n      permissions: [admin]\n      tenants: [\"*\"]\n      token-sha256: {}\n",
         token_hash(ADMIN_TOKEN)
     )
 }

@@ -28,6 +28,10 @@ pub enum ErrorKind {
     /// The backend refused the call for its rate limit or quota; worth
     /// retrying after a pause, and a sign to send fewer calls.
     Throttled,
+    /// The caller's own deadline passed before the backend answered. Says
+    /// nothing about the backend's health: never retried, never counted
+    /// against it.
+    DeadlineExceeded,
     /// The store cannot do this (e.g. pinned versions on a store without them).
     Unsupported,
     /// Stored data cannot be read back as written (failed decryption, bad row).
@@ -47,6 +51,7 @@ impl ErrorKind {
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Throttled => "throttled",
+            ErrorKind::DeadlineExceeded => "deadline exceeded",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Internal => "internal",
@@ -65,20 +70,40 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// An error from a [`crate::SecretStore`]: a kind, a message that is safe to
-/// show, and the underlying cause for the logs.
+/// An error from a [`crate::SecretStore`]: a kind, a message for the logs
+/// (never a value), and the underlying cause.
+///
+/// Callers of the daemon see the message only when it is secretd's own
+/// wording about what they asked ([`StoreError::for_callers`]: the name they
+/// gave, the rule they broke); anything else may quote the backend (role
+/// ARNs, account ids, server messages), so they get the code and a generic
+/// message, and the detail goes to the log.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct StoreError {
     kind: ErrorKind,
     message: String,
+    for_callers: bool,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl StoreError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self { kind, message: message.into(), for_callers: false, source: None }
+    }
+
+    /// Marks the message as secretd's own words, fit for the caller: it may
+    /// name what the caller asked for and the rule it broke, and must hold
+    /// nothing a backend said.
+    pub fn for_callers(mut self) -> Self {
+        self.for_callers = true;
+        self
+    }
+
+    /// Whether the caller may see [`StoreError::message`].
+    pub fn is_for_callers(&self) -> bool {
+        self.for_callers
     }
 
     /// Keeps the cause for the logs. The cause must not carry a value: wrap
@@ -96,8 +121,9 @@ impl StoreError {
         &self.message
     }
 
+    /// `what` is the name the caller asked for, so the message is theirs.
     pub fn not_found(what: impl fmt::Display) -> Self {
-        Self::new(ErrorKind::NotFound, format!("secret {what} not found"))
+        Self::new(ErrorKind::NotFound, format!("secret {what} not found")).for_callers()
     }
 
     pub fn invalid_name(message: impl Into<String>) -> Self {

@@ -13,6 +13,7 @@ mod credential;
 mod envelope;
 mod error;
 mod name;
+pub mod pacing;
 mod retry;
 mod scope;
 mod store;

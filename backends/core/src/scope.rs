@@ -52,7 +52,8 @@ impl TagScope {
                     return Err(StoreError::new(
                         ErrorKind::InvalidName,
                         format!("tag {k:?} is fixed to {v:?} by this backend's tag scope"),
-                    ));
+                    )
+                    .for_callers());
                 }
             }
         }
@@ -60,7 +61,8 @@ impl TagScope {
             return Err(StoreError::new(
                 ErrorKind::InvalidName,
                 "the secret's tags match this backend's excluded-tags, so it could never be read back",
-            ));
+            )
+            .for_callers());
         }
         Ok(merged)
     }
@@ -134,7 +136,8 @@ impl SecretStore for ScopedStore {
                 return Err(StoreError::new(
                     ErrorKind::AlreadyExists,
                     format!("secret {name} exists in the backend outside this backend's tag scope"),
-                ));
+                )
+                .for_callers());
             }
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}

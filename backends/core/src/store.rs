@@ -137,7 +137,7 @@ pub fn key_page_token(last_key: &Key) -> String {
 /// The key a [`key_page_token`] names. A token this store could not have
 /// issued is `InvalidName`, never a listing from some other point.
 pub fn key_after_token(token: &str) -> Result<Key, StoreError> {
-    let bad = || StoreError::invalid_name("the page token is not one this store issued");
+    let bad = || StoreError::invalid_name("the page token is not one this store issued").for_callers();
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     Key::parse(&String::from_utf8(bytes).map_err(|_| bad())?).map_err(|_| bad())
 }

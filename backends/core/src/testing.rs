@@ -17,21 +17,35 @@ use crate::{
     Version,
 };
 
-/// Counts the calls that reach the wrapped store.
+/// Counts the calls that reach the wrapped store, and how many `get`s were
+/// in flight at once at most.
 pub struct CountingStore {
     inner: Arc<dyn SecretStore>,
     gets: AtomicUsize,
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
     /// Added to every `get`, so concurrent misses overlap in tests.
     get_delay: Duration,
 }
 
 impl CountingStore {
     pub fn new(inner: Arc<dyn SecretStore>, get_delay: Duration) -> Self {
-        Self { inner, gets: AtomicUsize::new(0), get_delay }
+        Self {
+            inner,
+            gets: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            peak_in_flight: AtomicUsize::new(0),
+            get_delay,
+        }
     }
 
     pub fn gets(&self) -> usize {
         self.gets.load(Ordering::SeqCst)
+    }
+
+    /// The most `get`s that were running at the same time.
+    pub fn peak_concurrent_gets(&self) -> usize {
+        self.peak_in_flight.load(Ordering::SeqCst)
     }
 }
 
@@ -43,10 +57,14 @@ impl SecretStore for CountingStore {
 
     async fn get(&self, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
         if !self.get_delay.is_zero() {
             tokio::time::sleep(self.get_delay).await;
         }
-        self.inner.get(name, version).await
+        let result = self.inner.get(name, version).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        result
     }
 
     async fn put(
@@ -88,6 +106,8 @@ pub enum Fault {
     Fail(crate::ErrorKind),
     /// Never answer, as a hung server or a black-holed packet would.
     Hang,
+    /// Answer correctly, after this long, as a slow but healthy server would.
+    Slow(Duration),
 }
 
 /// Injects backend faults in front of a real store, for tests of the
@@ -120,6 +140,10 @@ impl FaultyStore {
             Fault::None => Ok(()),
             Fault::Fail(kind) => Err(StoreError::new(kind, format!("injected fault: {kind}"))),
             Fault::Hang => std::future::pending().await,
+            Fault::Slow(delay) => {
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
         }
     }
 }

@@ -125,6 +125,12 @@ impl PrepareError {
             PrepareError::Pragma(e) | PrepareError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => {
                 is_write_conflict(e)
             }
+            // Another process is applying that migration right now. On
+            // MariaDB sqlx's migration lock is no lock at all (`GET_LOCK(name,
+            // -1)` returns NULL there), so starting replicas see each other's
+            // half-done bookkeeping; a migration left dirty by a crash still
+            // fails once the attempts run out.
+            PrepareError::Migrate(sqlx::migrate::MigrateError::Dirty(_)) => true,
             _ => false,
         }
     }

@@ -13,6 +13,9 @@
 //!   is false).
 //! - Delete removes the metadata and every version. A latest version that
 //!   another tool soft-deleted or destroyed reads as missing.
+//! - A listing reads each listed secret's metadata (Vault's LIST returns
+//!   names only), at most `LIST_CONCURRENCY` (16) at once, each asking the
+//!   daemon's rate limit for its turn (`secretd_core::pacing`).
 //!
 //! # Writes
 //! A put writes the data (a new version) and then the tags. Vault has no
@@ -33,10 +36,10 @@ use std::{
 
 use async_trait::async_trait;
 use base64::{engine::general_purpose::STANDARD, Engine};
-use futures::future::join_all;
+use futures::{stream, StreamExt};
 use secretd_core::{
-    Capabilities, ErrorKind, Key, Namespace, Page, PageRequest, RetryPolicy, Secret, SecretMetadata, SecretName,
-    SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
+    pacing, Capabilities, ErrorKind, Key, Namespace, Page, PageRequest, RetryPolicy, Secret, SecretMetadata,
+    SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
 };
 use serde_json::{Map, Value};
 use vaultrs::{
@@ -84,6 +87,10 @@ impl VaultOptions {
         }
     }
 }
+
+/// Metadata reads a listing makes at once: enough to hide Vault's latency,
+/// few enough that one listing (up to 1,000 keys a page) cannot flood it.
+const LIST_CONCURRENCY: usize = 16;
 
 pub struct VaultStore {
     session: Session,
@@ -308,20 +315,29 @@ impl SecretStore for VaultStore {
         if let Some(after) = &after {
             keys.retain(|k| k > after);
         }
-        // Metadata is read for a page's worth of candidates at a time, in
-        // parallel; filtered-out or half-deleted keys pull in the next ones.
+        // Metadata is read for a page's worth of candidates at a time, at
+        // most LIST_CONCURRENCY at once, each read taking its turn under
+        // the backend's rate limit; filtered-out or half-deleted keys pull
+        // in the next ones.
         let mut items = Vec::new();
         let mut consumed = 0;
         while items.len() < size && consumed < keys.len() {
             let batch = &keys[consumed..(consumed + size - items.len()).min(keys.len())];
-            let reads = batch.iter().map(|key| {
-                let name = SecretName::new(tenant.clone(), namespace.clone(), key.clone());
-                async move {
-                    let found = self.resolve(&name, None).await;
-                    (name, found)
-                }
-            });
-            for (name, found) in join_all(reads).await {
+            let reads: Vec<_> = batch
+                .iter()
+                .map(|key| {
+                    let name = SecretName::new(tenant.clone(), namespace.clone(), key.clone());
+                    async move {
+                        let found = match pacing::paced().await {
+                            Ok(()) => self.resolve(&name, None).await,
+                            Err(refused) => Err(refused),
+                        };
+                        (name, found)
+                    }
+                })
+                .collect();
+            let found: Vec<_> = stream::iter(reads).buffered(LIST_CONCURRENCY).collect().await;
+            for (name, found) in found {
                 consumed += 1;
                 match found {
                     Ok(current) => {
@@ -365,6 +381,11 @@ impl VaultStore {
         let mut keys = Vec::new();
         let mut pending = vec![String::new()];
         while let Some(sub) = pending.pop() {
+            // The folder itself is the operation's own call; each
+            // sub-folder is one more.
+            if !sub.is_empty() {
+                pacing::paced().await?;
+            }
             let path = format!("{folder}{sub}");
             let path = path.as_str();
             let entries = match self

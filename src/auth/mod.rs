@@ -631,18 +631,23 @@ mod tests {
         PeerInfo { addr: key.into(), limit_key, ..Default::default() }
     }
 
+    /// A reader `worker` in tenant `main` that `token` authenticates.
+    fn worker_account(token: &SecretString) -> StaticAccount {
+        StaticAccount {
+            name: "worker".into(),
+            service: "WORKER".into(),
+            permissions: vec![Permission::Read],
+            namespaces: vec![],
+            tenants: vec!["main".into()],
+            token_sha256: TokenHash::of(token.expose_secret()).to_hex(),
+        }
+    }
+
     #[test]
     fn tokens_basic_and_peers() {
         let token = token::generate();
         let auth = AuthConfig {
-            service_accounts: vec![StaticAccount {
-                name: "worker".into(),
-                service: "WORKER".into(),
-                permissions: vec![Permission::Read],
-                namespaces: vec![],
-                tenants: vec!["main".into()],
-                token_sha256: TokenHash::of(token.expose_secret()).to_hex(),
-            }],
+            service_accounts: vec![worker_account(&token)],
             unix_peers: vec![PeerRule { uid: Some(1000), gid: None, principal: spec("sidecar", "WORKER") }],
             certificates: vec![CertificateRule {
                 uri_san: Some("spiffe://x/*".into()),
@@ -691,14 +696,7 @@ mod tests {
     fn limited() -> (Authenticator, SecretString) {
         let token = token::generate();
         let auth = AuthConfig {
-            service_accounts: vec![StaticAccount {
-                name: "worker".into(),
-                service: "WORKER".into(),
-                permissions: vec![Permission::Read],
-                namespaces: vec![],
-                tenants: vec!["main".into()],
-                token_sha256: TokenHash::of(token.expose_secret()).to_hex(),
-            }],
+            service_accounts: vec![worker_account(&token)],
             unix_peers: vec![PeerRule { uid: Some(1000), gid: None, principal: spec("sidecar", "WORKER") }],
             failure_limit: crate::config::FailureLimit { burst: 3, per_minute: 0 },
             ..Default::default()

@@ -372,6 +372,17 @@ mod tests {
         }
     }
 
+    /// The README documents the head id so outside clients can find a
+    /// document; its worked example must be what this code computes.
+    #[test]
+    fn readme_head_id_example_matches_the_code() {
+        let readme = include_str!("../../../README.md");
+        let name = SecretName::parse("acme", "company.team", "db/password").unwrap();
+        let id = secret_id(&name);
+        assert_eq!(id.len(), 64);
+        assert!(readme.contains(&format!("has head id\n`{id}`")), "README example is not {id}");
+    }
+
     /// osmem-server makes every write searchable at once, so the suite
     /// cannot catch a missing refresh; this test does.
     #[test]

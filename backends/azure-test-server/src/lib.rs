@@ -67,7 +67,7 @@ use tokio_rustls::{
     TlsAcceptor,
 };
 
-use crate::{AzureCredential, AzureOptions};
+use secretd_azure::{AzureCredential, AzureOptions};
 
 /// The api-version the SDK sends; others are accepted too.
 pub const API_VERSION: &str = "2025-07-01";

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the Python client example needs (examples/python/requirements.txt:
-# grpcio, grpcio-tools, protobuf) into the test virtualenv .venv-test, and
-# prints the interpreter for tests/python_client.rs:
+# grpcio, grpcio-tools, protobuf) and what the Key Vault test server is held
+# to (backends/azure-test-server/python/requirements.txt: Microsoft's
+# azure-keyvault-secrets SDK) into the test virtualenv .venv-test, and
+# prints the interpreter for tests/python_client.rs and
+# backends/azure-test-server/tests/python_sdk.rs:
 #
 #   SECRETD_TEST_PYTHON=/.../.venv-test/bin/python
 #
@@ -13,6 +16,7 @@ set -euo pipefail
 while read -r spec; do
     case $spec in '' | '#'*) continue ;; esac
     ensure_pip "$spec"
-done < <(sed 's/[[:space:]]*#.*//' "$ROOT/examples/python/requirements.txt")
-"$VENV/bin/python" -c 'import grpc, grpc_tools.protoc, google.protobuf' >&2
+done < <(sed 's/[[:space:]]*#.*//' "$ROOT/examples/python/requirements.txt" \
+    "$ROOT/backends/azure-test-server/python/requirements.txt")
+"$VENV/bin/python" -c 'import grpc, grpc_tools.protoc, google.protobuf, azure.core, azure.keyvault.secrets' >&2
 echo "SECRETD_TEST_PYTHON=$VENV/bin/python"

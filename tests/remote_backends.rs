@@ -351,7 +351,7 @@ async fn google_example_config_over_grpc() {
 /// and trusts its CA from `ca-certificate`.
 #[tokio::test]
 async fn azure_example_config_over_grpc() {
-    let server = secretd_azure::test_server::TestServer::start().expect("the Key Vault test server starts");
+    let server = secretd_azure_test_server::TestServer::start().expect("the Key Vault test server starts");
     let keys = tempfile::tempdir().unwrap();
     let ca = keys.path().join("kv-ca.pem");
     std::fs::write(&ca, &server.ca_pem).unwrap();

@@ -58,8 +58,6 @@
 mod client;
 mod error;
 pub mod names;
-#[cfg(feature = "test-server")]
-pub mod test_server;
 mod value;
 
 use std::{

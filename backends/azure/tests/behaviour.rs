@@ -7,10 +7,8 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use secretd_azure::{
-    test_server::{StaticToken, KEY_VAULT_MAX_VALUE_CHARS},
-    AzureCredential, AzureStore, NamePrefix,
-};
+use secretd_azure::{AzureCredential, AzureStore, NamePrefix};
+use secretd_azure_test_server::{StaticToken, KEY_VAULT_MAX_VALUE_CHARS};
 use secretd_core::{ErrorKind, SecretName, SecretStore, SecretValue, Tags, Version};
 
 fn name(key: &str) -> SecretName {

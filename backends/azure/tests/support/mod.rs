@@ -1,5 +1,5 @@
 //! The Key Vault the tests talk to: the in-process test server implementing
-//! Key Vault's REST API (`secretd_azure::test_server`, not Azure), one per
+//! Key Vault's REST API (crate `secretd-azure-test-server`, not Azure), one per
 //! test, so every test starts from an empty vault and no server needs to be
 //! installed or started outside the test.
 
@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use secretd_azure::{test_server::TestServer, AzureOptions, AzureStore};
+use secretd_azure::{AzureOptions, AzureStore};
+use secretd_azure_test_server::TestServer;
 use secretd_core::RetryPolicy;
 
 pub fn server() -> TestServer {

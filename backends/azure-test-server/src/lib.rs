@@ -16,7 +16,7 @@
 //!   `WWW-Authenticate: Bearer authorization=..., resource="https://vault.azure.net"`.
 //! - `PUT /secrets/{name}` (set), `GET /secrets/{name}/` (latest),
 //!   `GET /secrets/{name}/{version}`, `PATCH /secrets/{name}/{version}`
-//!   (tags, content type, enabled), `GET /secrets` and
+//!   (tags, content type, enabled, `nbf`/`exp` dates), `GET /secrets` and
 //!   `GET /secrets/{name}/versions` (paged with `nextLink`, five per page so
 //!   paging is always exercised), `DELETE /secrets/{name}` (soft delete),
 //!   `GET /deletedsecrets[/{name}]`, `DELETE /deletedsecrets/{name}`
@@ -30,6 +30,9 @@
 //! - `POST /{tenant}/oauth2/v2.0/token`: Entra ID's client-credentials grant,
 //!   so a real `ClientSecretCredential` can be pointed at this server as its
 //!   authority host.
+//!
+//! `tests/python_sdk.rs` holds all this to Microsoft's own client, the
+//! `azure-keyvault-secrets` Python SDK.
 //!
 //! Knobs for tests: Key Vault's 25,600-character value limit (off by
 //! default, because secretd's conformance suite stores 64 KiB), purge
@@ -67,7 +70,7 @@ use tokio_rustls::{
     TlsAcceptor,
 };
 
-use crate::{AzureCredential, AzureOptions};
+use secretd_azure::{AzureCredential, AzureOptions};
 
 /// The api-version the SDK sends; others are accepted too.
 pub const API_VERSION: &str = "2025-07-01";
@@ -338,8 +341,23 @@ struct Ver {
     content_type: Option<String>,
     tags: Option<Map<String, Value>>,
     enabled: bool,
+    /// Activation and expiry (`nbf`, `exp`, Unix seconds). Key Vault keeps
+    /// them but does not enforce them for secrets: a get works outside the
+    /// window, so this server does not refuse one either.
+    not_before: Option<i64>,
+    expires: Option<i64>,
     created: i64,
     updated: i64,
+}
+
+/// `attributes.{field}` of a request: absent, or Unix seconds.
+fn date_attribute(request: &Map<String, Value>, field: &str) -> Result<Option<i64>, Answer> {
+    match request.get("attributes").and_then(|a| a.get(field)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            v.as_i64().map(Some).ok_or_else(|| Answer::bad(format!("Property attributes.{field} is not a number")))
+        }
+    }
 }
 
 async fn serve(
@@ -595,13 +613,19 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn attributes(ver: &Ver) -> Value {
-    json!({
+    let mut out = json!({
         "enabled": ver.enabled,
         "created": ver.created,
         "updated": ver.updated,
         "recoveryLevel": "Recoverable+Purgeable",
         "recoverableDays": 90,
-    })
+    });
+    for (field, date) in [("nbf", ver.not_before), ("exp", ver.expires)] {
+        if let Some(date) = date {
+            out[field] = json!(date);
+        }
+    }
+    out
 }
 
 /// A version as a SecretBundle (with its value) or a SecretItem (without).
@@ -658,6 +682,10 @@ fn set_secret(inner: &mut Inner, name: &str, body: &[u8], ctx: &Ctx<'_>) -> Answ
         Some(_) => return Answer::bad("Property tags must map strings to strings"),
     };
     let enabled = request.get("attributes").and_then(|a| a.get("enabled")).and_then(Value::as_bool).unwrap_or(true);
+    let (not_before, expires) = match (date_attribute(&request, "nbf"), date_attribute(&request, "exp")) {
+        (Ok(nbf), Ok(exp)) => (nbf, exp),
+        (Err(answer), _) | (_, Err(answer)) => return answer,
+    };
     let key = name.to_ascii_lowercase();
     if inner.secrets.get(&key).is_some_and(|s| s.deleted.is_some()) {
         return Answer::error_inner(
@@ -668,7 +696,17 @@ fn set_secret(inner: &mut Inner, name: &str, body: &[u8], ctx: &Ctx<'_>) -> Answ
         );
     }
     let t = now();
-    let ver = Ver { id: random_hex(16), value: value.clone(), content_type, tags, enabled, created: t, updated: t };
+    let ver = Ver {
+        id: random_hex(16),
+        value: value.clone(),
+        content_type,
+        tags,
+        enabled,
+        not_before,
+        expires,
+        created: t,
+        updated: t,
+    };
     let stored = inner.secrets.entry(key).or_insert_with(|| Stored {
         name: name.to_owned(),
         versions: Vec::new(),
@@ -710,6 +748,11 @@ fn update_secret(inner: &mut Inner, name: &str, version: Option<&str>, body: &[u
     let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(body) else {
         return Answer::bad("The request body is not a JSON object");
     };
+    // An update changes only what it names.
+    let (not_before, expires) = match (date_attribute(&request, "nbf"), date_attribute(&request, "exp")) {
+        (Ok(nbf), Ok(exp)) => (nbf, exp),
+        (Err(answer), _) | (_, Err(answer)) => return answer,
+    };
     let Some(stored) = inner.secrets.get_mut(&name.to_ascii_lowercase()).filter(|s| s.deleted.is_none()) else {
         return Answer::not_found(name);
     };
@@ -732,6 +775,12 @@ fn update_secret(inner: &mut Inner, name: &str, version: Option<&str>, body: &[u
     }
     if let Some(enabled) = request.get("attributes").and_then(|a| a.get("enabled")).and_then(Value::as_bool) {
         ver.enabled = enabled;
+    }
+    if not_before.is_some() {
+        ver.not_before = not_before;
+    }
+    if expires.is_some() {
+        ver.expires = expires;
     }
     ver.updated = now();
     let stored = &*stored;

@@ -487,7 +487,7 @@ impl Authenticator {
     /// authenticated, for `access explain`. Failures do not count against
     /// the failure limit: the caller is an authenticated admin.
     pub fn principal_of_token(&self, token: &str) -> Result<Arc<Principal>, AuthFailure> {
-        self.check_token(token.trim())
+        self.find_token(token.trim(), false)
     }
 
     /// Authenticates one call.
@@ -540,6 +540,12 @@ impl Authenticator {
     }
 
     fn check_token(&self, presented: &str) -> Result<Arc<Principal>, AuthFailure> {
+        self.find_token(presented, true)
+    }
+
+    /// The active token `presented` is, in constant time; `used` records
+    /// this as its last use (an explanation of a token is not a use).
+    fn find_token(&self, presented: &str, used: bool) -> Result<Arc<Principal>, AuthFailure> {
         if !token::looks_like_token(presented) {
             return Err(AuthFailure::Unauthenticated("malformed token"));
         }
@@ -552,7 +558,7 @@ impl Authenticator {
         if entry.expires_at.is_some_and(|at| at <= SystemTime::now()) {
             return Err(AuthFailure::Unauthenticated("expired token"));
         }
-        if let Some(last_used) = &entry.last_used {
+        if let Some(last_used) = entry.last_used.as_ref().filter(|_| used) {
             let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
             last_used.store(now, Ordering::Relaxed);
         }

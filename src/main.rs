@@ -300,12 +300,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Access { command: AccessCommand::Explain(args) } => explain(args).await,
         Command::Config { command: ConfigCommand::Check { file } } => {
             let config = config::load_file(&file)?;
-            if !secretd::backends::is_built_in(config.secret.backend) {
-                bail!(
-                    "{}: secret.type: {} is valid but not available in this build of secretd",
-                    file.display(),
-                    config.secret.backend.as_str()
-                );
+            if let Some((at, backend)) = config.backends_not_built_in().into_iter().next() {
+                bail!("{}: {at}: {backend} is valid but not available in this build of secretd", file.display());
             }
             // The file is read again as written, before `${VAR}` references
             // are replaced: a credential typed into it is what to flag.

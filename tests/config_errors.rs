@@ -299,31 +299,36 @@ fn no_config_error_quotes_a_credential() {
 }
 
 /// Every field of a credential type (`Credential`, `SecretString`) in
-/// `src/config/` is in [`FIELDS`], and every entry of it exists.
+/// `src/config/` and the backend blocks of `src/backends/` is in
+/// [`FIELDS`], and every entry of it exists.
 #[test]
 fn credential_fields_match_the_config_types() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config");
-    let struct_line = regex::Regex::new(r"^pub struct (\w+) \{").unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Backend blocks are declared inside `backend_block! { ... }`, so
+    // indented.
+    let struct_line = regex::Regex::new(r"^\s*pub struct (\w+) \{").unwrap();
     let field_line = regex::Regex::new(r"^\s+pub (\w+): (.+),$").unwrap();
     let mut found = BTreeSet::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        let mut current = None;
-        for line in text.lines() {
-            if let Some(c) = struct_line.captures(line) {
-                current = Some(c[1].to_owned());
-            } else if line == "}" {
-                current = None;
-            } else if let (Some(name), Some(c)) = (&current, field_line.captures(line)) {
-                if c[2].contains("Credential") || c[2].contains("SecretString") {
-                    found.insert(format!("{name}.{}", &c[1]));
+    for dir in ["src/config", "src/backends"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let mut current = None;
+            for line in text.lines() {
+                if let Some(c) = struct_line.captures(line) {
+                    current = Some(c[1].to_owned());
+                } else if line.trim() == "}" {
+                    current = None;
+                } else if let (Some(name), Some(c)) = (&current, field_line.captures(line)) {
+                    if c[2].contains("Credential") || c[2].contains("SecretString") {
+                        found.insert(format!("{name}.{}", &c[1]));
+                    }
                 }
             }
         }
     }
     let listed: BTreeSet<String> = FIELDS.iter().map(|f| f.source.to_owned()).collect();
     assert!(found.len() >= 17, "the scan found too little: {found:?}");
-    assert_eq!(found, listed, "credential fields in src/config and in this test differ");
+    assert_eq!(found, listed, "credential fields in src/config, src/backends and in this test differ");
 }
 
 /// Item 18a: an Elasticsearch host may carry `user:password@` (the backend

@@ -37,6 +37,11 @@ pub(crate) fn from_tree<'de, T: serde::Deserialize<'de>>(value: Value, env: Env<
     T::deserialize(root).map_err(|e| e.at(""))
 }
 
+/// `T` with every default, as an empty block of the file would give it.
+pub(crate) fn from_defaults<T: serde::de::DeserializeOwned>() -> Result<T, DeError> {
+    from_tree(Value::Mapping(Mapping::new()), &|_| None)
+}
+
 /// An error with a precise, value-free sentence, for our own `Deserialize`
 /// impls: `Err(reason("must be HOST:PORT or unix:///PATH"))`. Other
 /// deserializers show it as `invalid value: ..., expected <text>`.

@@ -196,7 +196,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
-    use crate::config::BackendType;
+    use crate::{backends::SharedKeys, config::BackendType};
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 

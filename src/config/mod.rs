@@ -10,29 +10,34 @@
 //! wrong place must not end up in a terminal or a log.
 
 mod credential;
-mod de;
+pub(crate) mod de;
 mod dev;
 mod load;
-mod remote;
 mod resilience;
 mod security;
 
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
-use crate::auth::token::TokenHash;
+use crate::{auth::token::TokenHash, backends::BackendBlocks};
 
-use secrecy::{ExposeSecret, SecretString};
-use secretd_core::{TagScope, Tags, MIN_SECRET_LEN};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
+pub use crate::backends::{
+    aws::AwsConfig,
+    azure::{AzureClientSecret, AzureConfig, AzureManagedIdentity, AzureWorkloadIdentity},
+    elasticsearch::{ElasticsearchBasicAuth, ElasticsearchConfig},
+    gcp::{GcpConfig, GcpReplication},
+    jdbc::JdbcConfig,
+    memory::MemoryConfig,
+    vault::{VaultAppRoleAuth, VaultConfig, VaultTokenAuth, VaultUserpassAuth},
+    BackendType,
+};
 pub use credential::{Credential, CredentialFileError};
 pub use dev::{dev_config, DevPaths};
 pub use load::{load_file, load_str, plaintext_credentials, ConfigError};
-pub use remote::*;
-use resilience::{
-    default_backend_timeout, default_max_attempts, default_refresh_ahead, default_refresh_rate_limit,
-    default_stale_if_error,
-};
+pub(crate) use resilience::check_rate;
+use resilience::{default_refresh_ahead, default_refresh_rate_limit, default_stale_if_error};
 pub use resilience::{CircuitBreakerConfig, RateLimitConfig};
 pub use security::*;
 
@@ -164,68 +169,34 @@ fn default_health_interval() -> Duration {
     Duration::from_secs(10)
 }
 
-/// The secret backends. Every type the platform knows is accepted here so
-/// that configuration files can be checked before a backend is built in;
-/// the registry refuses a type that this build cannot serve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BackendType {
-    Jdbc,
-    Memory,
-    AwsSecretManager,
-    AzureKeyVault,
-    GoogleSecretManager,
-    Vault,
-    Elasticsearch,
-}
-
-impl BackendType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendType::Jdbc => "jdbc",
-            BackendType::Memory => "memory",
-            BackendType::AwsSecretManager => "aws-secret-manager",
-            BackendType::AzureKeyVault => "azure-key-vault",
-            BackendType::GoogleSecretManager => "google-secret-manager",
-            BackendType::Vault => "vault",
-            BackendType::Elasticsearch => "elasticsearch",
-        }
+crate::backends::with_backend_blocks! {
+    /// `secret`: the default backend, the limits of a call, the cache and
+    /// isolation.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub struct SecretConfig {
+        /// Largest accepted value in bytes.
+        #[serde(default = "default_max_value_size")]
+        pub max_value_size: usize,
+        /// Most refs in one BatchGetSecrets call.
+        #[serde(default = "default_max_batch_size")]
+        pub max_batch_size: usize,
+        /// The deepest namespace a call may name, which bounds the namespaces
+        /// one lookup's inheritance walk consults.
+        #[serde(default = "default_max_namespace_depth")]
+        pub max_namespace_depth: usize,
+        /// The most backend reads one call may cause in the worst case (a
+        /// batch: the sum over its refs), checked before any read.
+        #[serde(default = "default_max_backend_reads_per_call")]
+        pub max_backend_reads_per_call: usize,
+        /// How many refs of one batch are looked up at once.
+        #[serde(default = "default_batch_concurrency")]
+        pub batch_concurrency: usize,
+        #[serde(default)]
+        pub cache: CacheConfig,
+        #[serde(default)]
+        pub isolation: IsolationConfig,
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct SecretConfig {
-    #[serde(rename = "type")]
-    pub backend: BackendType,
-    /// Largest accepted value in bytes.
-    #[serde(default = "default_max_value_size")]
-    pub max_value_size: usize,
-    /// Most refs in one BatchGetSecrets call.
-    #[serde(default = "default_max_batch_size")]
-    pub max_batch_size: usize,
-    /// The deepest namespace a call may name, which bounds the namespaces
-    /// one lookup's inheritance walk consults.
-    #[serde(default = "default_max_namespace_depth")]
-    pub max_namespace_depth: usize,
-    /// The most backend reads one call may cause in the worst case (a
-    /// batch: the sum over its refs), checked before any read.
-    #[serde(default = "default_max_backend_reads_per_call")]
-    pub max_backend_reads_per_call: usize,
-    /// How many refs of one batch are looked up at once.
-    #[serde(default = "default_batch_concurrency")]
-    pub batch_concurrency: usize,
-    pub jdbc: Option<JdbcConfig>,
-    pub memory: Option<MemoryConfig>,
-    pub aws_secret_manager: Option<AwsConfig>,
-    pub vault: Option<VaultConfig>,
-    pub elasticsearch: Option<ElasticsearchConfig>,
-    pub google_secret_manager: Option<GcpConfig>,
-    pub azure_key_vault: Option<AzureConfig>,
-    #[serde(default)]
-    pub cache: CacheConfig,
-    #[serde(default)]
-    pub isolation: IsolationConfig,
 }
 
 fn default_max_value_size() -> usize {
@@ -251,98 +222,6 @@ pub(crate) fn default_batch_concurrency() -> usize {
 /// The deepest `secret.max-namespace-depth` allowed (its validation message
 /// says 64): a lookup's readable namespaces are one bit each of a `u64`.
 pub const MAX_NAMESPACE_DEPTH: usize = 64;
-
-/// Builds a [`TagScope`] from a backend block's `tags`, `filter-on-tags` and
-/// `excluded-tags`. (Each block repeats the three fields rather than
-/// flattening a shared struct, because serde cannot refuse unknown keys
-/// through `flatten`.)
-pub fn tag_scope(
-    tags: &BTreeMap<String, String>,
-    filter_on_tags: &BTreeMap<String, String>,
-    excluded_tags: &BTreeMap<String, String>,
-) -> TagScope {
-    TagScope {
-        tags: Tags::from(tags.clone()),
-        filter_on_tags: Tags::from(filter_on_tags.clone()),
-        excluded_tags: Tags::from(excluded_tags.clone()),
-    }
-}
-
-/// `secret.jdbc`: the SQL backend.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct JdbcConfig {
-    /// `sqlite://path`, `postgres://...`, `mysql://...` or `mariadb://...`.
-    pub url: SecretString,
-    /// The encryption secret, at least 32 characters; inline or `file:`.
-    pub secret: Option<Credential>,
-    #[serde(default = "default_max_connections")]
-    pub max_connections: u32,
-    /// Stamped on every write, required on every read.
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-    /// Required on reads, not stamped on writes.
-    #[serde(default)]
-    pub filter_on_tags: BTreeMap<String, String>,
-    /// Secrets carrying any of these are invisible.
-    #[serde(default)]
-    pub excluded_tags: BTreeMap<String, String>,
-    /// Longest wait for one backend call.
-    #[serde(default = "default_backend_timeout", with = "de::duration")]
-    pub timeout: Duration,
-    /// Tries of a read, the first included (UNAVAILABLE, timeouts and
-    /// throttling are tried again, within the caller's deadline).
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-    /// The circuit breaker of this backend.
-    #[serde(default)]
-    pub circuit_breaker: CircuitBreakerConfig,
-    /// Calls per second to this backend; unlimited when absent.
-    pub rate_limit: Option<RateLimitConfig>,
-}
-
-impl JdbcConfig {
-    pub fn scope(&self) -> TagScope {
-        tag_scope(&self.tags, &self.filter_on_tags, &self.excluded_tags)
-    }
-}
-
-fn default_max_connections() -> u32 {
-    10
-}
-
-/// `secret.memory`: keeps nothing across restarts; for tests and benchmarks.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct MemoryConfig {
-    /// Stamped on every write, required on every read.
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-    /// Required on reads, not stamped on writes.
-    #[serde(default)]
-    pub filter_on_tags: BTreeMap<String, String>,
-    /// Secrets carrying any of these are invisible.
-    #[serde(default)]
-    pub excluded_tags: BTreeMap<String, String>,
-    /// Longest wait for one backend call.
-    #[serde(default = "default_backend_timeout", with = "de::duration")]
-    pub timeout: Duration,
-    /// Tries of a read, the first included (UNAVAILABLE, timeouts and
-    /// throttling are tried again, within the caller's deadline).
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-    /// The circuit breaker of this backend.
-    #[serde(default)]
-    pub circuit_breaker: CircuitBreakerConfig,
-    /// Calls per second to this backend; unlimited when absent.
-    pub rate_limit: Option<RateLimitConfig>,
-}
-
-impl MemoryConfig {
-    pub fn scope(&self) -> TagScope {
-        tag_scope(&self.tags, &self.filter_on_tags, &self.excluded_tags)
-    }
-}
 
 /// `secret.cache`.
 #[derive(Debug, Clone, Deserialize)]
@@ -433,35 +312,25 @@ impl Config {
         let mut credentials: Vec<&Credential> = Vec::new();
         credentials.extend(self.server.basic_auth.as_ref().map(|b| &b.password));
         credentials.extend(self.server.tls.as_ref().and_then(|t| t.keystore_password.as_ref()));
-        if let Some(jdbc) = &s.jdbc {
-            credentials.extend(jdbc.secret.as_ref());
-        }
-        if let Some(vault) = &s.vault {
-            credentials.extend(vault.token.as_ref().map(|t| &t.token));
-            credentials.extend(vault.userpass.as_ref().map(|u| &u.password));
-            if let Some(approle) = &vault.approle {
-                credentials.extend([&approle.role_id, &approle.secret_id]);
-            }
-        }
-        if let Some(aws) = &s.aws_secret_manager {
-            credentials.extend([&aws.access_key_id, &aws.secret_key_id, &aws.session_token].into_iter().flatten());
-        }
-        if let Some(gcp) = &s.google_secret_manager {
-            credentials.extend(gcp.service_account.as_ref());
-        }
-        if let Some(azure) = &s.azure_key_vault {
-            credentials.extend(azure.client_secret.as_ref().map(|c| &c.client_secret));
-        }
-        if let Some(es) = &s.elasticsearch {
-            credentials.extend(es.secret.as_ref());
-            credentials.extend(es.api_key.as_ref());
-            credentials.extend(es.basic_auth.as_ref().map(|b| &b.password));
+        for (_, block) in s.present_blocks() {
+            credentials.extend(block.credentials());
         }
         let mut files: Vec<&std::path::Path> =
             credentials.into_iter().filter_map(|c| c.file()).map(|p| p.as_path()).collect();
         files.sort();
         files.dedup();
         files
+    }
+
+    /// The backends the file chooses that this build of secretd lacks: the
+    /// dotted path of each `type`, and the type.
+    pub fn backends_not_built_in(&self) -> Vec<(String, BackendType)> {
+        let s = &self.secret;
+        s.selected()
+            .filter(|block| !block.built_in())
+            .map(|_| ("secret.type".to_owned(), s.backend))
+            .into_iter()
+            .collect()
     }
 
     /// Checks ranges and combinations. Returns every problem, not just the
@@ -505,114 +374,10 @@ impl Config {
                 );
             }
         }
-        let type_block = match s.backend {
-            BackendType::Jdbc => s.jdbc.is_some(),
-            BackendType::Memory => true,
-            BackendType::AwsSecretManager => s.aws_secret_manager.is_some(),
-            BackendType::AzureKeyVault => s.azure_key_vault.is_some(),
-            BackendType::GoogleSecretManager => s.google_secret_manager.is_some(),
-            BackendType::Vault => s.vault.is_some(),
-            BackendType::Elasticsearch => s.elasticsearch.is_some(),
-        };
-        if !type_block {
-            let t = s.backend.as_str();
-            bad(&format!("secret.{t}"), "is required by secret.type");
-        }
-        if let Some(jdbc) = &s.jdbc {
-            check_encryption_secret("secret.jdbc.secret", jdbc.secret.as_ref(), &mut bad);
-            let url = jdbc.url.expose_secret();
-            if !["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"].iter().any(|p| url.starts_with(p)) {
-                bad("secret.jdbc.url", "must start with sqlite:, postgres:, postgresql:, mysql: or mariadb:");
-            }
-            if jdbc.max_connections == 0 {
-                bad("secret.jdbc.max-connections", "must be at least 1");
-            }
-            check_scope("secret.jdbc", &jdbc.scope(), &mut bad);
-        }
-        if let Some(memory) = &s.memory {
-            check_scope("secret.memory", &memory.scope(), &mut bad);
-        }
-        if let Some(vault) = &s.vault {
-            self.validate_vault(vault, &mut bad);
-            check_scope("secret.vault", &vault.scope(), &mut bad);
-        }
-        if let Some(es) = &s.elasticsearch {
-            check_encryption_secret("secret.elasticsearch.secret", es.secret.as_ref(), &mut bad);
-            if es.hosts.is_empty() {
-                bad("secret.elasticsearch.hosts", "needs at least one node URL");
-            }
-            // A host may carry `user:password@`: it is never quoted, only
-            // its index.
-            for (i, host) in es.hosts.iter().enumerate() {
-                if !(host.starts_with("http://") || host.starts_with("https://")) {
-                    bad(&format!("secret.elasticsearch.hosts[{i}]"), "must start with http:// or https://");
-                }
-            }
-            if es.basic_auth.is_some() && es.api_key.is_some() {
-                bad("secret.elasticsearch", "takes basic-auth or api-key, not both");
-            }
-            if es.ca_certificate.as_ref().is_some_and(|ca| !ca.is_file()) {
-                bad("secret.elasticsearch.ca-certificate", "is not a readable file");
-            }
-            check_scope("secret.elasticsearch", &es.scope(), &mut bad);
-        }
-        if let Some(azure) = &s.azure_key_vault {
-            if !azure.vault_url.starts_with("https://") {
-                bad("secret.azure-key-vault.vault-url", "must start with https://");
-            }
-            if azure.credential_blocks() > 1 {
-                bad(
-                    "secret.azure-key-vault",
-                    "takes at most one of client-secret, managed-identity, workload-identity",
-                );
-            }
-            if azure.ca_certificate.as_ref().is_some_and(|ca| !std::path::Path::new(ca).is_file()) {
-                bad("secret.azure-key-vault.ca-certificate", "is not a readable file");
-            }
-            check_scope("secret.azure-key-vault", &azure.scope(), &mut bad);
-        }
-        if let Some(gcp) = &s.google_secret_manager {
-            if gcp.anonymous && gcp.endpoint.is_none() {
-                bad("secret.google-secret-manager.anonymous", "is for emulators only and needs an endpoint");
-            }
-            if gcp.anonymous && gcp.service_account.is_some() {
-                bad("secret.google-secret-manager", "takes service-account or anonymous, not both");
-            }
-            if let GcpReplication::Locations { locations } = &gcp.replication {
-                if locations.is_empty() {
-                    bad("secret.google-secret-manager.replication.locations", "needs at least one location");
-                }
-            }
-            check_scope("secret.google-secret-manager", &gcp.scope(), &mut bad);
-        }
-        if let Some(aws) = &s.aws_secret_manager {
-            validate_aws(aws, &mut bad);
-            check_scope("secret.aws-secret-manager", &aws.scope(), &mut bad);
-        }
+        validate_backend_blocks("secret", s, &mut bad);
         s.validate_resilience(&mut bad);
         self.validate_security(&mut bad);
         problems
-    }
-
-    fn validate_vault(&self, vault: &VaultConfig, bad: &mut impl FnMut(&str, &'static str)) {
-        if !(vault.address.starts_with("http://") || vault.address.starts_with("https://")) {
-            bad("secret.vault.address", "must start with http:// or https://");
-        }
-        if vault.auth_methods() != 1 {
-            bad("secret.vault", "needs exactly one of token, userpass or approle");
-        }
-        if vault.mount.trim_matches('/').is_empty() {
-            bad("secret.vault.mount", "must not be empty");
-        }
-        if let Err(reason) = secretd_vault_prefix_check(&vault.path_prefix) {
-            bad("secret.vault.path-prefix", reason);
-        }
-        if vault.max_versions == Some(0) {
-            bad("secret.vault.max-versions", "must be at least 1 (leave it out to keep the engine's setting)");
-        }
-        if vault.ca_certificate.as_ref().is_some_and(|ca| !ca.is_file()) {
-            bad("secret.vault.ca-certificate", "is not a readable file");
-        }
     }
 
     fn validate_security(&self, bad: &mut impl FnMut(&str, &'static str)) {
@@ -738,22 +503,6 @@ impl Config {
     }
 }
 
-/// The tag rules of `secretd_core::Tags`, in words that quote no tag.
-const TAG_RULES: &str = "breaks the tag rules: at most 50 tags; keys of 1 to 128 characters, values of at most 256, \
-                         no control characters";
-
-fn check_scope(prefix: &str, scope: &TagScope, bad: &mut impl FnMut(&str, &'static str)) {
-    for (field, tags) in
-        [("tags", &scope.tags), ("filter-on-tags", &scope.filter_on_tags), ("excluded-tags", &scope.excluded_tags)]
-    {
-        // The core's message quotes the offending key; here it is user data
-        // of the configuration file.
-        if tags.validate().is_err() {
-            bad(&format!("{prefix}.{field}"), TAG_RULES);
-        }
-    }
-}
-
 /// Service types are upper-case identifiers: WORKER, EXECUTOR, or one an
 /// operator defines.
 pub fn is_service_type(s: &str) -> bool {
@@ -762,70 +511,16 @@ pub fn is_service_type(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// The same rule the Vault store applies, checked here so `config check`
-/// reports it without connecting.
-fn secretd_vault_prefix_check(raw: &str) -> Result<(), &'static str> {
-    let trimmed = raw.trim_matches('/');
-    if !trimmed.is_empty() && trimmed.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-        return Err("has an empty, '.' or '..' segment");
+/// Checks the backend blocks of `blocks` (the `secret` block, or a
+/// `secret.dedicated` entry at `at`): the one `type` chooses must be there,
+/// and every block present must be valid.
+fn validate_backend_blocks(at: &str, blocks: &dyn BackendBlocks, bad: &mut dyn FnMut(&str, &'static str)) {
+    if blocks.selected().is_none() {
+        bad(&format!("{at}.{}", blocks.backend_type().as_str()), "is required: `type` names this backend");
     }
-    Ok(())
-}
-
-fn validate_aws(aws: &AwsConfig, bad: &mut impl FnMut(&str, &'static str)) {
-    if aws.region.is_empty() {
-        bad("secret.aws-secret-manager.region", "must not be empty");
-    }
-    match (&aws.access_key_id, &aws.secret_key_id) {
-        (Some(_), Some(_)) | (None, None) => {}
-        _ => bad(
-            "secret.aws-secret-manager",
-            "access-key-id and secret-key-id go together (leave both out for the default credential chain)",
-        ),
-    }
-    if aws.session_token.is_some() && aws.access_key_id.is_none() {
-        bad("secret.aws-secret-manager.session-token", "needs access-key-id and secret-key-id");
-    }
-    if !aws.name_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c)) {
-        bad(
-            "secret.aws-secret-manager.name-prefix",
-            "holds a character that secret names do not allow (A-Z a-z 0-9 / _ + = . @ -)",
-        );
-    }
-    if !aws.force_delete && !(7..=30).contains(&aws.recovery_window_days) {
-        bad("secret.aws-secret-manager.recovery-window-days", "must be 7 to 30");
-    }
-    if let Some(endpoint) = &aws.endpoint {
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            bad("secret.aws-secret-manager.endpoint", "must start with http:// or https://");
-        }
-    }
-}
-
-/// SQL and Elasticsearch values are encrypted at rest under the backend's
-/// `secret`; without a long enough one the backend must not start.
-fn check_encryption_secret(field: &str, secret: Option<&Credential>, bad: &mut impl FnMut(&str, &'static str)) {
-    // The reasons are literal text; the test below keeps the figure in step
-    // with MIN_SECRET_LEN.
-    match secret {
-        None => bad(
-            field,
-            "is required: the backend's values are encrypted at rest with it; it must be at least 32 characters \
-             (`secretd keygen` prints one)",
-        ),
-        Some(secret) if secret.expose_secret().chars().count() < MIN_SECRET_LEN => {
-            bad(field, "must be at least 32 characters long (`secretd keygen` prints one)")
-        }
-        Some(_) => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_encryption_secret_rule_states_the_real_minimum() {
-        assert_eq!(MIN_SECRET_LEN, 32, "update the reasons in check_encryption_secret");
+    for (key, block) in blocks.present_blocks() {
+        let block_at = format!("{at}.{key}");
+        block.validate(&block_at, bad);
+        crate::backends::validate_shared(&block_at, block, bad);
     }
 }

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{BackendType, SecretConfig};
+use super::SecretConfig;
+use crate::backends::BackendBlocks;
 use crate::resilience::Resilience;
 
-const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// `secret.<type>.circuit-breaker`.
@@ -53,14 +53,6 @@ fn default_burst() -> u32 {
     1
 }
 
-pub(super) fn default_backend_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-
-pub(super) fn default_max_attempts() -> u32 {
-    3
-}
-
 pub(super) fn default_stale_if_error() -> Duration {
     Duration::from_secs(3600)
 }
@@ -74,67 +66,30 @@ pub(super) fn default_refresh_rate_limit() -> RateLimitConfig {
 }
 
 impl SecretConfig {
-    /// The resilience settings of the configured backend, and the dotted
-    /// path of its block for error messages.
+    /// The resilience settings of the default backend, and the dotted path
+    /// of its block for error messages.
     pub fn resilience(&self) -> (Resilience, String) {
-        macro_rules! from_block {
-            ($block:expr) => {
-                match $block {
-                    Some(b) => Resilience {
-                        timeout: b.timeout,
-                        max_attempts: b.max_attempts,
-                        failure_threshold: b.circuit_breaker.failure_threshold,
-                        open_for: b.circuit_breaker.open_for,
-                        rate_limit: b.rate_limit.map(|r| (r.requests_per_second, r.burst)),
-                    },
-                    None => Resilience::default(),
-                }
-            };
-        }
-        let settings = match self.backend {
-            BackendType::Jdbc => from_block!(&self.jdbc),
-            BackendType::Memory => from_block!(&self.memory),
-            BackendType::AwsSecretManager => from_block!(&self.aws_secret_manager),
-            BackendType::AzureKeyVault => from_block!(&self.azure_key_vault),
-            BackendType::GoogleSecretManager => from_block!(&self.google_secret_manager),
-            BackendType::Vault => from_block!(&self.vault),
-            BackendType::Elasticsearch => from_block!(&self.elasticsearch),
-        };
+        let settings = self.selected().map(|block| block.resilience()).unwrap_or_default();
         (settings, format!("secret.{}", self.backend.as_str()))
     }
 
-    /// Range checks of the resilience settings.
+    /// Range checks of the cache's resilience settings (each backend
+    /// block's are checked with its shared keys).
     pub(super) fn validate_resilience(&self, bad: &mut impl FnMut(&str, &'static str)) {
-        let (r, block) = self.resilience();
         // Each bound with its reason in words (reasons are literal text).
-        let within = |field: String,
+        let within = |field: &str,
                       value: Duration,
                       (max, reason): (Duration, &'static str),
                       bad: &mut dyn FnMut(&str, &'static str)| {
             if value > max {
-                bad(&field, reason);
+                bad(field, reason);
             }
         };
-        let hour = (HOUR, "must be at most 1h");
         let month = (30 * DAY, "must be at most 30 days");
-        if r.timeout.is_zero() {
-            bad(&format!("{block}.timeout"), "must be longer than 0s");
-        }
-        within(format!("{block}.timeout"), r.timeout, hour, bad);
-        within(format!("{block}.circuit-breaker.open-for"), r.open_for, hour, bad);
         let cache = &self.cache;
-        within("secret.cache.expire-after-write".into(), cache.expire_after_write, month, bad);
-        within("secret.cache.stale-if-error".into(), cache.stale_if_error, month, bad);
-        within("secret.cache.negative-ttl".into(), cache.negative_ttl, (DAY, "must be at most 1 day"), bad);
-        if !(1..=10).contains(&r.max_attempts) {
-            bad(&format!("{block}.max-attempts"), "must be 1 to 10");
-        }
-        if r.failure_threshold > 0 && r.open_for.is_zero() {
-            bad(&format!("{block}.circuit-breaker.open-for"), "must be longer than 0s");
-        }
-        if let Some((rate, burst)) = r.rate_limit {
-            check_rate(&format!("{block}.rate-limit"), rate, burst, bad);
-        }
+        within("secret.cache.expire-after-write", cache.expire_after_write, month, bad);
+        within("secret.cache.stale-if-error", cache.stale_if_error, month, bad);
+        within("secret.cache.negative-ttl", cache.negative_ttl, (DAY, "must be at most 1 day"), bad);
         if !(0.0..1.0).contains(&cache.refresh_ahead) {
             bad("secret.cache.refresh-ahead", "must be at least 0 and below 1 (a share of expire-after-write)");
         }
@@ -143,7 +98,7 @@ impl SecretConfig {
     }
 }
 
-fn check_rate(field: &str, rate: f64, burst: u32, bad: &mut impl FnMut(&str, &'static str)) {
+pub(crate) fn check_rate(field: &str, rate: f64, burst: u32, bad: &mut dyn FnMut(&str, &'static str)) {
     if !(rate.is_finite() && rate >= 0.001) {
         bad(&format!("{field}.requests-per-second"), "must be a number of at least 0.001");
     }

@@ -123,7 +123,7 @@ impl Default for Resilience {
 /// rate limit.
 pub struct ResilientStore {
     inner: Arc<dyn SecretStore>,
-    backend: &'static str,
+    backend: Arc<str>,
     timeout: Duration,
     retry: RetryPolicy,
     breaker: Arc<CircuitBreaker>,
@@ -131,7 +131,8 @@ pub struct ResilientStore {
 }
 
 impl ResilientStore {
-    pub fn new(inner: Arc<dyn SecretStore>, backend: &'static str, settings: Resilience) -> Self {
+    pub fn new(inner: Arc<dyn SecretStore>, backend: impl Into<Arc<str>>, settings: Resilience) -> Self {
+        let backend = backend.into();
         crate::metrics::get().circuit_breaker_state.set(BreakerState::Closed.gauge());
         Self {
             inner,
@@ -195,7 +196,7 @@ impl ResilientStore {
                 Arc::new(FanOutPacer {
                     limiter: limiter.clone(),
                     until: attempt_ends,
-                    backend: self.backend,
+                    backend: self.backend.clone(),
                     refused: AtomicBool::new(false),
                     waited: AtomicBool::new(false),
                 })
@@ -217,7 +218,7 @@ impl ResilientStore {
                 drop(ticket);
                 return Err(match outcome {
                     Ok(Err(refused)) => refused,
-                    _ => FanOutPacer::refusal(self.backend),
+                    _ => FanOutPacer::refusal(&self.backend),
                 });
             }
             let result = match outcome {
@@ -286,7 +287,7 @@ impl ResilientStore {
 struct FanOutPacer {
     limiter: Arc<RateLimiter>,
     until: Instant,
-    backend: &'static str,
+    backend: Arc<str>,
     /// Set when a slot was refused, so the failure is not the backend's.
     refused: AtomicBool,
     /// Set when a call had to wait for its slot: if the operation then runs
@@ -295,7 +296,7 @@ struct FanOutPacer {
 }
 
 impl FanOutPacer {
-    fn refusal(backend: &'static str) -> StoreError {
+    fn refusal(backend: &str) -> StoreError {
         StoreError::unavailable(format!(
             "{backend} is rate limited (secret.{backend}.rate-limit): this call needs more backend calls than fit \
              in its time"
@@ -311,7 +312,7 @@ impl Pacer for FanOutPacer {
         let start = self.limiter.reserve(Some(self.until)).map_err(|_| {
             metrics.rate_limit_rejections.inc();
             self.refused.store(true, Ordering::Relaxed);
-            Self::refusal(self.backend)
+            Self::refusal(&self.backend)
         })?;
         if start > Instant::now() {
             metrics.rate_limit_waits.inc();

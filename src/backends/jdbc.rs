@@ -1,0 +1,61 @@
+//! `secret.jdbc`: the SQL store (SQLite, PostgreSQL, MySQL/MariaDB), values
+//! encrypted at rest under `secret`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use secretd_core::SecretStore;
+
+use super::{backend_block, shared::check_encryption_secret, BackendBlock, BackendError};
+use crate::config::Credential;
+
+backend_block! {
+    #[derive(Debug)]
+    pub struct JdbcConfig {
+        /// `sqlite://path`, `postgres://...`, `mysql://...` or `mariadb://...`.
+        pub url: SecretString,
+        /// The encryption secret, at least 32 characters; inline or `file:`.
+        pub secret: Option<Credential>,
+        #[serde(default = "default_max_connections")]
+        pub max_connections: u32,
+    }
+}
+
+pub(crate) fn default_max_connections() -> u32 {
+    10
+}
+
+const URL_SCHEMES: [&str; 5] = ["sqlite:", "postgres:", "postgresql:", "mysql:", "mariadb:"];
+
+#[async_trait]
+impl BackendBlock for JdbcConfig {
+    fn built_in(&self) -> bool {
+        true
+    }
+
+    fn validate(&self, at: &str, bad: &mut dyn FnMut(&str, &'static str)) {
+        check_encryption_secret(&format!("{at}.secret"), self.secret.as_ref(), bad);
+        let url = self.url.expose_secret();
+        if !URL_SCHEMES.iter().any(|p| url.starts_with(p)) {
+            bad(&format!("{at}.url"), "must start with sqlite:, postgres:, postgresql:, mysql: or mariadb:");
+        }
+        if self.max_connections == 0 {
+            bad(&format!("{at}.max-connections"), "must be at least 1");
+        }
+    }
+
+    fn credentials(&self) -> Vec<&Credential> {
+        self.secret.iter().collect()
+    }
+
+    async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
+        let encryption = self.secret.as_ref().ok_or_else(|| BackendError::MissingBlock(format!("{at}.secret")))?;
+        let options = secretd_sql::SqlOptions { max_connections: self.max_connections };
+        let store =
+            secretd_sql::SqlStore::connect(self.url.expose_secret(), encryption.secret().expose_secret(), options)
+                .await
+                .map_err(|e| BackendError::start(at, e))?;
+        Ok(Arc::new(store))
+    }
+}

@@ -1,0 +1,40 @@
+//! `secret.memory`: keeps nothing across restarts; for tests and
+//! benchmarks.
+
+use std::sync::{Arc, LazyLock};
+
+use async_trait::async_trait;
+use secretd_core::SecretStore;
+
+use super::{backend_block, BackendBlock, BackendError};
+use crate::config::Credential;
+
+backend_block! {
+    #[derive(Debug)]
+    pub struct MemoryConfig {
+    }
+}
+
+/// `type: memory` needs no block: this one, with every default.
+pub(crate) fn default_block() -> &'static dyn BackendBlock {
+    static DEFAULT: LazyLock<MemoryConfig> =
+        LazyLock::new(|| crate::config::de::from_defaults().expect("an empty memory block takes every default"));
+    &*DEFAULT
+}
+
+#[async_trait]
+impl BackendBlock for MemoryConfig {
+    fn built_in(&self) -> bool {
+        true
+    }
+
+    fn validate(&self, _at: &str, _bad: &mut dyn FnMut(&str, &'static str)) {}
+
+    fn credentials(&self) -> Vec<&Credential> {
+        Vec::new()
+    }
+
+    async fn build(&self, _at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
+        Ok(Arc::new(secretd_memory::MemoryStore::new()))
+    }
+}

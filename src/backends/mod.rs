@@ -231,6 +231,7 @@ pub async fn build_store(config: &crate::config::Config) -> Result<Backend, Back
 }
 
 /// Reads a PEM file a block names, for its TLS trust.
+#[cfg(any(feature = "elasticsearch", feature = "azure"))]
 fn read_pem(at: &str, path: &std::path::Path) -> Result<Vec<u8>, BackendError> {
     std::fs::read(path).map_err(|e| BackendError::start(at, format!("cannot read {}: {e}", path.display())))
 }

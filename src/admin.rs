@@ -16,8 +16,8 @@
 //! answers carries a secret.
 
 use std::sync::{
-    atomic::{AtomicBool, AtomicU8, Ordering},
-    Arc,
+    atomic::{AtomicBool, Ordering},
+    Arc, Mutex,
 };
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
@@ -29,19 +29,39 @@ use crate::{resilience::breaker::BreakerState, server::Services};
 /// shutdown path.
 #[derive(Debug, Default)]
 pub struct Readiness {
-    backend_ok: AtomicBool,
+    /// Each backend at the last health check, the default first; empty
+    /// before the first.
+    backends: Mutex<Vec<BackendHealth>>,
     serves_stale: AtomicBool,
-    /// The circuit breaker at the last health check: 0 closed, 1 half-open,
-    /// 2 open.
-    breaker: AtomicU8,
     draining: AtomicBool,
 }
 
+/// One backend at the last health check.
+#[derive(Debug, Clone)]
+pub struct BackendHealth {
+    pub name: Arc<str>,
+    pub ok: bool,
+    pub breaker: Option<BreakerState>,
+}
+
+impl BackendHealth {
+    /// Why it is not ready, in fixed words and its name.
+    fn problem(&self, default: bool) -> Option<String> {
+        let breaker = match self.breaker {
+            Some(BreakerState::Open) => "; circuit breaker open",
+            Some(BreakerState::HalfOpen) => "; circuit breaker half-open",
+            _ => "",
+        };
+        // The default backend keeps the words it always had.
+        let who = if default { "backend".to_owned() } else { format!("backend {}", self.name) };
+        (!self.ok).then(|| format!("{who} unavailable{breaker}"))
+    }
+}
+
 impl Readiness {
-    pub fn set_backend(&self, ok: bool, serves_stale: bool, breaker: Option<BreakerState>) {
-        self.backend_ok.store(ok, Ordering::Relaxed);
+    pub fn set_backends(&self, backends: Vec<BackendHealth>, serves_stale: bool) {
+        *self.backends.lock().unwrap_or_else(|e| e.into_inner()) = backends;
         self.serves_stale.store(serves_stale, Ordering::Relaxed);
-        self.breaker.store(breaker.map_or(0, |b| b.gauge() as u8), Ordering::Relaxed);
     }
 
     pub fn set_draining(&self) {
@@ -80,25 +100,30 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     if readiness.is_draining() {
         problems.push("shutting down".to_owned());
     }
-    let backend =
-        (!readiness.backend_ok.load(Ordering::Relaxed)).then(|| match readiness.breaker.load(Ordering::Relaxed) {
-            2 => "backend unavailable; circuit breaker open",
-            1 => "backend unavailable; circuit breaker half-open",
-            _ => "backend unavailable",
-        });
-    let degraded = backend.filter(|_| readiness.serves_stale.load(Ordering::Relaxed));
-    if let (Some(backend), None) = (backend, degraded) {
-        problems.push(backend.to_owned());
+    let backends = readiness.backends.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // Before the first check nothing is known to be up.
+    let default = match backends.first() {
+        Some(first) => first.problem(true),
+        None => Some("backend unavailable".to_owned()),
+    };
+    let serves_stale = readiness.serves_stale.load(Ordering::Relaxed);
+    let mut degraded: Vec<String> = Vec::new();
+    match default {
+        Some(why) if serves_stale => {
+            degraded.push(format!("{why}; cached values are served stale within secret.cache.stale-if-error"))
+        }
+        Some(why) => problems.push(why),
+        None => {}
     }
+    // A dedicated backend that is down fails its own routes only.
+    degraded
+        .extend(backends.iter().skip(1).filter_map(|b| b.problem(false)).map(|why| format!("{why}; its routes fail")));
     if !state.services.auth.state_store_reachable() {
         problems.push("state store unreachable".to_owned());
     }
-    match (problems.is_empty(), degraded) {
-        (true, None) => (StatusCode::OK, "ok\n".to_owned()),
-        (true, Some(why)) => (
-            StatusCode::OK,
-            format!("degraded: {why}; cached values are served stale within secret.cache.stale-if-error\n"),
-        ),
+    match (problems.is_empty(), degraded.is_empty()) {
+        (true, true) => (StatusCode::OK, "ok\n".to_owned()),
+        (true, false) => (StatusCode::OK, format!("degraded: {}\n", degraded.join("; "))),
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", problems.join("; "))),
     }
 }

@@ -66,6 +66,10 @@ pub struct AuditRecord {
     pub cache_hit: Option<bool>,
     /// Where a read's answer came from: `backend`, `cache` or `stale`.
     pub source: Option<&'static str>,
+    /// The backend that answered a read (its fallback's name, when the
+    /// fallback had it) or that a write went to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<std::sync::Arc<str>>,
     #[serde(with = "humantime_serde::option")]
     pub backend_latency: Option<Duration>,
     /// The gRPC code the caller got, like `OK` or `NOT_FOUND`.
@@ -166,6 +170,7 @@ impl AuditLog {
             cache_hit: None,
             source: None,
             found_in: None,
+            backend: None,
             backend_latency: None,
             code: "CANCELLED",
         };

@@ -18,10 +18,11 @@ use secretd_core::{
 use tonic::Status;
 
 use crate::{
-    cache::{Freshness, Origin, Readable, SecretCache},
-    config::RateLimitConfig,
+    cache::{Freshness, Origin, Readable, SecretCache, Served},
+    config::{RateLimitConfig, DEFAULT_BACKEND_NAME},
     policy::{Action, Caller, Decision, Denial, Policy, Step, Target, Verdict},
     resilience::{breaker::CircuitBreaker, rate_limit::RateLimiter},
+    routes::{Route, Routes},
     status::from_store_error,
 };
 
@@ -71,7 +72,7 @@ const MAX_PAGE_TOKEN_LEN: usize = 2048;
 /// A secret as answered to a caller.
 #[derive(Debug, Clone)]
 pub struct Resolved {
-    pub secret: Arc<Secret>,
+    pub secret: Arc<Served>,
     pub origin: Origin,
     /// Time since it was read from the backend.
     pub age: std::time::Duration,
@@ -90,6 +91,8 @@ pub struct Trail {
     /// The parent namespace whose secret answered a read, when namespace
     /// inheritance found it above the one asked for.
     pub found_in: Option<Namespace>,
+    /// The backend that answered a read, or that a write went to.
+    pub backend: Option<Arc<str>>,
     pub backend_latency: Option<std::time::Duration>,
 }
 
@@ -112,24 +115,28 @@ pub struct Ref<'a> {
 }
 
 pub struct Broker {
-    store: Arc<dyn SecretStore>,
+    routes: Arc<Routes>,
     cache: SecretCache,
     policy: Policy,
     limits: Limits,
-    breaker: Option<Arc<CircuitBreaker>>,
     /// `refresh = true` calls, per principal.
     refresh_limits: moka::sync::Cache<Arc<str>, Arc<RateLimiter>>,
     refresh_limit: RateLimitConfig,
 }
 
 impl Broker {
+    /// A broker with one backend for everything.
     pub fn new(store: Arc<dyn SecretStore>, cache: SecretCache, policy: Policy, limits: Limits) -> Self {
+        Self::with_routes(Routes::single(Route::plain(DEFAULT_BACKEND_NAME, store)), cache, policy, limits)
+    }
+
+    /// A broker over several backends, each namespace routed to one.
+    pub fn with_routes(routes: Routes, cache: SecretCache, policy: Policy, limits: Limits) -> Self {
         Self {
-            store,
+            routes: Arc::new(routes),
             cache,
             policy,
             limits,
-            breaker: None,
             // A principal idle for ten minutes starts again with a full
             // bucket; the bound keeps a flood of principals from growing it.
             refresh_limits: moka::sync::Cache::builder()
@@ -146,14 +153,23 @@ impl Broker {
         self
     }
 
-    /// The backend's circuit breaker, for the health reports.
+    /// The default backend's circuit breaker, for the health reports.
+    /// Only while building: the routes are not shared yet.
     pub fn with_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
-        self.breaker = Some(breaker);
+        if let Some(routes) = Arc::get_mut(&mut self.routes) {
+            routes.default_route_mut().breaker = Some(breaker);
+        }
         self
     }
 
+    /// The default backend's circuit breaker.
     pub fn breaker(&self) -> Option<&Arc<CircuitBreaker>> {
-        self.breaker.as_ref()
+        self.routes.default_route().breaker.as_ref()
+    }
+
+    /// Every backend, with its routes.
+    pub fn routes(&self) -> &Routes {
+        &self.routes
     }
 
     /// Entries in the cache, for the metrics.
@@ -161,8 +177,9 @@ impl Broker {
         self.cache.entry_count()
     }
 
+    /// The default backend's store.
     pub fn store(&self) -> &Arc<dyn SecretStore> {
-        &self.store
+        &self.routes.default_route().store
     }
 
     pub fn cache(&self) -> &SecretCache {
@@ -205,8 +222,8 @@ impl Broker {
         }
         let started = std::time::Instant::now();
         let load = || -> crate::cache::Load {
-            let (store, name, version) = (self.store.clone(), name.clone(), version.clone());
-            Box::pin(async move { resolve(&*store, &name, version.as_ref(), readable).await })
+            let (routes, name, version) = (self.routes.clone(), name.clone(), version.clone());
+            Box::pin(async move { resolve(&routes, &name, version.as_ref(), readable).await })
         };
         let result = self.cache.get_or_load(&name, version.as_ref(), readable, freshness, load).await;
         let answer = match result {
@@ -217,6 +234,7 @@ impl Broker {
             }
         };
         trail.cache_hit = Some(answer.origin != Origin::Backend);
+        trail.backend = Some(answer.secret.backend.clone());
         trail.origin = Some(answer.origin);
         if answer.origin != Origin::Cache {
             trail.backend_latency = Some(started.elapsed());
@@ -225,7 +243,7 @@ impl Broker {
         if found.namespace != name.namespace {
             // The audit names the namespace that answered, and the rule
             // that admitted it.
-            if let Ok(reason) = self.policy.decide(caller, Action::Read, Target::Secret(found)) {
+            if let Ok(reason) = self.decide_on_route(caller, Action::Read, found) {
                 trail.reason = Some(reason.into());
             }
             trail.found_in = Some(found.namespace.clone());
@@ -239,14 +257,14 @@ impl Broker {
     /// caller who may read none of them is refused, with the decision on
     /// the namespace it asked for.
     fn authorize_lookup(&self, caller: &Caller, name: &SecretName, trail: &mut Trail) -> Result<Readable, Status> {
-        let requested = self.policy.decide(caller, Action::Read, Target::Secret(name));
+        let requested = self.decide_on_route(caller, Action::Read, name);
         let mut readable = if requested.is_ok() { Readable::NONE.with(0) } else { Readable::NONE };
         // Isolation and permissions refuse the caller, not a namespace: no
         // parent would be judged differently.
         if !requested.as_ref().is_err_and(Denial::is_caller_wide) {
             for (level, namespace) in name.namespace.self_and_ancestors().enumerate().skip(1) {
                 let parent = name.in_namespace(namespace);
-                if self.policy.decide(caller, Action::Read, Target::Secret(&parent)).is_ok() {
+                if self.decide_on_route(caller, Action::Read, &parent).is_ok() {
                     readable = readable.with(level);
                 }
             }
@@ -314,7 +332,7 @@ impl Broker {
     fn worst_case_reads(&self, r: &Ref<'_>) -> usize {
         let depth = Namespace::parse(r.namespace).map_or(0, |ns| namespace_depth(&ns));
         let per_namespace = if r.version.is_empty() { 1 } else { 2 };
-        depth.min(self.limits.max_namespace_depth) * per_namespace
+        depth.min(self.limits.max_namespace_depth) * per_namespace * self.routes.longest_chain()
     }
 
     pub async fn list(&self, caller: &Caller, q: ListQuery<'_>, trail: &mut Trail) -> Result<Page, Status> {
@@ -333,8 +351,13 @@ impl Broker {
         let token = (!page_token.is_empty()).then(|| page_token.to_owned());
         self.check_depth(&namespace)?;
         self.authorize(caller, Action::List, Target::Namespace(&tenant, &namespace), trail)?;
+        let route = self.routes.route(&tenant, &namespace);
+        if let Err(denial) = route_isolation(route, caller) {
+            return Err(self.record(Err(denial), trail).unwrap_err());
+        }
+        trail.backend = Some(route.name.clone());
         let started = std::time::Instant::now();
-        let result = self.store.list(&tenant, &namespace, &filter, &PageRequest { size, token }).await;
+        let result = route.store.list(&tenant, &namespace, &filter, &PageRequest { size, token }).await;
         trail.backend_latency = Some(started.elapsed());
         let mut page = result.map_err(|e| from_store_error(&e))?;
         // A key the caller may not list stays unseen, names and tags alike;
@@ -366,10 +389,10 @@ impl Broker {
                 "description must be at most {MAX_DESCRIPTION_LEN} characters without control characters"
             )));
         }
-        self.authorize(caller, Action::Write, Target::Secret(&name), trail)?;
+        let route = self.writable_route(caller, Action::Write, &name, trail)?;
         self.cache.write_started();
         let started = std::time::Instant::now();
-        let result = self.store.put(&name, &value, &tags, (!description.is_empty()).then_some(description)).await;
+        let result = route.store.put(&name, &value, &tags, (!description.is_empty()).then_some(description)).await;
         trail.backend_latency = Some(started.elapsed());
         // Invalidate even on failure: a call that timed out may have landed.
         self.cache.invalidate(&name);
@@ -378,13 +401,44 @@ impl Broker {
 
     pub async fn delete(&self, caller: &Caller, r: Ref<'_>, trail: &mut Trail) -> Result<(), Status> {
         let name = self.parse_name(r.tenant, r.namespace, r.key)?;
-        self.authorize(caller, Action::Delete, Target::Secret(&name), trail)?;
+        let route = self.writable_route(caller, Action::Delete, &name, trail)?;
         self.cache.write_started();
         let started = std::time::Instant::now();
-        let result = self.store.delete(&name).await;
+        let result = delete_everywhere(&self.routes, route, &name).await;
         trail.backend_latency = Some(started.elapsed());
         self.cache.invalidate(&name);
         result.map_err(|e| from_store_error(&e))
+    }
+
+    /// The policy's decision on `name`, and the isolation of the backend
+    /// that serves it.
+    fn decide_on_route(&self, caller: &Caller, action: Action, name: &SecretName) -> Decision {
+        let decision = self.policy.decide(caller, action, Target::Secret(name))?;
+        let route = self.routes.route_id(&name.tenant, &name.namespace);
+        // A fallback's secrets stay under its isolation when another
+        // backend serves them.
+        for id in self.routes.chain(route) {
+            route_isolation(self.routes.get(id), caller)?;
+        }
+        Ok(decision)
+    }
+
+    /// Authorizes a write or delete of `name` and returns the backend it
+    /// goes to; a read-only backend refuses it before any call.
+    fn writable_route(
+        &self,
+        caller: &Caller,
+        action: Action,
+        name: &SecretName,
+        trail: &mut Trail,
+    ) -> Result<&Route, Status> {
+        self.record(self.decide_on_route(caller, action, name), trail)?;
+        let route = self.routes.route(&name.tenant, &name.namespace);
+        trail.backend = Some(route.name.clone());
+        if route.read_only {
+            return Err(crate::status::read_only_backend(&route.name));
+        }
+        Ok(route)
     }
 
     /// Runs the policy and notes its reason. Public for the token
@@ -484,30 +538,40 @@ fn namespace_depth(namespace: &Namespace) -> usize {
 
 /// Namespace inheritance: the requested namespace, then each parent the
 /// caller may read (`readable`); the first namespace that has the key
-/// answers. A pinned version applies to that namespace: if the key exists
-/// there without that version, the answer is NOT_FOUND rather than a
-/// parent's version.
+/// answers. Each namespace is looked up in the backend that serves it, then
+/// in that backend's fallbacks. A pinned version applies to that namespace:
+/// if the key exists there without that version, the answer is NOT_FOUND
+/// rather than a parent's version.
 async fn resolve(
-    store: &dyn SecretStore,
+    routes: &Routes,
     name: &SecretName,
     version: Option<&Version>,
     readable: Readable,
-) -> Result<Secret, StoreError> {
+) -> Result<Served, StoreError> {
     let mut looked_in = Vec::new();
     for (level, namespace) in name.namespace.self_and_ancestors().enumerate() {
         if !readable.includes(level) {
             continue;
         }
         let candidate = name.in_namespace(namespace);
-        match store.get(&candidate, version).await {
-            Ok(secret) => return Ok(secret),
-            Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
-            Err(e) => {
-                if let Some(v) = version {
-                    if store.get(&candidate, None).await.is_ok() {
-                        // In our words: the store's may quote the backend.
-                        let message = format!("secret {candidate} has no version {v}");
-                        return Err(StoreError::new(ErrorKind::NotFound, message).for_callers().with_source(e));
+        let chain = routes.chain(routes.route_id(&candidate.tenant, &candidate.namespace));
+        for (i, id) in chain.iter().enumerate() {
+            let route = routes.get(*id);
+            match route.store.get(&candidate, version).await {
+                Ok(secret) => {
+                    if i > 0 && version.is_none() {
+                        copy_on_read(routes.get(chain[0]), &secret).await;
+                    }
+                    return Ok(Served::new(secret, route.name.clone()));
+                }
+                Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+                Err(e) => {
+                    if let Some(v) = version {
+                        if route.store.get(&candidate, None).await.is_ok() {
+                            // In our words: the store's may quote the backend.
+                            let message = format!("secret {candidate} has no version {v}");
+                            return Err(StoreError::new(ErrorKind::NotFound, message).for_callers().with_source(e));
+                        }
                     }
                 }
             }
@@ -522,6 +586,63 @@ async fn resolve(
         },
     )
     .for_callers())
+}
+
+/// A route with `copy-on-read` keeps what its fallback answered, tags
+/// included, so that a migration completes by use. A failed copy is
+/// logged and the read still answered: the fallback still has it.
+async fn copy_on_read(route: &Route, secret: &Secret) {
+    if !route.copy_on_read || route.read_only {
+        return;
+    }
+    let name = &secret.metadata.name;
+    match route.store.put(name, &secret.value, &secret.metadata.tags, None).await {
+        Ok(version) => {
+            tracing::info!(backend = %route.name, secret = %name, %version, "copied on read from the fallback")
+        }
+        Err(e) => tracing::warn!(backend = %route.name, secret = %name, error = %e, "copy on read failed"),
+    }
+}
+
+/// Deletes `name` from its route's backend and from every writable
+/// fallback, so a migrated secret does not come back through one. NOT_FOUND
+/// only when none had it.
+async fn delete_everywhere(routes: &Routes, route: &Route, name: &SecretName) -> Result<(), StoreError> {
+    let mut deleted = false;
+    let mut not_found = None;
+    let chain = routes.chain(routes.route_id(&name.tenant, &name.namespace));
+    for id in chain {
+        let backend = routes.get(id);
+        // A read-only fallback gets no write call.
+        if backend.read_only && !std::ptr::eq(backend, route) {
+            continue;
+        }
+        match backend.store.delete(name).await {
+            Ok(()) => deleted = true,
+            Err(e) if e.kind() == ErrorKind::NotFound => not_found = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    match (deleted, not_found) {
+        (false, Some(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The isolation of the backend `route` serves: its own
+/// `denied-services`, besides the global ones.
+fn route_isolation(route: &Route, caller: &Caller) -> Result<(), crate::policy::Denial> {
+    let service = &caller.principal.service;
+    if route.denies(service) {
+        return Err(crate::policy::Denial {
+            rule: "backend-isolation",
+            reason: format!(
+                "service type {service} may not use the secrets of backend {} (its isolation.denied-services)",
+                route.name
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn invalid(e: StoreError) -> Status {

@@ -120,18 +120,40 @@ pub struct Freshness {
     pub refresh: bool,
 }
 
+/// A secret as the cache holds it: with the name of the backend that
+/// answered (a route's own, or its fallback's).
+#[derive(Debug)]
+pub struct Served {
+    pub secret: Secret,
+    pub backend: Arc<str>,
+}
+
+impl Served {
+    pub fn new(secret: Secret, backend: impl Into<Arc<str>>) -> Self {
+        Self { secret, backend: backend.into() }
+    }
+}
+
+impl std::ops::Deref for Served {
+    type Target = Secret;
+
+    fn deref(&self) -> &Secret {
+        &self.secret
+    }
+}
+
 /// A cached answer: the secret, where it came from, and its age (the time
 /// since it was read from the backend).
 #[derive(Debug, Clone)]
 pub struct Answer {
-    pub secret: Arc<Secret>,
+    pub secret: Arc<Served>,
     pub origin: Origin,
     pub age: Duration,
 }
 
 #[derive(Debug)]
 enum Cached {
-    Found(Arc<Secret>),
+    Found(Arc<Served>),
     Missing(Arc<StoreError>),
 }
 
@@ -169,7 +191,8 @@ impl Entry {
                     + m.name.key.as_str().len()
                     + m.version.0.len()
                     + m.tags.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-                    + std::mem::size_of::<Secret>()
+                    + secret.backend.len()
+                    + std::mem::size_of::<Served>()
             }
             Cached::Missing(e) => e.message().len() + std::mem::size_of::<StoreError>(),
         };
@@ -178,7 +201,7 @@ impl Entry {
 }
 
 /// The outcome of one shared backend read.
-type Read = Result<(Arc<Secret>, Instant), Arc<StoreError>>;
+type Read = Result<(Arc<Served>, Instant), Arc<StoreError>>;
 
 /// A backend read that several callers await.
 type SharedRead = Shared<BoxFuture<'static, Read>>;
@@ -187,7 +210,7 @@ type SharedRead = Shared<BoxFuture<'static, Read>>;
 type Reads = HashMap<CacheKey, (u64, SharedRead)>;
 
 /// A backend read for one key, started by the cache's caller.
-pub type Load = BoxFuture<'static, Result<Secret, StoreError>>;
+pub type Load = BoxFuture<'static, Result<Served, StoreError>>;
 
 struct Inner {
     entries: Cache<CacheKey, Arc<Entry>>,
@@ -490,7 +513,7 @@ mod tests {
     /// A backend read of `n` from `store`, as the broker makes one.
     pub(crate) fn read_of(store: &Arc<impl SecretStore + ?Sized>, n: &SecretName) -> impl FnOnce() -> Load {
         let (store, n) = (store.clone(), n.clone());
-        move || async move { store.get(&n, None).await }.boxed()
+        move || async move { store.get(&n, None).await.map(|s| Served::new(s, "default")) }.boxed()
     }
 
     async fn origin(cache: &SecretCache, store: &Arc<CountingStore>, n: &SecretName) -> Origin {
@@ -636,16 +659,19 @@ mod tests {
             let n = name(ns, "k");
             move || -> Load {
                 async move {
-                    Ok(Secret {
-                        metadata: secretd_core::SecretMetadata {
-                            name: n,
-                            version: Version("1".into()),
-                            tags: Tags::new(),
-                            created_at: std::time::SystemTime::UNIX_EPOCH,
-                            updated_at: std::time::SystemTime::UNIX_EPOCH,
+                    Ok(Served::new(
+                        Secret {
+                            metadata: secretd_core::SecretMetadata {
+                                name: n,
+                                version: Version("1".into()),
+                                tags: Tags::new(),
+                                created_at: std::time::SystemTime::UNIX_EPOCH,
+                                updated_at: std::time::SystemTime::UNIX_EPOCH,
+                            },
+                            value: SecretValue::from_slice(b"x"),
                         },
-                        value: SecretValue::from_slice(b"x"),
-                    })
+                        "default",
+                    ))
                 }
                 .boxed()
             }
@@ -708,7 +734,7 @@ mod tests {
                 let answer = store.get(&n, None).await;
                 let _ = has_read.send(());
                 let _ = release.await;
-                answer
+                answer.map(|s| Served::new(s, "default"))
             }
             .boxed()
         }

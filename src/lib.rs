@@ -17,6 +17,7 @@ pub mod files;
 pub mod metrics;
 pub mod policy;
 pub mod resilience;
+pub mod routes;
 pub mod server;
 pub mod status;
 pub mod tls;
@@ -95,16 +96,15 @@ const DEFAULT_STATE_URL: &str = "sqlite://./data/state.db";
 /// migrated), the state store and its token refresher, the authenticator,
 /// the policy and the audit log.
 pub async fn build_services(config: &Config) -> Result<Services, StartError> {
-    let backend = backends::build_store(config).await?;
+    let routes = routes::build_routes(config).await?;
     let limits = Limits::from_config(&config.secret);
     let broker = Arc::new(
-        Broker::new(
-            backend.store,
+        Broker::with_routes(
+            routes,
             SecretCache::new(&config.secret.cache),
             Policy::new(&config.secret.isolation, &config.access),
             limits,
         )
-        .with_breaker(backend.breaker)
         .with_refresh_limit(config.secret.cache.refresh_rate_limit),
     );
 

@@ -40,13 +40,28 @@ pub struct MethodLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabel {
+    pub backend: String,
     pub operation: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendErrorLabel {
+    pub backend: String,
     pub operation: &'static str,
     pub kind: &'static str,
+}
+
+/// A backend's name: `default`, or a `secret.dedicated` entry's (names
+/// the operator chose, of a-z, 0-9, `-` and `_`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabel {
+    pub backend: String,
+}
+
+impl BackendLabel {
+    pub fn of(backend: &str) -> Self {
+        Self { backend: backend.to_owned() }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -136,10 +151,10 @@ pub struct Metrics {
     pub negative_hits: Counter,
     pub refreshes_ahead: Counter,
     pub refresh_rejections: Counter,
-    pub backend_up: Gauge,
-    pub backend_retries: Counter,
-    pub backend_throttled: Counter,
-    pub circuit_breaker_state: Gauge,
+    pub backend_up: Family<BackendLabel, Gauge>,
+    pub backend_retries: Family<BackendLabel, Counter>,
+    pub backend_throttled: Family<BackendLabel, Counter>,
+    pub circuit_breaker_state: Family<BackendLabel, Gauge>,
     pub circuit_breaker_rejections: Counter,
     pub rate_limit_waits: Counter,
     pub rate_limit_rejections: Counter,
@@ -200,21 +215,21 @@ impl Metrics {
             "GetSecret refresh=true calls refused by the per-caller rate limit",
             refresh_rejections.clone(),
         );
-        let backend_up = Gauge::default();
+        let backend_up = Family::<BackendLabel, Gauge>::default();
         registry.register("backend_up", "1 while the backend passes its health check", backend_up.clone());
-        let backend_retries = Counter::default();
+        let backend_retries = Family::<BackendLabel, Counter>::default();
         registry.register(
             "backend_retries",
             "Backend calls tried again after a transient failure",
             backend_retries.clone(),
         );
-        let backend_throttled = Counter::default();
+        let backend_throttled = Family::<BackendLabel, Counter>::default();
         registry.register(
             "backend_throttled",
             "Backend calls refused for the backend's rate limit",
             backend_throttled.clone(),
         );
-        let circuit_breaker_state = Gauge::default();
+        let circuit_breaker_state = Family::<BackendLabel, Gauge>::default();
         registry.register(
             "circuit_breaker_state",
             "The backend's circuit breaker: 0 closed, 1 half-open, 2 open",
@@ -315,24 +330,34 @@ pub fn auth_failure(reason: &'static str) {
     get().auth_failures.get_or_create(&ReasonLabel { reason }).inc();
 }
 
-/// Counts and times every call into the store it wraps.
-pub struct InstrumentedStore {
-    inner: Arc<dyn SecretStore>,
-}
-
-impl InstrumentedStore {
-    pub fn wrap(inner: Arc<dyn SecretStore>) -> Arc<dyn SecretStore> {
-        Arc::new(Self { inner })
+impl Metrics {
+    /// The `circuit_breaker_state` gauge of one backend.
+    pub fn breaker_state(&self, backend: &str) -> Gauge {
+        self.circuit_breaker_state.get_or_create(&BackendLabel::of(backend)).clone()
     }
 }
 
-fn observe<T>(operation: &'static str, started: Instant, result: &Result<T, StoreError>) {
-    let m = get();
-    let label = OperationLabel { operation };
-    m.backend_calls.get_or_create(&label).inc();
-    m.backend_seconds.get_or_create(&label).observe(started.elapsed().as_secs_f64());
-    if let Err(e) = result {
-        m.backend_errors.get_or_create(&BackendErrorLabel { operation, kind: kind_label(e.kind()) }).inc();
+/// Counts and times every call into the store it wraps.
+pub struct InstrumentedStore {
+    inner: Arc<dyn SecretStore>,
+    backend: String,
+}
+
+impl InstrumentedStore {
+    /// `backend` labels the metrics: the backend's name.
+    pub fn wrap(inner: Arc<dyn SecretStore>, backend: &str) -> Arc<dyn SecretStore> {
+        Arc::new(Self { inner, backend: backend.to_owned() })
+    }
+
+    fn observe<T>(&self, operation: &'static str, started: Instant, result: &Result<T, StoreError>) {
+        let m = get();
+        let label = OperationLabel { backend: self.backend.clone(), operation };
+        m.backend_calls.get_or_create(&label).inc();
+        m.backend_seconds.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+        if let Err(e) = result {
+            let label = BackendErrorLabel { backend: self.backend.clone(), operation, kind: kind_label(e.kind()) };
+            m.backend_errors.get_or_create(&label).inc();
+        }
     }
 }
 
@@ -345,7 +370,7 @@ impl SecretStore for InstrumentedStore {
     async fn get(&self, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
         let started = Instant::now();
         let result = self.inner.get(name, version).await;
-        observe("get", started, &result);
+        self.observe("get", started, &result);
         result
     }
 
@@ -358,14 +383,14 @@ impl SecretStore for InstrumentedStore {
     ) -> Result<Version, StoreError> {
         let started = Instant::now();
         let result = self.inner.put(name, value, tags, description).await;
-        observe("put", started, &result);
+        self.observe("put", started, &result);
         result
     }
 
     async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
         let started = Instant::now();
         let result = self.inner.delete(name).await;
-        observe("delete", started, &result);
+        self.observe("delete", started, &result);
         result
     }
 
@@ -378,14 +403,14 @@ impl SecretStore for InstrumentedStore {
     ) -> Result<Page, StoreError> {
         let started = Instant::now();
         let result = self.inner.list(tenant, namespace, filter, page).await;
-        observe("list", started, &result);
+        self.observe("list", started, &result);
         result
     }
 
     async fn health(&self) -> Result<(), StoreError> {
         let started = Instant::now();
         let result = self.inner.health().await;
-        observe("health", started, &result);
+        self.observe("health", started, &result);
         result
     }
 }

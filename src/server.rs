@@ -101,6 +101,7 @@ impl Services {
                     tenant: None,
                     namespace: None,
                     found_in: None,
+                    backend: None,
                     key: None,
                     version: None,
                     decision: "unauthenticated",
@@ -143,6 +144,7 @@ impl Services {
             tenant: aim.tenant.map(|t| if t.is_empty() { secretd_core::DEFAULT_TENANT } else { t }.to_owned()),
             namespace: aim.namespace.map(str::to_owned),
             found_in: trail.found_in.as_ref().map(|found| found.to_string()),
+            backend: trail.backend.clone(),
             key: aim.key.map(str::to_owned),
             version: aim.version.filter(|v| !v.is_empty()).map(str::to_owned),
             decision,
@@ -248,6 +250,7 @@ fn to_response(resolved: &Resolved) -> proto::GetSecretResponse {
             Origin::Stale => proto::Source::Stale,
         } as i32,
         age: prost_types::Duration::try_from(resolved.age).ok(),
+        backend: resolved.secret.backend.to_string(),
     }
 }
 
@@ -717,11 +720,12 @@ pub async fn run(
     // wait: a client must never find the service unknown, nor SERVING
     // before the backend said so.
     let first = if options.liveness.initial_delay.is_zero() {
-        Some(check_backend(&services.broker, &health_reporter, &readiness, &options.liveness, None).await)
+        Some(check_backends(&services.broker, &health_reporter, &readiness, &options.liveness, None).await)
     } else {
         let service = <SecretBrokerServer<Services> as tonic::server::NamedService>::NAME;
-        for name in [service, "", BACKEND_HEALTH_SERVICE] {
-            health_reporter.set_service_status(name, ServingStatus::NotServing).await;
+        let backends = services.broker.routes().all().iter().map(|r| backend_health_service(&r.name));
+        for name in [service.to_owned(), String::new(), BACKEND_HEALTH_SERVICE.to_owned()].into_iter().chain(backends) {
+            health_reporter.set_service_status(&name, ServingStatus::NotServing).await;
         }
         None
     };
@@ -806,64 +810,91 @@ pub async fn run(
     result
 }
 
-/// The `grpc.health.v1` service name that reports the backend alone
-/// (and its circuit breaker), whatever the cache can still serve.
+/// The `grpc.health.v1` service name that reports the default backend
+/// alone (and its circuit breaker), whatever the cache can still serve.
+/// Each backend also has `secretd.backend.<name>`.
 pub const BACKEND_HEALTH_SERVICE: &str = "secretd.backend";
 
-/// Keeps `grpc.health.v1`, `/readyz` and the `backend_up` gauge in step
-/// with the backend's health check.
+/// The `grpc.health.v1` service of one backend.
+pub fn backend_health_service(name: &str) -> String {
+    format!("{BACKEND_HEALTH_SERVICE}.{name}")
+}
+
+/// Keeps `grpc.health.v1`, `/readyz` and the `backend_up` gauges in step
+/// with the backends' health checks.
 async fn watch_health(
     broker: Arc<Broker>,
     reporter: tonic_health::server::HealthReporter,
     readiness: Arc<Readiness>,
     liveness: LivenessConfig,
-    mut last: Option<ServingStatus>,
+    mut last: Option<Vec<ServingStatus>>,
 ) {
     tokio::time::sleep(if last.is_some() { liveness.interval } else { liveness.initial_delay }).await;
     loop {
-        let status = check_backend(&broker, &reporter, &readiness, &liveness, last).await;
+        let status = check_backends(&broker, &reporter, &readiness, &liveness, last.as_deref()).await;
         last = Some(status);
         tokio::time::sleep(liveness.interval).await;
     }
 }
 
-/// One health check of the backend, published to `grpc.health.v1`,
-/// `/readyz` and the `backend_up` gauge. Returns the backend's status.
+/// One health check of every backend, at once, published to
+/// `grpc.health.v1`, `/readyz` and the `backend_up` gauges. Returns each
+/// backend's status, in route order (the default first).
 ///
-/// `secretd.backend` follows the backend. The broker's own service (and
-/// `""`) stays SERVING through a backend outage while the cache may serve
+/// `secretd.backend.<name>` follows each backend, `secretd.backend` the
+/// default one. The broker's own service (and `""`) follows the default
+/// backend, but stays SERVING through its outage while the cache may serve
 /// stale values (`secret.cache.stale-if-error`): every replica shares the
 /// backend, so taking them all out of rotation would only turn stale
-/// answers into no answers. Without stale serving it follows the backend.
-async fn check_backend(
+/// answers into no answers. A dedicated backend that is down degrades its
+/// routes only: the broker stays SERVING for the others.
+async fn check_backends(
     broker: &Broker,
     reporter: &tonic_health::server::HealthReporter,
     readiness: &Readiness,
     liveness: &LivenessConfig,
-    last: Option<ServingStatus>,
-) -> ServingStatus {
+    last: Option<&[ServingStatus]>,
+) -> Vec<ServingStatus> {
     let service = <SecretBrokerServer<Services> as tonic::server::NamedService>::NAME;
-    let status = match tokio::time::timeout(liveness.timeout, broker.store().health()).await {
-        Ok(Ok(())) => ServingStatus::Serving,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "backend health check failed");
-            ServingStatus::NotServing
+    let routes = broker.routes().all();
+    let checks = routes.iter().map(|route| async move {
+        match tokio::time::timeout(liveness.timeout, route.store.health()).await {
+            Ok(Ok(())) => ServingStatus::Serving,
+            Ok(Err(e)) => {
+                tracing::warn!(backend = %route.name, error = %e, "backend health check failed");
+                ServingStatus::NotServing
+            }
+            Err(_) => {
+                tracing::warn!(backend = %route.name, timeout = ?liveness.timeout, "backend health check timed out");
+                ServingStatus::NotServing
+            }
         }
-        Err(_) => {
-            tracing::warn!(timeout = ?liveness.timeout, "backend health check timed out");
-            ServingStatus::NotServing
-        }
-    };
-    let up = status == ServingStatus::Serving;
-    crate::metrics::get().backend_up.set(i64::from(up));
+    });
+    let statuses = futures::future::join_all(checks).await;
     let serves_stale = broker.cache().serves_stale();
-    readiness.set_backend(up, serves_stale, broker.breaker().map(|b| b.state()));
-    if last != Some(status) {
-        tracing::info!(?status, serves_stale, "backend health changed");
-        reporter.set_service_status(BACKEND_HEALTH_SERVICE, status).await;
-        let broker_status = if up || serves_stale { ServingStatus::Serving } else { ServingStatus::NotServing };
-        reporter.set_service_status(service, broker_status).await;
-        reporter.set_service_status("", broker_status).await;
+    let mut report = Vec::with_capacity(routes.len());
+    for (i, (route, status)) in routes.iter().zip(&statuses).enumerate() {
+        let up = *status == ServingStatus::Serving;
+        crate::metrics::get()
+            .backend_up
+            .get_or_create(&crate::metrics::BackendLabel::of(&route.name))
+            .set(i64::from(up));
+        report.push(crate::admin::BackendHealth {
+            name: route.name.clone(),
+            ok: up,
+            breaker: route.breaker.as_ref().map(|b| b.state()),
+        });
+        if last.and_then(|l| l.get(i)) != Some(status) {
+            tracing::info!(backend = %route.name, ?status, serves_stale, "backend health changed");
+            reporter.set_service_status(&backend_health_service(&route.name), *status).await;
+            if i == 0 {
+                reporter.set_service_status(BACKEND_HEALTH_SERVICE, *status).await;
+                let broker_status = if up || serves_stale { ServingStatus::Serving } else { ServingStatus::NotServing };
+                reporter.set_service_status(service, broker_status).await;
+                reporter.set_service_status("", broker_status).await;
+            }
+        }
     }
-    status
+    readiness.set_backends(report, serves_stale);
+    statuses
 }

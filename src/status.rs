@@ -108,6 +108,16 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
+/// A write or delete on a route whose backend is read-only
+/// (`secret.read-only`, or a dedicated entry's `read-only`): refused before
+/// any backend call.
+pub fn read_only_backend(backend: &str) -> Status {
+    Status::failed_precondition(format!(
+        "backend {backend} is read-only: secretd sends it no writes (change the secret where it is managed, or set \
+         read-only: false)"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,6 +81,20 @@ impl BackendBlock for AwsConfig {
         }
     }
 
+    fn write_only_settings(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.kms_key_id.is_some() {
+            keys.push("kms-key-id");
+        }
+        if self.force_delete {
+            keys.push("force-delete");
+        }
+        if self.recovery_window_days != default_recovery_window() {
+            keys.push("recovery-window-days");
+        }
+        keys
+    }
+
     fn credentials(&self) -> Vec<&Credential> {
         [&self.access_key_id, &self.secret_key_id, &self.session_token].into_iter().flatten().collect()
     }

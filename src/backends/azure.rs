@@ -123,6 +123,14 @@ impl BackendBlock for AzureConfig {
         }
     }
 
+    fn write_only_settings(&self) -> Vec<&'static str> {
+        if self.purge_on_delete {
+            vec!["purge-on-delete"]
+        } else {
+            Vec::new()
+        }
+    }
+
     fn credentials(&self) -> Vec<&Credential> {
         self.client_secret.iter().map(|c| &c.client_secret).collect()
     }

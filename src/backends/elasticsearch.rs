@@ -90,6 +90,10 @@ impl BackendBlock for ElasticsearchConfig {
         }
     }
 
+    fn write_only_settings(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
     fn credentials(&self) -> Vec<&Credential> {
         let mut credentials: Vec<&Credential> = Vec::new();
         credentials.extend(self.secret.as_ref());

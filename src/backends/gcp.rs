@@ -104,6 +104,14 @@ impl BackendBlock for GcpConfig {
         }
     }
 
+    fn write_only_settings(&self) -> Vec<&'static str> {
+        // Replication is chosen when a secret is created.
+        match self.replication {
+            GcpReplication::Default => Vec::new(),
+            _ => vec!["replication"],
+        }
+    }
+
     fn credentials(&self) -> Vec<&Credential> {
         self.service_account.iter().collect()
     }

@@ -45,6 +45,10 @@ impl BackendBlock for JdbcConfig {
         }
     }
 
+    fn write_only_settings(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
     fn credentials(&self) -> Vec<&Credential> {
         self.secret.iter().collect()
     }

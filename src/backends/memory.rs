@@ -30,6 +30,10 @@ impl BackendBlock for MemoryConfig {
 
     fn validate(&self, _at: &str, _bad: &mut dyn FnMut(&str, &'static str)) {}
 
+    fn write_only_settings(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
     fn credentials(&self) -> Vec<&Credential> {
         Vec::new()
     }

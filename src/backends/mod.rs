@@ -176,6 +176,10 @@ pub trait BackendBlock: SharedKeys + fmt::Debug + Send + Sync {
     /// permission checks of their files.
     fn credentials(&self) -> Vec<&Credential>;
 
+    /// The keys set in this block that only a write uses (`kms-key-id`,
+    /// `max-versions`): a read-only backend must not have them.
+    fn write_only_settings(&self) -> Vec<&'static str>;
+
     /// Connects the store, ready to serve (migrations run, logged in).
     async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError>;
 }
@@ -209,9 +213,9 @@ impl BackendError {
 }
 
 /// Builds the backend `blocks` chooses, connected and wrapped; `at` is the
-/// dotted path of the struct that holds the blocks (`secret`), `label`
-/// names it in metrics and health.
-pub async fn build_backend(blocks: &dyn BackendBlocks, at: &str, label: Arc<str>) -> Result<Backend, BackendError> {
+/// dotted path of the struct that holds the blocks (`secret`), `name`
+/// names it in metrics, health and messages.
+pub async fn build_backend(blocks: &dyn BackendBlocks, at: &str, name: &str) -> Result<Backend, BackendError> {
     let backend = blocks.backend_type();
     let block_at = format!("{at}.{}", backend.as_str());
     let block = blocks.selected().ok_or_else(|| BackendError::MissingBlock(block_at.clone()))?;
@@ -219,15 +223,9 @@ pub async fn build_backend(blocks: &dyn BackendBlocks, at: &str, label: Arc<str>
         return Err(BackendError::not_built_in(&format!("{at}.type"), backend));
     }
     let store = block.build(&block_at).await?;
-    let resilient = ResilientStore::new(crate::metrics::InstrumentedStore::wrap(store), label, block.resilience());
+    let resilient = ResilientStore::new(crate::metrics::InstrumentedStore::wrap(store, name), name, block.resilience());
     let breaker = resilient.breaker();
     Ok(Backend { store: ScopedStore::wrap(Arc::new(resilient), block.scope()), breaker })
-}
-
-/// Builds the default backend of `config.secret`.
-pub async fn build_store(config: &crate::config::Config) -> Result<Backend, BackendError> {
-    let label: Arc<str> = config.secret.backend.as_str().into();
-    build_backend(&config.secret, "secret", label).await
 }
 
 /// Reads a PEM file a block names, for its TLS trust.

@@ -124,6 +124,10 @@ impl BackendBlock for VaultConfig {
         }
     }
 
+    fn write_only_settings(&self) -> Vec<&'static str> {
+        self.max_versions.map(|_| "max-versions").into_iter().collect()
+    }
+
     fn credentials(&self) -> Vec<&Credential> {
         let mut credentials: Vec<&Credential> = Vec::new();
         credentials.extend(self.token.as_ref().map(|t| &t.token));

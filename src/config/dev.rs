@@ -89,6 +89,8 @@ pub fn dev_config(paths: &DevPaths) -> std::io::Result<Config> {
             elasticsearch: None,
             cache: CacheConfig::default(),
             isolation: IsolationConfig::default(),
+            read_only: false,
+            dedicated: Vec::new(),
         },
         security: Default::default(),
         state: StateConfig {

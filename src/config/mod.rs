@@ -196,8 +196,49 @@ crate::backends::with_backend_blocks! {
         pub cache: CacheConfig,
         #[serde(default)]
         pub isolation: IsolationConfig,
+        /// The default backend refuses writes (the platform's
+        /// `secret.read-only`): PutSecret and DeleteSecret are
+        /// FAILED_PRECONDITION and no write call reaches it.
+        #[serde(default)]
+        pub read_only: bool,
+        /// Backends that serve one tenant, or one namespace of a tenant and
+        /// everything below it, instead of the default one.
+        #[serde(default)]
+        pub dedicated: Vec<DedicatedConfig>,
     }
 }
+
+crate::backends::with_backend_blocks! {
+    /// `secret.dedicated[]`: a backend of its own for a tenant or a
+    /// namespace.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+    pub struct DedicatedConfig {
+        /// Names the backend in metrics, health, audit and the CLI.
+        pub name: String,
+        /// The tenant it serves; alone, the whole tenant.
+        pub tenant: String,
+        /// One namespace of the tenant and everything below it.
+        pub namespace: Option<String>,
+        /// Refuse writes, and never send one to this backend.
+        #[serde(default)]
+        pub read_only: bool,
+        /// Service types refused on this backend's routes, besides the
+        /// global `secret.isolation`.
+        #[serde(default)]
+        pub isolation: IsolationConfig,
+        /// Another entry's name, or `default`: a secret this backend does
+        /// not have is looked up there (while migrating).
+        pub fallback: Option<String>,
+        /// Also write a secret found in the fallback into this backend, so
+        /// that a migration completes by use.
+        #[serde(default)]
+        pub copy_on_read: bool,
+    }
+}
+
+/// The name of the default backend in routes, metrics and the CLI.
+pub const DEFAULT_BACKEND_NAME: &str = "default";
 
 fn default_max_value_size() -> usize {
     64 * 1024
@@ -312,8 +353,12 @@ impl Config {
         let mut credentials: Vec<&Credential> = Vec::new();
         credentials.extend(self.server.basic_auth.as_ref().map(|b| &b.password));
         credentials.extend(self.server.tls.as_ref().and_then(|t| t.keystore_password.as_ref()));
-        for (_, block) in s.present_blocks() {
-            credentials.extend(block.credentials());
+        for blocks in
+            std::iter::once(s as &dyn BackendBlocks).chain(s.dedicated.iter().map(|d| d as &dyn BackendBlocks))
+        {
+            for (_, block) in blocks.present_blocks() {
+                credentials.extend(block.credentials());
+            }
         }
         let mut files: Vec<&std::path::Path> =
             credentials.into_iter().filter_map(|c| c.file()).map(|p| p.as_path()).collect();
@@ -326,10 +371,11 @@ impl Config {
     /// dotted path of each `type`, and the type.
     pub fn backends_not_built_in(&self) -> Vec<(String, BackendType)> {
         let s = &self.secret;
-        s.selected()
-            .filter(|block| !block.built_in())
-            .map(|_| ("secret.type".to_owned(), s.backend))
-            .into_iter()
+        let entries = std::iter::once(("secret.type".to_owned(), s as &dyn BackendBlocks))
+            .chain(s.dedicated.iter().enumerate().map(|(i, d)| (format!("secret.dedicated[{i}].type"), d as _)));
+        entries
+            .filter(|(_, blocks)| blocks.selected().is_some_and(|block| !block.built_in()))
+            .map(|(at, blocks)| (at, blocks.backend_type()))
             .collect()
     }
 
@@ -375,6 +421,10 @@ impl Config {
             }
         }
         validate_backend_blocks("secret", s, &mut bad);
+        if s.read_only {
+            check_read_only_settings("secret", s, &mut bad);
+        }
+        validate_dedicated(&s.dedicated, &mut bad);
         s.validate_resilience(&mut bad);
         self.validate_security(&mut bad);
         problems
@@ -509,6 +559,91 @@ pub fn is_service_type(s: &str) -> bool {
     !s.is_empty()
         && s.starts_with(|c: char| c.is_ascii_uppercase())
         && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// A read-only backend's settings that only a write would use: set, they
+/// say the operator expects writes there.
+fn check_read_only_settings(at: &str, blocks: &dyn BackendBlocks, bad: &mut dyn FnMut(&str, &'static str)) {
+    if let Some(block) = blocks.selected() {
+        for key in block.write_only_settings() {
+            bad(
+                &format!("{at}.{}.{key}", blocks.backend_type().as_str()),
+                "only applies to writes, and this backend is read-only (remove it, or read-only: false)",
+            );
+        }
+    }
+}
+
+/// The `secret.dedicated` entries: names, routes, fallbacks.
+fn validate_dedicated(entries: &[DedicatedConfig], bad: &mut dyn FnMut(&str, &'static str)) {
+    use secretd_core::{Namespace, Tenant};
+    let mut routes: Vec<(usize, &str, Option<&str>)> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let at = format!("secret.dedicated[{i}]");
+        validate_backend_blocks(&at, entry, bad);
+        let name_ok = !entry.name.is_empty()
+            && entry.name.len() <= 63
+            && entry.name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && entry.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !name_ok {
+            bad(
+                &format!("{at}.name"),
+                "must be 1 to 63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit",
+            );
+        } else if entry.name == DEFAULT_BACKEND_NAME {
+            bad(&format!("{at}.name"), "is reserved for the default backend");
+        } else if entries[..i].iter().any(|other| other.name == entry.name) {
+            bad(&format!("{at}.name"), "is used by an earlier entry; each backend needs its own name");
+        }
+        if Tenant::parse(&entry.tenant).is_err() {
+            bad(&format!("{at}.tenant"), "is not a tenant name (1 to 63 characters of a-z, 0-9, '_' and '-')");
+        }
+        if entry.namespace.as_deref().is_some_and(|ns| Namespace::parse(ns).is_err()) {
+            bad(&format!("{at}.namespace"), "is not a namespace (dot-separated segments of A-Z a-z 0-9 _ -)");
+        }
+        let route = (entry.tenant.as_str(), entry.namespace.as_deref());
+        if routes.iter().any(|(_, tenant, namespace)| (*tenant, *namespace) == route) {
+            bad(&format!("{at}.namespace"), "routes the same tenant and namespace as an earlier entry");
+        }
+        routes.push((i, route.0, route.1));
+        for (j, service) in entry.isolation.denied_services.iter().enumerate() {
+            if !is_service_type(service) {
+                bad(
+                    &format!("{at}.isolation.denied-services[{j}]"),
+                    "is not a service type (upper-case letters, digits and '_', like EXECUTOR)",
+                );
+            }
+        }
+        if entry.read_only {
+            check_read_only_settings(&at, entry, bad);
+            if entry.copy_on_read {
+                bad(&format!("{at}.copy-on-read"), "writes into this backend, which is read-only");
+            }
+        }
+        match &entry.fallback {
+            None if entry.copy_on_read => bad(&format!("{at}.copy-on-read"), "needs a fallback to copy from"),
+            None => {}
+            Some(fallback) if fallback == DEFAULT_BACKEND_NAME => {}
+            Some(fallback) if fallback == &entry.name => bad(&format!("{at}.fallback"), "names this entry itself"),
+            Some(fallback) if !entries.iter().any(|other| &other.name == fallback) => {
+                bad(&format!("{at}.fallback"), "names no secret.dedicated entry (nor default)")
+            }
+            Some(_) => {
+                // Follow the chain: it must end at `default` or at an entry
+                // without a fallback.
+                let mut seen = vec![entry.name.as_str()];
+                let mut next = entry.fallback.as_deref();
+                while let Some(name) = next.filter(|n| *n != DEFAULT_BACKEND_NAME) {
+                    if seen.contains(&name) {
+                        bad(&format!("{at}.fallback"), "leads back to this entry: fallbacks must not form a cycle");
+                        break;
+                    }
+                    seen.push(name);
+                    next = entries.iter().find(|other| other.name == name).and_then(|other| other.fallback.as_deref());
+                }
+            }
+        }
+    }
 }
 
 /// Checks the backend blocks of `blocks` (the `secret` block, or a

@@ -54,6 +54,8 @@ pub struct CircuitBreaker {
     threshold: u32,
     open_for: Duration,
     state: Mutex<State>,
+    /// The backend's name, for the `circuit_breaker_state` gauge.
+    backend: String,
 }
 
 /// Why a call was not let through: the breaker is open (or a probe is
@@ -65,7 +67,15 @@ pub struct Rejected {
 
 impl CircuitBreaker {
     pub fn new(threshold: u32, open_for: Duration) -> Self {
-        Self { threshold, open_for, state: Mutex::new(State::Closed { failures: 0 }) }
+        Self::for_backend("default", threshold, open_for)
+    }
+
+    /// A breaker whose state the metrics report under `backend`.
+    pub fn for_backend(backend: &str, threshold: u32, open_for: Duration) -> Self {
+        let breaker =
+            Self { threshold, open_for, state: Mutex::new(State::Closed { failures: 0 }), backend: backend.to_owned() };
+        crate::metrics::get().breaker_state(&breaker.backend).set(BreakerState::Closed.gauge());
+        breaker
     }
 
     pub fn state(&self) -> BreakerState {
@@ -130,14 +140,16 @@ impl CircuitBreaker {
     }
 
     fn publish(&self, state: BreakerState) {
-        crate::metrics::get().circuit_breaker_state.set(state.gauge());
+        crate::metrics::get().breaker_state(&self.backend).set(state.gauge());
+        let backend = &self.backend;
         match state {
             BreakerState::Open => tracing::warn!(
+                backend,
                 open_for = ?self.open_for,
                 "circuit breaker open: backend calls fail fast until a probe succeeds"
             ),
-            BreakerState::HalfOpen => tracing::info!("circuit breaker half-open: probing the backend"),
-            BreakerState::Closed => tracing::info!("circuit breaker closed: the backend answers again"),
+            BreakerState::HalfOpen => tracing::info!(backend, "circuit breaker half-open: probing the backend"),
+            BreakerState::Closed => tracing::info!(backend, "circuit breaker closed: the backend answers again"),
         }
     }
 

@@ -132,14 +132,14 @@ pub struct ResilientStore {
 
 impl ResilientStore {
     pub fn new(inner: Arc<dyn SecretStore>, backend: impl Into<Arc<str>>, settings: Resilience) -> Self {
-        let backend = backend.into();
-        crate::metrics::get().circuit_breaker_state.set(BreakerState::Closed.gauge());
+        let backend: Arc<str> = backend.into();
+        let breaker = Arc::new(CircuitBreaker::for_backend(&backend, settings.failure_threshold, settings.open_for));
         Self {
             inner,
             backend,
             timeout: settings.timeout,
             retry: RetryPolicy { attempts: settings.max_attempts.max(1), ..RetryPolicy::default() },
-            breaker: Arc::new(CircuitBreaker::new(settings.failure_threshold, settings.open_for)),
+            breaker,
             limiter: settings.rate_limit.map(|(rate, burst)| Arc::new(RateLimiter::new(rate, burst))),
         }
     }
@@ -168,8 +168,11 @@ impl ResilientStore {
                 } else {
                     format!("the next probe is in {:.1}s", rejected.retry_in.as_secs_f64())
                 };
-                StoreError::unavailable(format!("{} is failing; its circuit breaker is open and {next}", self.backend))
-                    .for_callers()
+                StoreError::unavailable(format!(
+                    "backend {} is failing; its circuit breaker is open and {next}",
+                    self.backend
+                ))
+                .for_callers()
             })?;
             if let Some(limiter) = &self.limiter {
                 // Without a deadline of its own, a call waits for its slot
@@ -259,7 +262,7 @@ impl ResilientStore {
                 ticket.success();
             }
             if error.kind() == ErrorKind::Throttled {
-                metrics.backend_throttled.inc();
+                metrics.backend_throttled.get_or_create(&crate::metrics::BackendLabel::of(&self.backend)).inc();
                 if let Some(limiter) = &self.limiter {
                     limiter.throttled();
                 }
@@ -274,7 +277,7 @@ impl ResilientStore {
                 return Err(error);
             }
             tracing::debug!(attempt, kind = %error.kind(), "transient backend error during {what}, retrying: {error}");
-            metrics.backend_retries.inc();
+            metrics.backend_retries.get_or_create(&crate::metrics::BackendLabel::of(&self.backend)).inc();
             tokio::time::sleep(pause).await;
             attempt += 1;
         }

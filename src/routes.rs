@@ -300,3 +300,179 @@ mod tests {
         assert_eq!(routes.chain(a).len(), 2);
     }
 }
+
+/// The broker over several routes: inheritance across backends, read-only
+/// routes, fallbacks, copy-on-read and each route's isolation.
+#[cfg(test)]
+mod broker_tests {
+    use std::time::Duration;
+
+    use secretd_core::{testing::FaultyStore, SecretName, SecretValue, Tags};
+    use secretd_memory::MemoryStore;
+    use tonic::Code;
+
+    use super::*;
+    use crate::{
+        auth::Principal,
+        broker::{Broker, Limits, Ref, Trail},
+        cache::SecretCache,
+        config::{AccessConfig, CacheConfig, IsolationConfig, Permission},
+        policy::{Caller, Policy},
+    };
+
+    struct Rig {
+        broker: Broker,
+        default: Arc<FaultyStore>,
+        finance: Arc<FaultyStore>,
+        archive: Arc<FaultyStore>,
+    }
+
+    /// default; `finance` for main/company.finance (falling back to default,
+    /// copying on read, EXECUTOR refused); `archive`, read-only, for the
+    /// whole tenant `acme`.
+    fn rig() -> Rig {
+        let store = || Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
+        let (default, finance, archive) = (store(), store(), store());
+        let mut finance_route = Route::plain("finance", finance.clone());
+        finance_route.copy_on_read = true;
+        finance_route.denied_services = vec!["EXECUTOR".into()];
+        let mut archive_route = Route::plain("archive", archive.clone());
+        archive_route.read_only = true;
+        let mut routes = Routes::new(
+            Route::plain("default", default.clone()),
+            vec![
+                (finance_route, "main".into(), Some(Namespace::parse("company.finance").unwrap())),
+                (archive_route, "acme".into(), None),
+            ],
+        );
+        routes.set_fallback("finance", "default");
+        let cache =
+            SecretCache::new(&CacheConfig { expire_after_write: Duration::from_secs(60), ..CacheConfig::default() });
+        let policy = Policy::new(&IsolationConfig::default(), &AccessConfig::default());
+        Rig { broker: Broker::with_routes(routes, cache, policy, Limits::default()), default, finance, archive }
+    }
+
+    fn caller(service: &str) -> Caller {
+        let principal = Principal {
+            name: format!("a-{}", service.to_lowercase()),
+            service: service.into(),
+            permissions: Permission::ALL.into_iter().collect(),
+            namespaces: vec![],
+            tenants: vec!["*".into()],
+            expires_at: None,
+        };
+        Caller { principal: Arc::new(principal), peer: "test".into() }
+    }
+
+    fn r<'a>(tenant: &'a str, ns: &'a str, key: &'a str) -> Ref<'a> {
+        Ref { tenant, namespace: ns, key, version: "" }
+    }
+
+    async fn seed(store: &dyn SecretStore, tenant: &str, ns: &str, key: &str, value: &str) {
+        let name = SecretName::parse(tenant, ns, key).unwrap();
+        store.put(&name, &SecretValue::from_slice(value.as_bytes()), &Tags::new(), None).await.unwrap();
+    }
+
+    async fn read(rig: &Rig, who: &Caller, reference: Ref<'_>) -> Result<(String, String, String), Code> {
+        let mut trail = Trail::default();
+        let answer = rig.broker.get(who, reference, &mut trail).await.map_err(|s| s.code())?;
+        let value = String::from_utf8(answer.secret.value.expose().to_vec()).unwrap();
+        assert_eq!(trail.backend.as_deref(), Some(&*answer.secret.backend), "the audit names the answering backend");
+        Ok((value, answer.secret.metadata.name.namespace.to_string(), answer.secret.backend.to_string()))
+    }
+
+    #[tokio::test]
+    async fn each_namespace_of_the_walk_is_looked_up_in_its_own_backend() {
+        let rig = rig();
+        seed(&*rig.default, "main", "company", "shared", "from-default").await;
+        seed(&*rig.finance, "main", "company.finance", "db", "from-finance").await;
+        let worker = caller("WORKER");
+        // company.finance.etl and company.finance go to finance, company to default.
+        assert_eq!(
+            read(&rig, &worker, r("main", "company.finance.etl", "db")).await.unwrap(),
+            ("from-finance".into(), "company.finance".into(), "finance".into())
+        );
+        assert_eq!(
+            read(&rig, &worker, r("main", "company.finance.etl", "shared")).await.unwrap(),
+            ("from-default".into(), "company".into(), "default".into())
+        );
+        // A put goes to the route's backend only.
+        let mut trail = Trail::default();
+        let value = SecretValue::from_slice(b"new");
+        rig.broker
+            .put(&worker, r("main", "company.finance.etl", "k"), value, Tags::new(), "", &mut trail)
+            .await
+            .unwrap();
+        assert_eq!(trail.backend.as_deref(), Some("finance"));
+        let name = SecretName::parse("main", "company.finance.etl", "k").unwrap();
+        assert!(rig.finance.get(&name, None).await.is_ok());
+        assert!(rig.default.get(&name, None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_read_only_backend_gets_no_write_call() {
+        let rig = rig();
+        seed(&*rig.archive, "acme", "legal", "contract", "signed").await;
+        let before = rig.archive.calls();
+        let worker = caller("WORKER");
+        for i in 0..50 {
+            let key = format!("k{i}");
+            let mut trail = Trail::default();
+            let value = SecretValue::from_slice(b"v");
+            let put = rig.broker.put(&worker, r("acme", "legal", &key), value, Tags::new(), "", &mut trail).await;
+            let status = put.unwrap_err();
+            assert_eq!(status.code(), Code::FailedPrecondition);
+            assert!(status.message().contains("backend archive is read-only"), "{}", status.message());
+            let deleted = rig.broker.delete(&worker, r("acme", "legal", "contract"), &mut Trail::default()).await;
+            assert_eq!(deleted.unwrap_err().code(), Code::FailedPrecondition);
+        }
+        assert_eq!(rig.archive.calls(), before, "a refused write reached the read-only backend");
+        // Reads and listings work as before.
+        assert_eq!(read(&rig, &worker, r("acme", "legal", "contract")).await.unwrap().0, "signed");
+    }
+
+    #[tokio::test]
+    async fn a_miss_is_looked_up_in_the_fallback_and_copied_on_read() {
+        let rig = rig();
+        seed(&*rig.default, "main", "company.finance", "db", "old-home").await;
+        let worker = caller("WORKER");
+        let (value, _, backend) = read(&rig, &worker, r("main", "company.finance", "db")).await.unwrap();
+        assert_eq!((value.as_str(), backend.as_str()), ("old-home", "default"));
+        // copy-on-read wrote it, value and tags, into the route's backend.
+        let name = SecretName::parse("main", "company.finance", "db").unwrap();
+        assert_eq!(rig.finance.get(&name, None).await.unwrap().value.expose(), b"old-home");
+        rig.broker.cache().invalidate(&name);
+        assert_eq!(read(&rig, &worker, r("main", "company.finance", "db")).await.unwrap().2, "finance");
+        // A delete removes it from both, so the fallback cannot bring it back.
+        rig.broker.delete(&worker, r("main", "company.finance", "db"), &mut Trail::default()).await.unwrap();
+        assert!(rig.finance.get(&name, None).await.is_err() && rig.default.get(&name, None).await.is_err());
+        assert_eq!(read(&rig, &worker, r("main", "company.finance", "db")).await.unwrap_err(), Code::NotFound);
+        let again = rig.broker.delete(&worker, r("main", "company.finance", "db"), &mut Trail::default()).await;
+        assert_eq!(again.unwrap_err().code(), Code::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_backends_isolation_holds_on_its_routes_only() {
+        let rig = rig();
+        seed(&*rig.default, "main", "company", "shared", "ok-for-all").await;
+        seed(&*rig.finance, "main", "company.finance", "db", "finance-only").await;
+        let (worker, executor) = (caller("WORKER"), caller("EXECUTOR"));
+        // The worker caches the finance answer first: the executor must not
+        // get it from the cache either.
+        assert_eq!(read(&rig, &worker, r("main", "company.finance", "db")).await.unwrap().0, "finance-only");
+        let gets = rig.finance.calls();
+        // Its namespaces count as absent to the executor, as a namespace an
+        // access rule denies does: the walk goes on to `company`.
+        assert_eq!(read(&rig, &executor, r("main", "company.finance", "db")).await.unwrap_err(), Code::NotFound);
+        // The walk passes over the finance namespaces to the default's parent.
+        assert_eq!(read(&rig, &executor, r("main", "company.finance.etl", "shared")).await.unwrap().0, "ok-for-all");
+        assert_eq!(read(&rig, &executor, r("main", "company.finance.etl", "db")).await.unwrap_err(), Code::NotFound);
+        assert_eq!(rig.finance.calls(), gets, "an isolated caller's lookup reached the backend");
+        let mut trail = Trail::default();
+        let value = SecretValue::from_slice(b"v");
+        let put =
+            rig.broker.put(&executor, r("main", "company.finance", "x"), value, Tags::new(), "", &mut trail).await;
+        assert_eq!(put.unwrap_err().code(), Code::PermissionDenied);
+        assert_eq!(read(&rig, &executor, r("main", "company", "shared")).await.unwrap().0, "ok-for-all");
+    }
+}

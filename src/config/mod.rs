@@ -659,3 +659,89 @@ fn validate_backend_blocks(at: &str, blocks: &dyn BackendBlocks, bad: &mut dyn F
         crate::backends::validate_shared(&block_at, block, bad);
     }
 }
+
+#[cfg(test)]
+mod dedicated_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const HEAD: &str = "secret:\n  type: memory\n  dedicated:\n";
+
+    fn problems(entries: &str) -> String {
+        match load_str(&format!("{HEAD}{entries}"), Path::new("d.yaml"), &|_| None) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_good_set_of_routes_passes() {
+        let ok = problems(
+            "    - {name: acme, tenant: acme, type: memory, read-only: true, isolation: {enabled: true, denied-services: [EXECUTOR]}}\n    \
+             - {name: finance, tenant: main, namespace: company.finance, type: memory, fallback: default, copy-on-read: true}\n    \
+             - {name: payroll, tenant: main, namespace: company.finance.payroll, type: memory, fallback: finance}\n",
+        );
+        assert_eq!(ok, "");
+    }
+
+    #[test]
+    fn each_mistake_names_its_field() {
+        let cases = [
+            ("    - {name: Bad Name, tenant: main, type: memory}\n", "secret.dedicated[0].name: must be 1 to 63"),
+            ("    - {name: default, tenant: main, type: memory}\n", "secret.dedicated[0].name: is reserved"),
+            (
+                "    - {name: a, tenant: main, type: memory}\n    - {name: a, tenant: acme, type: memory}\n",
+                "secret.dedicated[1].name: is used by an earlier entry",
+            ),
+            ("    - {name: a, tenant: 'Not A Tenant', type: memory}\n", "secret.dedicated[0].tenant: is not a tenant"),
+            ("    - {name: a, tenant: main, namespace: 'a..b', type: memory}\n", "secret.dedicated[0].namespace: is not"),
+            (
+                "    - {name: a, tenant: main, namespace: x, type: memory}\n    - {name: b, tenant: main, namespace: x, type: memory}\n",
+                "secret.dedicated[1].namespace: routes the same tenant and namespace",
+            ),
+            ("    - {name: a, tenant: main, type: memory, fallback: nowhere}\n", "secret.dedicated[0].fallback: names no"),
+            ("    - {name: a, tenant: main, type: memory, fallback: a}\n", "secret.dedicated[0].fallback: names this entry"),
+            (
+                "    - {name: a, tenant: main, type: memory, fallback: b}\n    - {name: b, tenant: acme, type: memory, fallback: a}\n",
+                "secret.dedicated[0].fallback: leads back to this entry",
+            ),
+            ("    - {name: a, tenant: main, type: memory, copy-on-read: true}\n", "copy-on-read: needs a fallback"),
+            (
+                "    - {name: a, tenant: main, type: memory, read-only: true, fallback: default, copy-on-read: true}\n",
+                "secret.dedicated[0].copy-on-read: writes into this backend, which is read-only",
+            ),
+            ("    - {name: a, tenant: main, type: vault}\n", "secret.dedicated[0].vault: is required"),
+            (
+                "    - name: a\n      tenant: main\n      type: vault\n      read-only: true\n      vault: {address: http://v:8200, token: {token: t}, max-versions: 3}\n",
+                "secret.dedicated[0].vault.max-versions: only applies to writes",
+            ),
+            (
+                "    - name: a\n      tenant: main\n      type: aws-secret-manager\n      read-only: true\n      aws-secret-manager: {region: us-east-1, kms-key-id: k}\n",
+                "secret.dedicated[0].aws-secret-manager.kms-key-id: only applies to writes",
+            ),
+            (
+                "    - name: a\n      tenant: main\n      type: vault\n      vault: {address: ftp://v, token: {token: t}, timeout: 0s}\n",
+                "secret.dedicated[0].vault.timeout: must be longer than 0s",
+            ),
+            ("    - {name: a, tenant: main, type: memory, isolation: {enabled: true, denied-services: [worker]}}\n", "isolation.denied-services[0]"),
+            ("    - {name: a, tenant: main, type: memory, weight: 3}\n", "unknown field `weight`"),
+        ];
+        for (entries, want) in cases {
+            let got = problems(entries);
+            assert!(got.contains(want), "{entries}: want {want:?} in {got}");
+        }
+    }
+
+    #[test]
+    fn the_default_backend_may_be_read_only() {
+        let error = load_str(
+            "secret:\n  type: vault\n  read-only: true\n  vault: {address: http://v:8200, token: {token: t}, max-versions: 3}\n",
+            Path::new("d.yaml"),
+            &|_| None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("secret.vault.max-versions: only applies to writes"), "{error}");
+    }
+}

@@ -55,11 +55,20 @@ impl BackendBlock for JdbcConfig {
 
     async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
         let encryption = self.secret.as_ref().ok_or_else(|| BackendError::MissingBlock(format!("{at}.secret")))?;
+        let url = self.url.expose_secret();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            // As for the state store: the database's folder is made private
+            // when secretd creates it.
+            let file = std::path::Path::new(path.split('?').next().unwrap_or(path));
+            if let Some(folder) = file.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+                crate::files::create_private_dir(folder)
+                    .map_err(|e| BackendError::start(&format!("{at}.url"), format!("cannot create its folder: {e}")))?;
+            }
+        }
         let options = secretd_sql::SqlOptions { max_connections: self.max_connections };
-        let store =
-            secretd_sql::SqlStore::connect(self.url.expose_secret(), encryption.secret().expose_secret(), options)
-                .await
-                .map_err(|e| BackendError::start(at, e))?;
+        let store = secretd_sql::SqlStore::connect(url, encryption.secret().expose_secret(), options)
+            .await
+            .map_err(|e| BackendError::start(at, e))?;
         Ok(Arc::new(store))
     }
 }

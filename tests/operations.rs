@@ -87,8 +87,11 @@ async fn metrics_move_as_calls_are_made() {
     assert_eq!(moved(r#"secretd_requests_total{method="PutSecret",code="OK"}"#), 1.0);
     assert_eq!(moved("secretd_cache_hits_total"), 1.0, "the second read is a hit");
     assert!(moved("secretd_cache_misses_total") >= 1.0);
-    assert!(moved(r#"secretd_backend_calls_total{operation="put"}"#) >= 1.0);
-    assert!(moved(r#"secretd_backend_errors_total{operation="get",kind="not_found"}"#) >= 1.0, "{after}");
+    assert!(moved(r#"secretd_backend_calls_total{backend="default",operation="put"}"#) >= 1.0);
+    assert!(
+        moved(r#"secretd_backend_errors_total{backend="default",operation="get",kind="not_found"}"#) >= 1.0,
+        "{after}"
+    );
     assert_eq!(moved(r#"secretd_auth_failures_total{reason="unknown or revoked token"}"#), 1.0, "{after}");
     assert!(after.contains("secretd_request_duration_seconds_bucket"), "latency histograms");
     assert!(after.contains("secretd_cache_entries"));
@@ -206,7 +209,7 @@ async fn readiness_and_grpc_health_follow_the_backend() {
     assert!(why.contains("backend unavailable"), "{why}");
     assert!(!serving(strict_health.check(check("")).await.unwrap().into_inner().status));
     assert_eq!(http_get(&strict_admin, "/livez").0, 200, "a backend outage is no reason to restart secretd");
-    assert!(http_get(&strict_admin, "/metrics").1.contains("secretd_backend_up 0"));
+    assert!(http_get(&strict_admin, "/metrics").1.contains("secretd_backend_up{backend=\"default\"} 0"));
 
     // Stale serving on: still ready, but saying why it is degraded.
     wait_until("degraded with the breaker open", Duration::from_secs(15), || {
@@ -224,7 +227,10 @@ async fn readiness_and_grpc_health_follow_the_backend() {
     assert!(stale.age.unwrap().seconds >= 1, "{:?}", stale.age);
     let metrics = http_get(&degraded_admin, "/metrics").1;
     assert!(sample(&metrics, "secretd_stale_serves_total") >= 1.0, "{metrics}");
-    assert!(sample(&metrics, "secretd_circuit_breaker_state") >= 1.0, "the breaker is not closed: {metrics}");
+    assert!(
+        sample(&metrics, "secretd_circuit_breaker_state{backend=\"default\"}") >= 1.0,
+        "the breaker is not closed: {metrics}"
+    );
     wait_until("the audit record of the stale answer", Duration::from_secs(5), || {
         std::fs::read_to_string(&audit).is_ok_and(|a| a.lines().any(|l| l.contains(r#""source":"stale""#)))
     });
@@ -236,5 +242,5 @@ async fn readiness_and_grpc_health_follow_the_backend() {
     assert!(serving(strict_health.check(check("")).await.unwrap().into_inner().status));
     assert!(serving(degraded_health.check(check("secretd.backend")).await.unwrap().into_inner().status));
     let metrics = http_get(&degraded_admin, "/metrics").1;
-    assert_eq!(sample(&metrics, "secretd_circuit_breaker_state"), 0.0, "{metrics}");
+    assert_eq!(sample(&metrics, "secretd_circuit_breaker_state{backend=\"default\"}"), 0.0, "{metrics}");
 }

@@ -113,7 +113,7 @@ fn metric(metrics: &str, name: &str) -> Option<f64> {
 }
 
 fn breaker_state(daemon: &Daemon) -> Option<f64> {
-    metric(&admin_get(daemon, "/metrics").1, "secretd_circuit_breaker_state")
+    metric(&admin_get(daemon, "/metrics").1, "secretd_circuit_breaker_state{backend=\"default\"}")
 }
 
 async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {

@@ -364,3 +364,38 @@ fn the_example_passes_config_check() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A dedicated backend that is down fails its own routes only: the
+/// daemon stays ready, `/readyz` says which backend is degraded, and the
+/// default backend's routes answer as before.
+#[tokio::test]
+async fn a_dedicated_backend_that_is_down_degrades_its_routes_only() {
+    let dedicated = "dedicated:\n  - name: gone\n    tenant: main\n    namespace: company.gone\n    \
+                     type: aws-secret-manager\n    aws-secret-manager:\n      region: us-east-1\n      \
+                     endpoint: http://127.0.0.1:1\n      access-key-id: a\n      secret-key-id: b\n      \
+                     timeout: 1s\n      max-attempts: 1\n";
+    let daemon = Daemon::sqlite(dedicated, "");
+    let mut c = daemon.client().await;
+    put(&mut c, "main", "company", "k", b"v").await.expect("the default backend serves");
+    let inherited = get(&mut c, "main", "company.other", "k", false).await.expect("its routes answer");
+    assert_eq!(inherited.backend, "default");
+    let failed = get(&mut c, "main", "company.gone", "x", false).await.unwrap_err();
+    assert_eq!(failed.code(), Code::Unavailable, "{failed:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ready = http_get(&daemon.admin_url(), "/readyz");
+        if ready.contains("backend gone unavailable") {
+            assert!(ready.starts_with("HTTP/1.0 200") || ready.starts_with("HTTP/1.1 200"), "{ready}");
+            assert!(ready.contains("degraded: backend gone unavailable; its routes fail"), "{ready}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "readyz never named the failing backend: {ready}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut health = tonic_health::pb::health_client::HealthClient::new(daemon.channel().await);
+    let check = |service: &str| tonic_health::pb::HealthCheckRequest { service: service.into() };
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    assert_ne!(health.check(check("secretd.backend.gone")).await.unwrap().into_inner().status, serving);
+    assert_eq!(health.check(check("")).await.unwrap().into_inner().status, serving);
+    assert_eq!(health.check(check("secretd.backend.default")).await.unwrap().into_inner().status, serving);
+}

@@ -478,8 +478,8 @@ impl Broker {
     pub fn explain(&self, caller: &Caller, action: Action, name: &SecretName) -> Result<Vec<Explained>, Status> {
         self.check_depth(&name.namespace)?;
         let explained = |namespace: &Namespace, target: Target<'_>| {
-            let verdict = self.policy.judge(caller, action, target);
-            let reason = match (self.policy.decide(caller, action, target), verdict.step) {
+            let mut verdict = self.policy.judge(caller, action, target);
+            let mut reason = match (self.policy.decide(caller, action, target), verdict.step) {
                 (Err(denial), _) => denial.reason,
                 (Ok(_), step @ Step::Rule { .. }) => {
                     format!("allowed by {}", self.policy.rule_text(step).unwrap_or_default())
@@ -487,7 +487,20 @@ impl Broker {
                 (Ok(_), Step::DefaultAccess) => "no access rule matches; access.default-access: allow".into(),
                 (Ok(reason), _) => reason.into(),
             };
-            Explained { namespace: namespace.clone(), verdict, reason }
+            let route = self.routes.route_id(&name.tenant, namespace);
+            if verdict.allowed {
+                // The backend's own isolation, as the call would apply it.
+                if let Some(denial) = self
+                    .routes
+                    .chain(route)
+                    .into_iter()
+                    .find_map(|id| route_isolation(self.routes.get(id), caller).err())
+                {
+                    verdict = Verdict { allowed: false, step: Step::BackendIsolation };
+                    reason = denial.reason;
+                }
+            }
+            Explained { namespace: namespace.clone(), verdict, reason, backend: self.routes.get(route).name.clone() }
         };
         Ok(match action {
             Action::Read => name
@@ -526,6 +539,8 @@ impl Broker {
 #[derive(Debug, Clone)]
 pub struct Explained {
     pub namespace: Namespace,
+    /// The backend that serves the namespace.
+    pub backend: Arc<str>,
     pub verdict: Verdict,
     /// The deciding step in words, naming the rule.
     pub reason: String,
@@ -635,7 +650,7 @@ fn route_isolation(route: &Route, caller: &Caller) -> Result<(), crate::policy::
     let service = &caller.principal.service;
     if route.denies(service) {
         return Err(crate::policy::Denial {
-            rule: "backend-isolation",
+            rule: Step::BackendIsolation.label(),
             reason: format!(
                 "service type {service} may not use the secrets of backend {} (its isolation.denied-services)",
                 route.name

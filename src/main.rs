@@ -594,10 +594,10 @@ async fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         .into_inner();
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "principal {} (service {})", answer.principal, answer.service)?;
-    writeln!(stdout, "NAMESPACE\tDECISION\tSTEP\tREASON")?;
+    writeln!(stdout, "NAMESPACE\tDECISION\tSTEP\tBACKEND\tREASON")?;
     for d in answer.decisions {
         let decision = if d.allowed { "allow" } else { "deny" };
-        writeln!(stdout, "{}\t{decision}\t{}\t{}", d.namespace, d.step, d.reason)?;
+        writeln!(stdout, "{}\t{decision}\t{}\t{}\t{}", d.namespace, d.step, d.backend, d.reason)?;
     }
     Ok(())
 }

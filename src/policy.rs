@@ -205,6 +205,8 @@ impl Policy {
             Step::DefaultAccess | Step::AdminPermission => {
                 "no access rule allows it (access.default-access: deny)".into()
             }
+            // The policy never judges a backend: the broker adds that step.
+            Step::BackendIsolation => "refused by the backend's isolation".into(),
         };
         Err(Denial { rule: verdict.step.label(), reason })
     }
@@ -285,6 +287,9 @@ pub enum Step {
     Rule { rule: usize, glob: usize, deny: bool },
     /// No rule matched: `access.default-access`.
     DefaultAccess,
+    /// The `isolation.denied-services` of the `secret.dedicated` backend
+    /// that serves the namespace (the broker's check, after the policy's).
+    BackendIsolation,
 }
 
 impl Step {
@@ -297,6 +302,7 @@ impl Step {
             Step::AdminPermission => "admin",
             Step::Rule { .. } => "access_rule",
             Step::DefaultAccess => "default_access",
+            Step::BackendIsolation => "backend_isolation",
         }
     }
 }

@@ -475,4 +475,25 @@ mod broker_tests {
         assert_eq!(put.unwrap_err().code(), Code::PermissionDenied);
         assert_eq!(read(&rig, &executor, r("main", "company", "shared")).await.unwrap().0, "ok-for-all");
     }
+
+    #[test]
+    fn explain_shows_the_backend_and_its_isolation() {
+        let rig = rig();
+        let name = SecretName::parse("main", "company.finance.etl", "db").unwrap();
+        let explained = rig.broker.explain(&caller("EXECUTOR"), crate::policy::Action::Read, &name).unwrap();
+        let rows: Vec<_> = explained
+            .iter()
+            .map(|e| (e.namespace.to_string(), e.verdict.allowed, e.verdict.step.label(), &*e.backend))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("company.finance.etl".to_owned(), false, "backend_isolation", "finance"),
+                ("company.finance".to_owned(), false, "backend_isolation", "finance"),
+                ("company".to_owned(), true, "default_access", "default"),
+            ]
+        );
+        let worker = rig.broker.explain(&caller("WORKER"), crate::policy::Action::Read, &name).unwrap();
+        assert!(worker.iter().all(|e| e.verdict.allowed), "{worker:?}");
+    }
 }

@@ -550,6 +550,7 @@ impl AccessAdmin for Services {
                     allowed: e.verdict.allowed,
                     step: e.verdict.step.label().to_owned(),
                     reason: e.reason,
+                    backend: e.backend.to_string(),
                 })
                 .collect(),
         }))

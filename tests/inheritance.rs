@@ -155,9 +155,10 @@ async fn access_explain_names_the_deciding_rule_for_each_namespace() {
     let rows = rows(&out);
     assert_eq!(rows.len(), 3, "{out}");
     assert_eq!(rows[0][..3], ["company.finance.x", "allow", "access_rule"]);
-    assert!(rows[0][3].contains(r#"access.rules[0] allow "main/company.*/*""#), "{out}");
+    assert_eq!(rows[0][3], "default", "the backend that serves it");
+    assert!(rows[0][4].contains(r#"access.rules[0] allow "main/company.*/*""#), "{out}");
     assert_eq!(rows[1][..3], ["company.finance", "deny", "access_rule"]);
-    assert!(rows[1][3].contains(r#"access.rules[0] deny "*/company.finance/*""#), "{out}");
+    assert!(rows[1][4].contains(r#"access.rules[0] deny "*/company.finance/*""#), "{out}");
     assert_eq!(rows[2][..3], ["company", "deny", "default_access"]);
 
     // By token, limited to company.etl.*: the parents are outside it.

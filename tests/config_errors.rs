@@ -69,6 +69,13 @@ const FIELDS: &[Field] = &[
         base: JDBC,
         plain_string: false,
     },
+    Field {
+        source: "JdbcConfig.previous_secrets",
+        path: &["secret", "jdbc", "previous-secrets", "[0]"],
+        block: 2,
+        base: JDBC,
+        plain_string: false,
+    },
     Field { source: "StateConfig.url", path: &["state", "url"], block: 1, base: STATE, plain_string: true },
     Field {
         source: "VaultTokenAuth.token",
@@ -122,6 +129,13 @@ const FIELDS: &[Field] = &[
     Field {
         source: "ElasticsearchConfig.secret",
         path: &["secret", "elasticsearch", "secret"],
+        block: 2,
+        base: ES_KEY,
+        plain_string: false,
+    },
+    Field {
+        source: "ElasticsearchConfig.previous_secrets",
+        path: &["secret", "elasticsearch", "previous-secrets", "[0]"],
         block: 2,
         base: ES_KEY,
         plain_string: false,
@@ -208,8 +222,13 @@ fn wrong_shapes(field: &Field) -> Vec<(&'static str, At, Value, &'static str)> {
     shapes
 }
 
+/// Sets `path` in `root`; a last step `[0]` makes its parent a list of
+/// that one item (list fields of credentials, like `previous-secrets`).
 fn set(root: &mut Value, path: &[&str], value: Value) {
     let (last, parents) = path.split_last().unwrap();
+    if *last == "[0]" {
+        return set(root, parents, Value::Sequence(vec![value]));
+    }
     let mut node = root;
     for key in parents {
         node = node
@@ -277,7 +296,8 @@ fn no_config_error_quotes_a_credential() {
         for (i, (shape, at, value, says)) in wrong_shapes(field).into_iter().enumerate() {
             let (path, expected_field) = match at {
                 At::Block => (&field.path[..field.block], field.path[..field.block].join(".")),
-                At::Field => (field.path, field.path.join(".")),
+                // List items are named `previous-secrets[0]`.
+                At::Field => (field.path, field.path.join(".").replace(".[", "[")),
             };
             let file = write_config(dir.path(), &format!("case-{cases}-{i}.yaml"), field.base, path, value);
             let file_arg = file.to_str().unwrap();

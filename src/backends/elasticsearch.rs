@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{
     backend_block,
-    shared::{check_encryption_secret, is_http_url},
+    shared::{check_encryption_secret, check_previous_secrets, is_http_url},
     BackendBlock, BackendError,
 };
 use crate::config::Credential;
@@ -24,6 +24,11 @@ backend_block! {
         pub index: String,
         /// The encryption secret, at least 32 characters; inline or `file:`.
         pub secret: Option<Credential>,
+        /// Secrets that values may still be sealed under (after a rotation of
+        /// `secret`): they open values, never seal one. `secretd rekey`
+        /// re-seals everything under `secret`, after which they can go.
+        #[serde(default)]
+        pub previous_secrets: Vec<Credential>,
         pub basic_auth: Option<ElasticsearchBasicAuth>,
         /// An encoded API key (`ApiKey` header).
         pub api_key: Option<Credential>,
@@ -72,6 +77,7 @@ impl BackendBlock for ElasticsearchConfig {
 
     fn validate(&self, at: &str, bad: &mut dyn FnMut(&str, &'static str)) {
         check_encryption_secret(&format!("{at}.secret"), self.secret.as_ref(), bad);
+        check_previous_secrets(&format!("{at}.previous-secrets"), self.secret.as_ref(), &self.previous_secrets, bad);
         if self.hosts.0.is_empty() {
             bad(&format!("{at}.hosts"), "needs at least one node URL");
         }
@@ -97,6 +103,7 @@ impl BackendBlock for ElasticsearchConfig {
     fn credentials(&self) -> Vec<&Credential> {
         let mut credentials: Vec<&Credential> = Vec::new();
         credentials.extend(self.secret.as_ref());
+        credentials.extend(&self.previous_secrets);
         credentials.extend(self.api_key.as_ref());
         credentials.extend(self.basic_auth.as_ref().map(|b| &b.password));
         credentials

@@ -7,7 +7,11 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use secretd_core::SecretStore;
 
-use super::{backend_block, shared::check_encryption_secret, BackendBlock, BackendError};
+use super::{
+    backend_block,
+    shared::{check_encryption_secret, check_previous_secrets},
+    BackendBlock, BackendError,
+};
 use crate::config::Credential;
 
 backend_block! {
@@ -17,6 +21,11 @@ backend_block! {
         pub url: SecretString,
         /// The encryption secret, at least 32 characters; inline or `file:`.
         pub secret: Option<Credential>,
+        /// Secrets that values may still be sealed under (after a rotation of
+        /// `secret`): they open values, never seal one. `secretd rekey`
+        /// re-seals everything under `secret`, after which they can go.
+        #[serde(default)]
+        pub previous_secrets: Vec<Credential>,
         #[serde(default = "default_max_connections")]
         pub max_connections: u32,
     }
@@ -36,6 +45,7 @@ impl BackendBlock for JdbcConfig {
 
     fn validate(&self, at: &str, bad: &mut dyn FnMut(&str, &'static str)) {
         check_encryption_secret(&format!("{at}.secret"), self.secret.as_ref(), bad);
+        check_previous_secrets(&format!("{at}.previous-secrets"), self.secret.as_ref(), &self.previous_secrets, bad);
         let url = self.url.expose_secret();
         if !URL_SCHEMES.iter().any(|p| url.starts_with(p)) {
             bad(&format!("{at}.url"), "must start with sqlite:, postgres:, postgresql:, mysql: or mariadb:");
@@ -50,7 +60,7 @@ impl BackendBlock for JdbcConfig {
     }
 
     fn credentials(&self) -> Vec<&Credential> {
-        self.secret.iter().collect()
+        self.secret.iter().chain(&self.previous_secrets).collect()
     }
 
     async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {

@@ -283,4 +283,34 @@ mod tests {
         // `memory` needs no block.
         assert!(load_str("secret:\n  type: memory\n", Path::new("t.yaml"), &|_| None).is_ok());
     }
+
+    #[test]
+    fn previous_secrets_are_checked_like_the_secret() {
+        const A: &str = "0123456789abcdef0123456789abcdef";
+        const B: &str = "fedcba9876543210fedcba9876543210";
+        for key in ["jdbc", "elasticsearch"] {
+            let head = match key {
+                "jdbc" => "url: sqlite://x.db",
+                _ => "hosts: [http://127.0.0.1:9200]",
+            };
+            let yaml = format!(
+                "secret:\n  type: {key}\n  {key}:\n    {head}\n    secret: {A}\n    previous-secrets: [short, {A}, {B}, {B}]\n"
+            );
+            let error = load_str(&yaml, Path::new("t.yaml"), &|_| None).unwrap_err().to_string();
+            for (i, why) in [(0, "at least 32"), (1, "is the current secret"), (3, "is listed twice")] {
+                let field = format!("secret.{key}.previous-secrets[{i}]: ");
+                assert!(error.contains(&field) && error.contains(why), "{field}{why} missing in {error}");
+            }
+            assert!(!error.contains("previous-secrets[2]"), "{error}");
+            assert!(!error.contains(A) && !error.contains(B), "a secret was quoted: {error}");
+            let ok =
+                format!("secret:\n  type: {key}\n  {key}:\n    {head}\n    secret: {A}\n    previous-secrets: [{B}]\n");
+            let config = load_str(&ok, Path::new("t.yaml"), &|_| None).unwrap();
+            assert_eq!(
+                config.secret.selected().unwrap().credentials().len(),
+                2,
+                "{key}: the previous secret is a credential"
+            );
+        }
+    }
 }

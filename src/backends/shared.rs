@@ -163,6 +163,28 @@ pub(crate) fn check_encryption_secret(
     }
 }
 
+/// `previous-secrets`: each as long as a secret must be, none the current
+/// secret again, none twice.
+pub(crate) fn check_previous_secrets(
+    field: &str,
+    current: Option<&crate::config::Credential>,
+    previous: &[crate::config::Credential],
+    bad: &mut dyn FnMut(&str, &'static str),
+) {
+    use secrecy::ExposeSecret;
+    for (i, secret) in previous.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let text = secret.expose_secret();
+        if text.chars().count() < secretd_core::MIN_SECRET_LEN {
+            bad(&at, "must be at least 32 characters long, as the secret it was");
+        } else if current.is_some_and(|c| c.expose_secret() == text) {
+            bad(&at, "is the current secret: list only the ones it replaced");
+        } else if previous[..i].iter().any(|p| p.expose_secret() == text) {
+            bad(&at, "is listed twice");
+        }
+    }
+}
+
 /// `${VAR:-}` yields an empty string; for an optional setting that means
 /// "not set".
 pub(crate) fn empty_is_none<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {

@@ -72,6 +72,7 @@ pub fn dev_config(paths: &DevPaths) -> std::io::Result<Config> {
             jdbc: Some(JdbcConfig {
                 url: SecretString::from(format!("sqlite://{}", paths.database.display())),
                 secret: Some(Credential::inline(secret)),
+                previous_secrets: Vec::new(),
                 max_connections: 10,
                 tags: Default::default(),
                 filter_on_tags: Default::default(),

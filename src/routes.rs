@@ -196,6 +196,40 @@ impl Routes {
     }
 }
 
+/// The configured backends by name: `default`, then each
+/// `secret.dedicated` entry, with the dotted path of each.
+pub fn configured_backends(config: &Config) -> Vec<(&str, String, &dyn crate::backends::BackendBlocks)> {
+    let secret = &config.secret;
+    std::iter::once((DEFAULT_BACKEND_NAME, "secret".to_owned(), secret as &dyn crate::backends::BackendBlocks))
+        .chain(
+            secret
+                .dedicated
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.name.as_str(), format!("secret.dedicated[{i}]"), d as _)),
+        )
+        .collect()
+}
+
+/// Builds one configured backend by its name (`default`, or an entry's),
+/// for the CLI verbs that work on a backend directly (`migrate`, `rekey`).
+pub async fn build_named(config: &Config, name: &str) -> Result<crate::backends::Backend, NamedBackendError> {
+    let backends = configured_backends(config);
+    let Some((name, at, blocks)) = backends.iter().find(|(n, _, _)| *n == name) else {
+        let known = backends.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", ");
+        return Err(NamedBackendError::Unknown { name: name.to_owned(), known });
+    };
+    Ok(build_backend(*blocks, at, name).await?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NamedBackendError {
+    #[error("no backend is named {name}; the configuration has {known}")]
+    Unknown { name: String, known: String },
+    #[error(transparent)]
+    Build(#[from] BackendError),
+}
+
 /// Builds every configured backend, connected, and the routes to them.
 pub async fn build_routes(config: &Config) -> Result<Routes, BackendError> {
     let secret = &config.secret;

@@ -13,8 +13,8 @@ use std::{
 use async_trait::async_trait;
 
 use crate::{
-    Capabilities, Namespace, Page, PageRequest, Secret, SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant,
-    Version,
+    Capabilities, Namespace, Page, PageRequest, ScanSelection, Secret, SecretName, SecretStore, SecretValue, StoreError,
+    Tags, Tenant, Version,
 };
 
 /// Counts the calls that reach the wrapped store, and how many `get`s were
@@ -93,6 +93,14 @@ impl SecretStore for CountingStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         self.inner.health().await
+    }
+
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        self.inner.scan(selection, page).await
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        self.inner.versions(name).await
     }
 }
 
@@ -189,5 +197,15 @@ impl SecretStore for FaultyStore {
     async fn health(&self) -> Result<(), StoreError> {
         self.enter().await?;
         self.inner.health().await
+    }
+
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        self.enter().await?;
+        self.inner.scan(selection, page).await
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        self.enter().await?;
+        self.inner.versions(name).await
     }
 }

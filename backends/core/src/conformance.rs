@@ -639,9 +639,11 @@ pub async fn scan_covers_the_selection_once_in_order(store: Arc<dyn SecretStore>
     let lookalike = Namespace::parse(&format!("{ns}x")).unwrap();
     let other_tenant = Tenant::parse("conformance-scan").unwrap();
     let mut expected = Vec::new();
-    for (space, key) in [(&ns, "b"), (&ns, "a"), (&ns, "db/password"), (&child, "k"), (&grandchild, "k")] {
+    for (i, (space, key)) in
+        [(&ns, "b"), (&ns, "a"), (&ns, "db/password"), (&child, "k"), (&grandchild, "k")].into_iter().enumerate()
+    {
         let n = name(space, key);
-        put(&store, &n, key.as_bytes(), &tags(&[("where", space.as_str())])).await;
+        put(&store, &n, key.as_bytes(), &tags(&[("n", &i.to_string())])).await;
         expected.push(n);
     }
     let in_other_tenant = SecretName::new(other_tenant.clone(), ns.clone(), Key::parse("theirs").unwrap());

@@ -23,8 +23,8 @@ use prometheus_client::{
     registry::Registry,
 };
 use secretd_core::{
-    Capabilities, Namespace, Page, PageRequest, ScanSelection, Secret, SecretName, SecretStore, SecretValue, StoreError,
-    Tags, Tenant, Version,
+    Capabilities, Namespace, Page, PageRequest, ScanSelection, Secret, SecretName, SecretStore, SecretValue,
+    StoreError, Tags, Tenant, Version,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

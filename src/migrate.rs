@@ -84,7 +84,9 @@ impl Default for MigrateOptions {
 pub enum Outcome {
     /// Written to the target (or, in a dry run, would have been), with this
     /// many versions.
-    Copied { versions: usize },
+    Copied {
+        versions: usize,
+    },
     AlreadyPresent,
     /// The target holds another value and `overwrite` is off.
     SkippedDifferent,
@@ -181,7 +183,11 @@ impl MigrationReport {
     }
 
     pub fn total(&self) -> usize {
-        self.copied.len() + self.already_present.len() + self.skipped_different.len() + self.gone.len() + self.failed.len()
+        self.copied.len()
+            + self.already_present.len()
+            + self.skipped_different.len()
+            + self.gone.len()
+            + self.failed.len()
     }
 
     fn record(&mut self, name: SecretName, outcome: Outcome) {
@@ -209,11 +215,7 @@ impl MigrationReport {
             }
         };
         let mode = if self.dry_run { " (dry run: nothing was written)" } else { "" };
-        out.push_str(&format!(
-            "migrated {} secrets in {:.1?}{mode}\n",
-            self.total(),
-            self.elapsed
-        ));
+        out.push_str(&format!("migrated {} secrets in {:.1?}{mode}\n", self.total(), self.elapsed));
         if let Some(error) = &self.scan_error {
             out.push_str(&format!("  the source could not be scanned: {error}\n"));
         }

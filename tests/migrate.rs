@@ -126,7 +126,12 @@ async fn assert_copied(target: &dyn SecretStore, seeded: &Seeded, all_versions: 
             for version in target.versions(name).await.unwrap() {
                 copied.push(target.get(name, Some(&version)).await.unwrap().value.expose().to_vec());
             }
-            assert!(&copied == values, "{name}: {} versions in the target, {} in the source", copied.len(), values.len());
+            assert!(
+                &copied == values,
+                "{name}: {} versions in the target, {} in the source",
+                copied.len(),
+                values.len()
+            );
         }
     }
 }
@@ -239,10 +244,8 @@ async fn bench_10000_secrets() {
         source.put(&name, &SecretValue::new(format!("value-{i}").into_bytes()), &tags, None).await.unwrap();
     }
     println!("seeding {SECRETS} secrets into SQLite: {:.1?}", started.elapsed());
-    let options = MigrateOptions {
-        selection: ScanSelection { tenant: Some(tenant), namespace: None },
-        ..Default::default()
-    };
+    let options =
+        MigrateOptions { selection: ScanSelection { tenant: Some(tenant), namespace: None }, ..Default::default() };
     let mut targets: Vec<(&str, Arc<dyn SecretStore>)> = vec![("SQLite", sqlite(&dir, "target.db").await)];
     if let Some(openbao) = openbao().await {
         targets.push(("OpenBao", openbao));

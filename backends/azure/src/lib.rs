@@ -585,7 +585,8 @@ impl SecretStore for AzureStore {
         self.challenged().await?;
         let what = "scanning the secrets";
         let options = SecretClientListSecretPropertiesOptions { maxresults: Some(LIST_PAGE), ..Default::default() };
-        let mut pages = self.client.list_secret_properties(Some(options)).map_err(|e| error::map(e, what))?.into_pages();
+        let mut pages =
+            self.client.list_secret_properties(Some(options)).map_err(|e| error::map(e, what))?.into_pages();
         let mut found = std::collections::HashMap::new();
         while let Some(listed) = pages.try_next().await.map_err(|e| error::map(e, what))? {
             let listed: ListSecretPropertiesResult = listed.into_model().map_err(|e| error::map(e, what))?;

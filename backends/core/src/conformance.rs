@@ -691,10 +691,8 @@ pub async fn scan_respects_tag_scope(store: Arc<dyn SecretStore>) {
     let selection = ScanSelection { tenant: None, namespace: Some(ns.clone()) };
     let items = scan_all(&scoped, &selection, 1).await;
     assert_eq!(names_of(&items), [name(&ns, "prod-1").to_string(), name(&ns, "prod-2").to_string()]);
-    let excluding = ScopedStore::wrap(
-        store.clone(),
-        TagScope { excluded_tags: tags(&[("team", "a")]), ..Default::default() },
-    );
+    let excluding =
+        ScopedStore::wrap(store.clone(), TagScope { excluded_tags: tags(&[("team", "a")]), ..Default::default() });
     let items = scan_all(&excluding, &selection, 10).await;
     assert_eq!(items.len(), 3, "excluded-tags hide from a scan: {:?}", names_of(&items));
     assert!(!names_of(&items).contains(&name(&ns, "prod-2").to_string()));

@@ -14,8 +14,8 @@ use std::{
 use async_trait::async_trait;
 
 use crate::{
-    Capabilities, Namespace, Page, PageRequest, ScanSelection, Secret, SecretName, SecretStore, SecretValue, StoreError,
-    Tags, Tenant, Version,
+    Capabilities, Namespace, Page, PageRequest, ScanSelection, Secret, SecretName, SecretStore, SecretValue,
+    StoreError, Tags, Tenant, Version,
 };
 
 /// Counts the calls that reach the wrapped store, and how many `get`s were

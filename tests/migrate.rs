@@ -213,13 +213,13 @@ async fn a_value_changed_in_the_target_is_kept_unless_overwrite() {
     openbao.put(changed, &SecretValue::from_slice(b"changed in the target"), &Tags::new(), None).await.unwrap();
 
     let report = migrate(source.as_ref(), openbao.as_ref(), &options).await;
-    assert_eq!(report.skipped_different, [changed.clone()], "{report}");
+    assert_eq!(report.skipped_different, std::slice::from_ref(changed), "{report}");
     assert!(report.succeeded());
     assert!(!report.to_string().contains("changed in the target"), "a value reached the summary");
     assert_eq!(openbao.get(changed, None).await.unwrap().value.expose(), b"changed in the target");
 
     let report = migrate(source.as_ref(), openbao.as_ref(), &MigrateOptions { overwrite: true, ..options }).await;
-    assert_eq!(report.copied, [changed.clone()], "{report}");
+    assert_eq!(report.copied, std::slice::from_ref(changed), "{report}");
     assert_copied(openbao.as_ref(), &seeded, false).await;
 }
 

@@ -80,13 +80,13 @@ async fn a_different_target_value_is_kept_unless_overwrite() {
     put(&target, &contested, "the target's own", &Tags::new()).await;
     let report = migrate(&source, &target, &options()).await;
     assert!(report.succeeded(), "skipping is not failing: {report}");
-    assert_eq!(report.skipped_different, [contested.clone()]);
+    assert_eq!(report.skipped_different, std::slice::from_ref(&contested));
     assert_eq!(report.copied, [name("team.b", "k001")]);
     assert_eq!(value_of(&target, &contested).await, "the target's own");
 
     let overwrite = MigrateOptions { overwrite: true, ..options() };
     let report = migrate(&source, &target, &overwrite).await;
-    assert_eq!(report.copied, [contested.clone()]);
+    assert_eq!(report.copied, std::slice::from_ref(&contested));
     assert_eq!(value_of(&target, &contested).await, "value-0");
     // The target's own value stays as history, under the copy.
     assert_eq!(history_of(&target, &contested).await, ["the target's own", "value-0"]);
@@ -115,7 +115,7 @@ async fn all_versions_are_copied_in_order_and_only_the_missing_tail_later() {
     assert_eq!((report.copied.len(), report.versions_copied), (1, 2), "{report}");
     assert_eq!(history_of(&target, &n).await, ["v1", "v2", "v3", "v4", "v5"]);
     let report = migrate(&source, &target, &every).await;
-    assert_eq!(report.already_present, [n.clone()]);
+    assert_eq!(report.already_present, std::slice::from_ref(&n));
 
     // Without --all-versions the latest is what counts.
     let report = migrate(&source, &target, &options()).await;
@@ -139,9 +139,9 @@ async fn a_target_holding_a_prefix_gets_the_rest_and_a_different_history_is_skip
     }
     let every = MigrateOptions { all_versions: true, ..options() };
     let report = migrate(&source, &target, &every).await;
-    assert_eq!(report.copied, [partial.clone()]);
+    assert_eq!(report.copied, std::slice::from_ref(&partial));
     assert_eq!(report.versions_copied, 2);
-    assert_eq!(report.skipped_different, [diverged.clone()]);
+    assert_eq!(report.skipped_different, std::slice::from_ref(&diverged));
     assert_eq!(history_of(&target, &partial).await, ["a", "b", "c", "d"]);
     assert_eq!(value_of(&target, &diverged).await, "written-here");
 }
@@ -190,7 +190,7 @@ async fn matching_values_with_missing_tags_are_retagged_once() {
     assert_eq!(target.get(&n, None).await.unwrap().metadata.tags, tags(&[("owner", "data")]));
     for every in [false, true] {
         let report = migrate(&source, &target, &MigrateOptions { all_versions: every, ..options() }).await;
-        assert_eq!(report.already_present, [n.clone()], "all_versions {every}: {report}");
+        assert_eq!(report.already_present, std::slice::from_ref(&n), "all_versions {every}: {report}");
     }
 }
 

@@ -40,7 +40,6 @@
 use std::{
     fmt,
     io::IsTerminal,
-    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -215,7 +214,7 @@ impl MigrationReport {
             }
         };
         let mode = if self.dry_run { " (dry run: nothing was written)" } else { "" };
-        out.push_str(&format!("migrated {} secrets in {:.1?}{mode}\n", self.total(), self.elapsed));
+        out.push_str(&format!("{} secrets in the selection, done in {:.1?}{mode}\n", self.total(), self.elapsed));
         if let Some(error) = &self.scan_error {
             out.push_str(&format!("  the source could not be scanned: {error}\n"));
         }
@@ -269,22 +268,17 @@ pub async fn migrate_with_progress(
         }
     };
     progress.scanned(listed.len());
-    let done = AtomicUsize::new(0);
     let mut outcomes = stream::iter(listed)
-        .map(|metadata| {
-            let done = &done;
-            async move {
-                let outcome = match migrate_one(from, to, &metadata.name, options).await {
-                    Ok(outcome) => outcome,
-                    Err(e) => Outcome::Failed(e.to_string()),
-                };
-                if let Outcome::Failed(why) = &outcome {
-                    tracing::warn!(secret = %metadata.name, "migrating failed: {why}");
-                }
-                done.fetch_add(1, Ordering::Relaxed);
-                progress.finished(&metadata.name, &outcome);
-                (metadata.name, outcome)
+        .map(|metadata| async move {
+            let outcome = match migrate_one(from, to, &metadata.name, options).await {
+                Ok(outcome) => outcome,
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+            if let Outcome::Failed(why) = &outcome {
+                tracing::warn!(secret = %metadata.name, "migrating failed: {why}");
             }
+            progress.finished(&metadata.name, &outcome);
+            (metadata.name, outcome)
         })
         .buffer_unordered(options.concurrency.max(1));
     while let Some((name, outcome)) = outcomes.next().await {
@@ -344,7 +338,7 @@ async fn migrate_one(
         Plan::Present => return Ok(Outcome::AlreadyPresent),
         Plan::Different => return Ok(Outcome::SkippedDifferent),
         Plan::Append(from_index) => &source[from_index..],
-        Plan::RetagLatest => std::slice::from_ref(source.last().unwrap_or_else(|| unreachable!("a listed secret"))),
+        Plan::RetagLatest => &source[source.len().saturating_sub(1)..],
     };
     if !options.dry_run {
         for version in to_write {
@@ -433,16 +427,12 @@ fn plan(source: &[Written], target: &[Written], overwrite: bool) -> Plan {
         None if target.is_empty() || overwrite => Plan::Append(0),
         None => Plan::Different,
         Some((i, _)) if i + 1 < source.len() => Plan::Append(i + 1),
-        Some(_) => {
-            let (Some(source_latest), Some(target_latest)) = (source.last(), target.last()) else {
-                unreachable!("an alignment needs a version on each side")
-            };
-            if target_latest.tags.contains_all(&source_latest.tags) {
+        Some(_) => match (source.last(), target.last()) {
+            (Some(source_latest), Some(target_latest)) if target_latest.tags.contains_all(&source_latest.tags) => {
                 Plan::Present
-            } else {
-                Plan::RetagLatest
             }
-        }
+            _ => Plan::RetagLatest,
+        },
     }
 }
 

@@ -199,6 +199,29 @@ async fn moto_to_postgres_every_version_killed_and_rerun() {
     migrate_with_a_kill(moto, postgres, true, 20).await;
 }
 
+/// Killed with eight writes in flight, some cut between OpenBao's value
+/// and tag writes: the rerun repairs those and copies the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_to_openbao_killed_with_writes_in_flight() {
+    let Some(openbao) = openbao().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite(&dir, "source.db").await;
+    let tenant = run_tenant();
+    let seeded = seed(source.as_ref(), &tenant, "apps.payments", 40).await;
+    let selection = ScanSelection { tenant: Some(tenant), namespace: None };
+    let options = MigrateOptions { selection, concurrency: 8, ..Default::default() };
+    run_and_kill(source.as_ref(), openbao.clone(), &options, 15).await;
+
+    let rerun = migrate(source.as_ref(), openbao.as_ref(), &options).await;
+    assert!(rerun.succeeded(), "{rerun}");
+    assert_eq!(rerun.total(), 40);
+    assert!(rerun.copied.len() >= 40 - 15 && !rerun.already_present.is_empty(), "{rerun}");
+    assert!(rerun.skipped_different.is_empty(), "a cut write must not read as a different value: {rerun}");
+    assert_copied(openbao.as_ref(), &seeded, false).await;
+    let last = migrate(source.as_ref(), openbao.as_ref(), &options).await;
+    assert_eq!((last.copied.len(), last.already_present.len()), (0, 40), "{last}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_changed_in_the_target_is_kept_unless_overwrite() {
     let Some(openbao) = openbao().await else { return };

@@ -15,6 +15,7 @@ pub mod cache;
 pub mod config;
 pub mod files;
 pub mod metrics;
+pub mod migrate;
 pub mod policy;
 pub mod resilience;
 pub mod routes;

@@ -23,8 +23,8 @@ use prometheus_client::{
     registry::Registry,
 };
 use secretd_core::{
-    Capabilities, Namespace, Page, PageRequest, Secret, SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant,
-    Version,
+    Capabilities, Namespace, Page, PageRequest, ScanSelection, Secret, SecretName, SecretStore, SecretValue,
+    StoreError, Tags, Tenant, Version,
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -404,6 +404,20 @@ impl SecretStore for InstrumentedStore {
         let started = Instant::now();
         let result = self.inner.list(tenant, namespace, filter, page).await;
         self.observe("list", started, &result);
+        result
+    }
+
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.scan(selection, page).await;
+        observe("scan", started, &result);
+        result
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.versions(name).await;
+        observe("versions", started, &result);
         result
     }
 

@@ -52,8 +52,8 @@ use async_trait::async_trait;
 use futures::future::Either;
 use secretd_core::{
     pacing::{self, Pacer},
-    Capabilities, ErrorKind, Namespace, Page, PageRequest, RetryPolicy, Secret, SecretName, SecretStore, SecretValue,
-    StoreError, Tags, Tenant, Version,
+    Capabilities, ErrorKind, Namespace, Page, PageRequest, RetryPolicy, ScanSelection, Secret, SecretName, SecretStore,
+    SecretValue, StoreError, Tags, Tenant, Version,
 };
 use tokio::time::Instant;
 
@@ -366,6 +366,14 @@ impl SecretStore for ResilientStore {
         page: &PageRequest,
     ) -> Result<Page, StoreError> {
         self.call("a listing", read_retry, || self.inner.list(tenant, namespace, filter, page)).await
+    }
+
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        self.call("a scan", read_retry, || self.inner.scan(selection, page)).await
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        self.call("a version listing", read_retry, || self.inner.versions(name)).await
     }
 
     /// The periodic health check goes through the breaker too, so that

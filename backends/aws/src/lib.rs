@@ -14,6 +14,13 @@
 //!   itself, and both read back byte for byte.
 //! - Tags are the secret's AWS tags. They belong to the secret, not to a
 //!   version ([`Capabilities::tags_per_version`] is false).
+//! - A scan lists every secret under the selection's name prefix
+//!   (`ListSecrets` has no order to page by, so each page of a scan lists
+//!   them all and cuts its page out of them, by name). A secret's versions
+//!   are `ListSecretVersionIds`, unstaged ones included, oldest first by
+//!   creation time; versions created within the same instant keep the
+//!   server's order, except that `AWSPREVIOUS` and then `AWSCURRENT` go
+//!   last.
 //! - Delete schedules deletion after the recovery window, or deletes at
 //!   once (`force-delete`); either way the secret reads as missing from
 //!   then on, and a later put restores it with the new value and tags.
@@ -43,8 +50,8 @@ use aws_smithy_http_client::tls;
 use rand::Rng;
 use secrecy::ExposeSecret;
 use secretd_core::{
-    Capabilities, CredentialSource, ErrorKind, Namespace, Page, PageRequest, Secret, SecretMetadata, SecretName,
-    SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
+    Capabilities, CredentialSource, ErrorKind, Namespace, Page, PageRequest, ScanSelection, Secret, SecretMetadata,
+    SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
 };
 
 pub use names::NamePrefix;
@@ -448,6 +455,78 @@ impl SecretStore for AwsStore {
         let next_token = (items.len() > size).then(|| secretd_core::key_page_token(&items[size - 1].name.key));
         items.truncate(size);
         Ok(Page { items, next_token })
+    }
+
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        let after = page.token.as_deref().map(secretd_core::name_after_token).transpose()?;
+        let name_prefix = names::scan_prefix(&self.prefix, selection);
+        let filters = (!name_prefix.is_empty())
+            .then(|| vec![Filter::builder().key(FilterNameStringType::Name).values(&name_prefix).build()]);
+        let mut items = Vec::new();
+        let mut pages = self.client.list_secrets().set_filters(filters).max_results(100).into_paginator().send();
+        while let Some(listed) = pages.next().await {
+            let listed = listed.map_err(|e| error::map(e, "scanning the secrets"))?;
+            for entry in listed.secret_list() {
+                let Some(name) = entry.name().and_then(|n| names::name_in(&self.prefix, n)) else { continue };
+                if entry.deleted_date().is_some()
+                    || !selection.admits(&name)
+                    || after.as_ref().is_some_and(|a| &name <= a)
+                {
+                    continue;
+                }
+                let current = entry
+                    .secret_versions_to_stages()
+                    .and_then(|m| m.iter().find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT")))
+                    .map(|(id, _)| id.clone());
+                let Some(version) = current else { continue };
+                items.push(SecretMetadata {
+                    name,
+                    version: Version(version),
+                    tags: tags_of(entry.tags()),
+                    created_at: time(entry.created_date()),
+                    updated_at: time(entry.last_changed_date().or(entry.created_date())),
+                });
+            }
+        }
+        items.sort_by(|a, b| a.name.cmp(&b.name));
+        let size = page.size.max(1);
+        let next_token = (items.len() > size).then(|| secretd_core::name_page_token(&items[size - 1].name));
+        items.truncate(size);
+        Ok(Page { items, next_token })
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        let aws_name = self.prefix.secret_name(name)?;
+        if self.describe(name, &aws_name).await?.deleted_date().is_some() {
+            return Err(StoreError::not_found(name));
+        }
+        let mut listed = Vec::new();
+        let mut pages = self
+            .client
+            .list_secret_version_ids()
+            .secret_id(&aws_name)
+            .include_deprecated(true)
+            .max_results(100)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| error::map(e, &format!("listing the versions of {name}")))?;
+            for entry in page.versions() {
+                let Some(id) = entry.version_id() else { continue };
+                let staged = |label: &str| entry.version_stages().iter().any(|s| s == label);
+                let rank = if staged("AWSCURRENT") {
+                    2
+                } else if staged("AWSPREVIOUS") {
+                    1
+                } else {
+                    0
+                };
+                listed.push((time(entry.created_date()), rank, id.to_owned()));
+            }
+        }
+        // A stable sort: ties keep the server's order.
+        listed.sort_by_key(|(created, rank, _)| (*created, *rank));
+        Ok(listed.into_iter().map(|(_, _, id)| Version(id)).collect())
     }
 
     async fn health(&self) -> Result<(), StoreError> {

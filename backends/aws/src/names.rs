@@ -59,6 +59,25 @@ pub fn key_in(prefix: &str, aws_name: &str) -> Option<Key> {
     Key::parse(aws_name.strip_prefix(prefix)?).ok()
 }
 
+/// The name of a listed secret, when it lies under `prefix` (compared
+/// exactly) and splits into a valid tenant, namespace and key.
+pub fn name_in(prefix: &NamePrefix, aws_name: &str) -> Option<SecretName> {
+    let rest = aws_name.strip_prefix(prefix.as_str())?;
+    let mut parts = rest.splitn(3, '/');
+    SecretName::parse(parts.next().filter(|t| !t.is_empty())?, parts.next()?, parts.next()?).ok()
+}
+
+/// What the name of every secret of a scan starts with: as much of the
+/// selection as a name prefix can say (the namespace's own text also starts
+/// lookalikes such as `team.etlx`, so answers are checked exactly).
+pub fn scan_prefix(prefix: &NamePrefix, selection: &secretd_core::ScanSelection) -> String {
+    match (&selection.tenant, &selection.namespace) {
+        (Some(tenant), Some(namespace)) => format!("{}{tenant}/{namespace}", prefix.as_str()),
+        (Some(tenant), None) => format!("{}{tenant}/", prefix.as_str()),
+        (None, _) => prefix.as_str().to_owned(),
+    }
+}
+
 /// Version ids are the client request tokens secretd (or another client)
 /// chose: 32 to 64 characters of letters, digits and `-`. Anything else
 /// names no version, so it is refused before asking.
@@ -81,6 +100,18 @@ mod tests {
         assert!(key_in(&ns_prefix, "secretd/acme/team.etl.child/x").is_none());
         assert!(key_in(&ns_prefix, "SECRETD/acme/team.etl/x").is_none(), "the server's filter ignores case; we don't");
         assert!(NamePrefix::new("bad prefix").is_err());
+    }
+
+    #[test]
+    fn scanned_names_split_exactly() {
+        let prefix = NamePrefix::new("secretd/").unwrap();
+        let name = SecretName::parse("acme", "team.etl", "db/password").unwrap();
+        assert_eq!(name_in(&prefix, "secretd/acme/team.etl/db/password").unwrap(), name);
+        for foreign in ["other/acme/team.etl/k", "secretd/acme/team.etl", "secretd//team/k", "secretd/ACME/team/k"] {
+            assert!(name_in(&prefix, foreign).is_none(), "{foreign}");
+        }
+        let selection = secretd_core::ScanSelection { tenant: Some(name.tenant.clone()), namespace: None };
+        assert_eq!(scan_prefix(&prefix, &selection), "secretd/acme/");
     }
 
     #[test]

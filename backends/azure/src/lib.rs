@@ -42,6 +42,15 @@
 //! listing does not say which version is the latest). Page tokens are
 //! the last key of the page.
 //!
+//! # Scans and versions
+//! A scan reads the names of the whole vault as a listing does, keeps
+//! those of the selection and reads the latest version of a page's worth of
+//! them, in name order; page tokens are the page's last name. A secret's
+//! versions are its enabled versions oldest first by creation time (Key
+//! Vault keeps whole seconds); versions of one second are ordered by the
+//! write time secretd keeps in the content type (see `value`), or else
+//! keep the server's order, except that the latest goes last.
+//!
 //! # Errors and retries
 //! 404 is `NotFound`; 401 and 403 are `PermissionDenied` (the broker's
 //! credentials, reported as the backend's problem); 429, 5xx and dropped
@@ -71,15 +80,16 @@ use async_trait::async_trait;
 use azure_security_keyvault_secrets::{
     models::{
         ListSecretPropertiesResult, Secret as KvSecret, SecretClientGetSecretOptions,
-        SecretClientListSecretPropertiesOptions, SecretProperties, SetSecretParameters,
+        SecretClientListSecretPropertiesOptions, SecretClientListSecretPropertiesVersionsOptions, SecretProperties,
+        SetSecretParameters,
     },
     ResourceExt, SecretClient, SecretClientOptions,
 };
 use futures::{stream, StreamExt, TryStreamExt};
 use secretd_core::CredentialSource;
 use secretd_core::{
-    Capabilities, ErrorKind, Key, Namespace, Page, PageRequest, RetryPolicy, Secret, SecretMetadata, SecretName,
-    SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
+    Capabilities, ErrorKind, Key, Namespace, Page, PageRequest, RetryPolicy, ScanSelection, Secret, SecretMetadata,
+    SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
 };
 
 /// The Azure SDK's core crate, for implementing [`TokenCredential`].
@@ -333,6 +343,8 @@ impl AzureStore {
         created_unix: Option<i64>,
     ) -> Result<KvSecret, azure_core::Error> {
         let (stored, content_type) = value::encode(value, created_unix);
+        let written = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+        let content_type = value::with_written(content_type, written);
         let parameters = SetSecretParameters {
             value: Some(stored.to_string()),
             content_type: Some(content_type),
@@ -564,6 +576,83 @@ impl SecretStore for AzureStore {
     async fn health(&self) -> Result<(), StoreError> {
         self.challenged().await?;
         self.list_one().await
+    }
+
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        if let Some(token) = &page.token {
+            secretd_core::name_after_token(token)?;
+        }
+        self.challenged().await?;
+        let what = "scanning the secrets";
+        let options = SecretClientListSecretPropertiesOptions { maxresults: Some(LIST_PAGE), ..Default::default() };
+        let mut pages =
+            self.client.list_secret_properties(Some(options)).map_err(|e| error::map(e, what))?.into_pages();
+        let mut found = std::collections::HashMap::new();
+        while let Some(listed) = pages.try_next().await.map_err(|e| error::map(e, what))? {
+            let listed: ListSecretPropertiesResult = listed.into_model().map_err(|e| error::map(e, what))?;
+            for item in listed.value {
+                if item.managed == Some(true) || item.attributes.as_ref().and_then(|a| a.enabled) == Some(false) {
+                    continue;
+                }
+                let Ok(id) = item.resource_id() else { continue };
+                if let Some(name) = self.prefix.parse_secret_name(&id.name).filter(|n| selection.admits(n)) {
+                    found.insert(name, id.name);
+                }
+            }
+        }
+        let names = found.keys().cloned().collect();
+        let found = &found;
+        secretd_core::page_of_names(names, page, LIST_READS_IN_FLIGHT, |name| async move {
+            let Some(azure) = found.get(&name) else { return Ok(None) };
+            match self.read(&name, azure, None, false).await {
+                Ok(read) => Ok(Some(SecretMetadata {
+                    name,
+                    version: read.version,
+                    tags: read.tags,
+                    created_at: read.created,
+                    updated_at: read.updated,
+                })),
+                // Deleted or disabled since the listing: not there.
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        self.challenged().await?;
+        let azure = self.prefix.secret_name(name)?;
+        let latest = self.read(name, &azure, None, false).await?.version;
+        let what = format!("listing the versions of {name}");
+        let options =
+            SecretClientListSecretPropertiesVersionsOptions { maxresults: Some(LIST_PAGE), ..Default::default() };
+        let mut pages = self
+            .client
+            .list_secret_properties_versions(&azure, Some(options))
+            .map_err(|e| not_found_as(error::map(e, &what), name, None))?
+            .into_pages();
+        let mut listed = Vec::new();
+        while let Some(page) = pages.try_next().await.map_err(|e| not_found_as(error::map(e, &what), name, None))? {
+            let page: ListSecretPropertiesResult = page.into_model().map_err(|e| error::map(e, &what))?;
+            for item in page.value {
+                let attributes = item.attributes.clone().unwrap_or_default();
+                if attributes.enabled == Some(false) {
+                    continue;
+                }
+                let Some(version) = item.resource_id().ok().and_then(|id| id.version).filter(|v| !v.is_empty()) else {
+                    continue;
+                };
+                let created = attributes.created.or(attributes.updated).map(|t| t.unix_timestamp()).unwrap_or(0);
+                let written = value::written(item.content_type.as_deref());
+                listed.push(((created, written, version == latest.as_str()), version));
+            }
+        }
+        // Key Vault's second first: the writers' clocks only order the
+        // versions within one. A stable sort keeps the server's order for
+        // the rest.
+        listed.sort_by_key(|(order, _)| *order);
+        Ok(listed.into_iter().map(|(_, version)| Version(version)).collect())
     }
 }
 

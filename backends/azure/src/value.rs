@@ -15,8 +15,12 @@
 //! secret (not this version) was first written. Key Vault keeps timestamps
 //! per version only, and secretd reports a secret's creation time, so each
 //! put copies it forward from the version before (or leaves it out on the
-//! first version, whose own `created` attribute is that time). Values
-//! written by other tools, without these parameters, read as their string.
+//! first version, whose own `created` attribute is that time). It also
+//! carries `secretd-written=<unix microseconds>`, the writer's clock when
+//! the version was written: Key Vault's own times are whole seconds and its
+//! version listing is in no particular order, so this is what puts the
+//! versions of one second in order. Values written by other tools, without
+//! these parameters, read as their string.
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use secretd_core::{SecretValue, StoreError};
@@ -26,6 +30,7 @@ pub const TEXT: &str = "text/plain; charset=utf-8";
 pub const BINARY: &str = "application/octet-stream; secretd-encoding=base64";
 const ENCODING_PARAM: &str = "secretd-encoding";
 const CREATED_PARAM: &str = "secretd-created";
+const WRITTEN_PARAM: &str = "secretd-written";
 
 /// The string to store and its content type.
 pub fn encode(value: &SecretValue, created: Option<i64>) -> (Zeroizing<String>, String) {
@@ -37,6 +42,16 @@ pub fn encode(value: &SecretValue, created: Option<i64>) -> (Zeroizing<String>, 
         content_type.push_str(&format!("; {CREATED_PARAM}={created}"));
     }
     (stored, content_type)
+}
+
+/// A content type with the version's write time added.
+pub fn with_written(content_type: String, written_micros: i64) -> String {
+    format!("{content_type}; {WRITTEN_PARAM}={written_micros}")
+}
+
+/// The write time [`with_written`] put in a content type.
+pub fn written(content_type: Option<&str>) -> Option<i64> {
+    param(content_type, WRITTEN_PARAM)?.parse().ok()
 }
 
 /// The value a stored string stands for, given its content type.
@@ -83,6 +98,11 @@ mod tests {
         assert_eq!(ct, "application/octet-stream; secretd-encoding=base64; secretd-created=1700000000");
         assert_eq!(decode(stored.to_string(), Some(&ct)).unwrap(), binary);
         assert_eq!(created(Some(&ct)), Some(1_700_000_000));
+        let ct = with_written(ct, 1_700_000_000_123_456);
+        assert_eq!(written(Some(&ct)), Some(1_700_000_000_123_456));
+        assert_eq!(created(Some(&ct)), Some(1_700_000_000));
+        assert_eq!(decode(stored.to_string(), Some(&ct)).unwrap(), binary);
+        assert_eq!(written(Some(TEXT)), None);
     }
 
     #[test]

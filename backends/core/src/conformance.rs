@@ -13,8 +13,8 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 use futures::future::join_all;
 
 use crate::{
-    ErrorKind, Key, Namespace, PageRequest, ScopedStore, SecretName, SecretStore, SecretValue, StoreError, TagScope,
-    Tags, Tenant, Version,
+    ErrorKind, Key, Namespace, PageRequest, ScanSelection, ScopedStore, SecretMetadata, SecretName, SecretStore,
+    SecretValue, StoreError, TagScope, Tags, Tenant, Version,
 };
 
 /// The largest value every backend must store: the broker's default
@@ -56,7 +56,11 @@ macro_rules! conformance_suite {
             longest_names_round_trip_or_are_invalid,
             bad_names_are_invalid_name,
             timestamps_are_ordered,
-            health_is_ok
+            health_is_ok,
+            scan_covers_the_selection_once_in_order,
+            scan_respects_tag_scope,
+            garbage_scan_tokens_are_refused,
+            versions_are_listed_oldest_first
         );
     };
     (@cases $make_store:expr; $($case:ident),* $(,)?) => {
@@ -599,4 +603,138 @@ pub async fn timestamps_are_ordered(store: Arc<dyn SecretStore>) {
 
 pub async fn health_is_ok(store: Arc<dyn SecretStore>) {
     store.health().await.expect("a reachable store reports healthy");
+}
+
+/// Every item of a scan, following pages of `size`.
+pub async fn scan_all(store: &Arc<dyn SecretStore>, selection: &ScanSelection, size: usize) -> Vec<SecretMetadata> {
+    let mut items = Vec::new();
+    let mut token = None;
+    for _ in 0..100_000 {
+        let page = store
+            .scan(selection, &PageRequest { size, token: token.clone() })
+            .await
+            .unwrap_or_else(|e| panic!("scan {selection:?}: {e} ({:?})", e.kind()));
+        assert!(page.items.len() <= size, "a scan page of size {size} held {} items", page.items.len());
+        items.extend(page.items);
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => return items,
+        }
+    }
+    panic!("scanning {selection:?} did not end after 100000 pages");
+}
+
+fn names_of(items: &[SecretMetadata]) -> Vec<String> {
+    items.iter().map(|m| m.name.to_string()).collect()
+}
+
+pub async fn scan_covers_the_selection_once_in_order(store: Arc<dyn SecretStore>) {
+    if !store.capabilities().list {
+        return;
+    }
+    let ns = fresh_namespace("scan_covers_the_selection");
+    let child = Namespace::parse(&format!("{ns}.child")).unwrap();
+    let grandchild = Namespace::parse(&format!("{ns}.child.deep")).unwrap();
+    // Shares the namespace's text as a prefix, but is not below it.
+    let lookalike = Namespace::parse(&format!("{ns}x")).unwrap();
+    let other_tenant = Tenant::parse("conformance-scan").unwrap();
+    let mut expected = Vec::new();
+    for (i, (space, key)) in
+        [(&ns, "b"), (&ns, "a"), (&ns, "db/password"), (&child, "k"), (&grandchild, "k")].into_iter().enumerate()
+    {
+        let n = name(space, key);
+        put(&store, &n, key.as_bytes(), &tags(&[("n", &i.to_string())])).await;
+        expected.push(n);
+    }
+    let in_other_tenant = SecretName::new(other_tenant.clone(), ns.clone(), Key::parse("theirs").unwrap());
+    put(&store, &in_other_tenant, b"t", &Tags::new()).await;
+    put(&store, &name(&lookalike, "outside"), b"o", &Tags::new()).await;
+    let deleted = name(&ns, "deleted");
+    put(&store, &deleted, b"d", &Tags::new()).await;
+    store.delete(&deleted).await.unwrap();
+    // A second version: the scan shows the latest, once.
+    let rewritten = name(&ns, "a");
+    let latest = put(&store, &rewritten, b"a2", &tags(&[("rev", "2")])).await;
+
+    let selection = ScanSelection { tenant: Some(Tenant::parse(TENANT).unwrap()), namespace: Some(ns.clone()) };
+    let mut with_other = expected.clone();
+    expected.sort();
+    let expected: Vec<String> = expected.iter().map(|n| n.to_string()).collect();
+    for size in [1, 2, 100] {
+        let items = scan_all(&store, &selection, size).await;
+        assert_eq!(names_of(&items), expected, "page size {size}: the scan lost, invented, repeated or misordered");
+        let a = items.iter().find(|m| m.name == rewritten).unwrap();
+        assert_eq!(a.version, latest, "a scan shows the latest version");
+        if store.capabilities().tags {
+            assert_eq!(a.tags, tags(&[("rev", "2")]), "a scan shows the latest tags");
+        }
+    }
+    // Without a tenant, every tenant's secrets of the namespace, still in order.
+    let across = scan_all(&store, &ScanSelection { tenant: None, namespace: Some(ns.clone()) }, 3).await;
+    with_other.push(in_other_tenant);
+    with_other.sort();
+    assert_eq!(names_of(&across), with_other.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+    let below = scan_all(&store, &ScanSelection { tenant: None, namespace: Some(child.clone()) }, 10).await;
+    assert_eq!(names_of(&below), [name(&child, "k").to_string(), name(&grandchild, "k").to_string()]);
+}
+
+pub async fn scan_respects_tag_scope(store: Arc<dyn SecretStore>) {
+    if !store.capabilities().list || !store.capabilities().tags {
+        return;
+    }
+    let ns = fresh_namespace("scan_respects_tag_scope");
+    let scoped = ScopedStore::wrap(store.clone(), prod_scope());
+    put(&store, &name(&ns, "dev"), b"x", &tags(&[("application", "dev")])).await;
+    put(&store, &name(&ns, "untagged"), b"x", &Tags::new()).await;
+    put(&store, &name(&ns, "prod-1"), b"p", &tags(&[("application", "prod")])).await;
+    put(&store, &name(&ns, "prod-2"), b"p", &tags(&[("application", "prod"), ("team", "a")])).await;
+    let selection = ScanSelection { tenant: None, namespace: Some(ns.clone()) };
+    let items = scan_all(&scoped, &selection, 1).await;
+    assert_eq!(names_of(&items), [name(&ns, "prod-1").to_string(), name(&ns, "prod-2").to_string()]);
+    let excluding =
+        ScopedStore::wrap(store.clone(), TagScope { excluded_tags: tags(&[("team", "a")]), ..Default::default() });
+    let items = scan_all(&excluding, &selection, 10).await;
+    assert_eq!(items.len(), 3, "excluded-tags hide from a scan: {:?}", names_of(&items));
+    assert!(!names_of(&items).contains(&name(&ns, "prod-2").to_string()));
+}
+
+pub async fn garbage_scan_tokens_are_refused(store: Arc<dyn SecretStore>) {
+    if !store.capabilities().list {
+        return;
+    }
+    let ns = fresh_namespace("garbage_scan_tokens");
+    put(&store, &name(&ns, "k"), b"v", &Tags::new()).await;
+    let selection = ScanSelection { tenant: None, namespace: Some(ns) };
+    for token in ["not a token!", "\u{0}", "../../etc"] {
+        let page = PageRequest { size: 10, token: Some(token.to_owned()) };
+        assert_kind(store.scan(&selection, &page).await, ErrorKind::InvalidName, token);
+    }
+}
+
+pub async fn versions_are_listed_oldest_first(store: Arc<dyn SecretStore>) {
+    let ns = fresh_namespace("versions_are_listed_oldest_first");
+    let n = name(&ns, "history");
+    let mut written = Vec::new();
+    for bytes in [b"one".as_slice(), b"two", b"three"] {
+        written.push(put(&store, &n, bytes, &Tags::new()).await);
+    }
+    if !store.capabilities().versions {
+        assert_kind(store.versions(&n).await, ErrorKind::Unsupported, "versions of a store without versions");
+        return;
+    }
+    let listed = store.versions(&n).await.unwrap_or_else(|e| panic!("versions of {n}: {e} ({:?})", e.kind()));
+    assert_eq!(listed, written, "versions must be every version written, oldest first");
+    for (version, bytes) in listed.iter().zip([b"one".as_slice(), b"two", b"three"]) {
+        assert_eq!(get_bytes(&store, &n, Some(version)).await, bytes);
+    }
+    assert_kind(store.versions(&name(&ns, "absent")).await, ErrorKind::NotFound, "versions of a missing secret");
+    // Through a tag scope, a secret outside it has no versions to show.
+    if store.capabilities().tags {
+        let scoped = ScopedStore::wrap(store.clone(), prod_scope());
+        assert_kind(scoped.versions(&n).await, ErrorKind::NotFound, "versions of an out-of-scope secret");
+        let in_scope = name(&ns, "in-scope");
+        let v1 = put(&store, &in_scope, b"1", &tags(&[("application", "prod")])).await;
+        let v2 = put(&store, &in_scope, b"2", &tags(&[("application", "prod")])).await;
+        assert_eq!(scoped.versions(&in_scope).await.unwrap(), [v1, v2]);
+    }
 }

@@ -32,7 +32,8 @@ pub use name::{Key, Namespace, SecretName, Tenant, DEFAULT_TENANT};
 pub use retry::{retry, RetryPolicy};
 pub use scope::{ScopedStore, TagScope};
 pub use store::{
-    key_after_token, key_page_token, Capabilities, Page, PageRequest, Secret, SecretMetadata, SecretStore, Version,
+    key_after_token, key_page_token, name_after_token, name_page_token, page_of_names, Capabilities, Page, PageRequest,
+    ScanSelection, Secret, SecretMetadata, SecretStore, Version,
 };
 pub use tags::Tags;
 pub use value::SecretValue;

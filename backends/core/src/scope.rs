@@ -13,8 +13,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::{
-    Capabilities, ErrorKind, Namespace, Page, PageRequest, Secret, SecretName, SecretStore, SecretValue, StoreError,
-    Tags, Tenant, Version,
+    Capabilities, ErrorKind, Namespace, Page, PageRequest, ScanSelection, Secret, SecretName, SecretStore, SecretValue,
+    StoreError, Tags, Tenant, Version,
 };
 
 /// Which secrets a store may see and write.
@@ -171,6 +171,38 @@ impl SecretStore for ScopedStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         self.inner.health().await
+    }
+
+    /// As a listing: out-of-scope secrets are left out, so a page may hold
+    /// fewer items than asked (none, even) and still have a next one.
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        let Some(required) = self.scope.list_filter(&Tags::new()) else {
+            return Ok(Page::default());
+        };
+        let mut page = self.inner.scan(selection, page).await?;
+        page.items.retain(|m| self.scope.admits(&m.tags) && m.tags.contains_all(&required));
+        Ok(page)
+    }
+
+    /// Only the versions a pinned `get` through the scope answers: all of
+    /// an in-scope secret's where tags belong to the secret, and those
+    /// written with in-scope tags where each version keeps its own.
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        self.get(name, None).await?;
+        let versions = self.inner.versions(name).await?;
+        if !self.inner.capabilities().tags_per_version {
+            return Ok(versions);
+        }
+        let mut admitted = Vec::with_capacity(versions.len());
+        for version in versions {
+            match self.inner.get(name, Some(&version)).await {
+                Ok(secret) if self.scope.admits(&secret.metadata.tags) => admitted.push(version),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(admitted)
     }
 }
 

@@ -8,6 +8,34 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 
 use crate::{Key, Namespace, SecretName, SecretValue, StoreError, Tags, Tenant};
 
+/// Which secrets a [`SecretStore::scan`] covers: a tenant or all of them,
+/// and a namespace with everything below it or all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanSelection {
+    pub tenant: Option<Tenant>,
+    /// This namespace and its descendants (`a.b` covers `a.b` and `a.b.c`,
+    /// not `a.bc`).
+    pub namespace: Option<Namespace>,
+}
+
+impl ScanSelection {
+    /// Every secret of the store.
+    pub fn everything() -> Self {
+        Self::default()
+    }
+
+    pub fn admits(&self, name: &SecretName) -> bool {
+        self.tenant.as_ref().is_none_or(|t| &name.tenant == t)
+            && self.namespace.as_ref().is_none_or(|ns| name.namespace.is_within(ns))
+    }
+
+    /// Whether some namespace within `namespace` can be selected: stores
+    /// that walk namespaces as folders skip the others without listing them.
+    pub fn admits_namespace(&self, namespace: &Namespace) -> bool {
+        self.namespace.as_ref().is_none_or(|ns| namespace.is_within(ns))
+    }
+}
+
 /// A version id, opaque to the broker: `"3"` in SQL, a UUID in AWS.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Version(pub String);
@@ -126,6 +154,87 @@ pub trait SecretStore: Send + Sync + 'static {
 
     /// Answers `Ok` when the backend can serve requests.
     async fn health(&self) -> Result<(), StoreError>;
+
+    /// Enumerates the latest metadata of every secret of the selection,
+    /// across tenants and namespaces, ordered by name (tenant, namespace,
+    /// key, each compared byte by byte), a page at a time. A secret is on
+    /// exactly one page of a scan, however the pages are sized; one written
+    /// or deleted during the scan may or may not be. This is how a whole
+    /// store is copied (`secretd migrate`), so it must reach everything
+    /// `get` can read.
+    ///
+    /// Every backend implements it; the default only serves stores that
+    /// cannot enumerate, and every wrapper must forward it.
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        let _ = (selection, page);
+        Err(StoreError::unsupported("this store cannot enumerate its secrets"))
+    }
+
+    /// The versions of a secret that `get` can still read pinned, oldest
+    /// first. `NotFound` for a missing secret; `Unsupported` where the
+    /// store keeps no versions (only the latest can be read then).
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        let _ = name;
+        Err(StoreError::unsupported("this store keeps no versions"))
+    }
+}
+
+/// The page token of a [`SecretStore::scan`] that pages by name: the last
+/// name of the previous page, base64url. Only [`name_after_token`] reads it.
+pub fn name_page_token(last: &SecretName) -> String {
+    URL_SAFE_NO_PAD.encode(last.to_string())
+}
+
+/// The name a [`name_page_token`] names; any other token is `InvalidName`.
+pub fn name_after_token(token: &str) -> Result<SecretName, StoreError> {
+    let bad = || StoreError::invalid_name("the scan token is not one this store issued").for_callers();
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    // Tenants and namespaces hold no '/', so the first two split the name.
+    let mut parts = text.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(tenant), Some(namespace), Some(key)) if !tenant.is_empty() => {
+            SecretName::parse(tenant, namespace, key).map_err(|_| bad())
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Cuts one page out of a whole, already gathered scan: for stores whose
+/// server lists names without an order secretd can page by, or without the
+/// metadata. `names` need not be sorted; `describe` gives a candidate's
+/// latest metadata, or `None` when it vanished or is not one to list. It is
+/// called only for the candidates the page needs, `concurrency` at a time;
+/// the ones it drops pull in the next candidates.
+pub async fn page_of_names<F, Fut>(
+    mut names: Vec<SecretName>,
+    page: &PageRequest,
+    concurrency: usize,
+    describe: F,
+) -> Result<Page, StoreError>
+where
+    F: Fn(SecretName) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<SecretMetadata>, StoreError>>,
+{
+    use futures::{stream, StreamExt, TryStreamExt};
+    let after = page.token.as_deref().map(name_after_token).transpose()?;
+    let size = page.size.max(1);
+    names.sort();
+    names.dedup();
+    if let Some(after) = &after {
+        names.retain(|n| n > after);
+    }
+    let mut items = Vec::with_capacity(size.min(names.len()));
+    let mut consumed = 0;
+    while items.len() < size && consumed < names.len() {
+        let batch = &names[consumed..(consumed + size - items.len()).min(names.len())];
+        let described: Vec<Option<SecretMetadata>> =
+            stream::iter(batch.iter().cloned().map(&describe)).buffered(concurrency.max(1)).try_collect().await?;
+        consumed += batch.len();
+        items.extend(described.into_iter().flatten());
+    }
+    let next_token = (consumed < names.len()).then(|| name_page_token(&names[consumed - 1]));
+    Ok(Page { items, next_token })
 }
 
 /// The page token of stores that page by key: the last key of the previous
@@ -145,6 +254,58 @@ pub fn key_after_token(token: &str) -> Result<Key, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_page_tokens_round_trip_and_garbage_is_refused() {
+        let name = SecretName::parse("t-1", "a.b", "c/d.e").unwrap();
+        assert_eq!(name_after_token(&name_page_token(&name)).unwrap(), name);
+        let forged = [URL_SAFE_NO_PAD.encode("a/b"), URL_SAFE_NO_PAD.encode("/a/b"), URL_SAFE_NO_PAD.encode("A/b/c")];
+        for garbage in ["not a token!", "", &forged[0], &forged[1], &forged[2]] {
+            assert_eq!(name_after_token(garbage).unwrap_err().kind(), crate::ErrorKind::InvalidName, "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn selection_covers_a_namespace_and_below() {
+        let selection = ScanSelection {
+            tenant: Some(Tenant::parse("t").unwrap()),
+            namespace: Some(Namespace::parse("a.b").unwrap()),
+        };
+        assert!(selection.admits(&SecretName::parse("t", "a.b", "k").unwrap()));
+        assert!(selection.admits(&SecretName::parse("t", "a.b.c", "k").unwrap()));
+        assert!(!selection.admits(&SecretName::parse("t", "a.bc", "k").unwrap()));
+        assert!(!selection.admits(&SecretName::parse("t", "a", "k").unwrap()));
+        assert!(!selection.admits(&SecretName::parse("u", "a.b", "k").unwrap()));
+        assert!(ScanSelection::everything().admits(&SecretName::parse("u", "z", "k").unwrap()));
+    }
+
+    #[tokio::test]
+    async fn pages_of_names_cover_each_name_once() {
+        let names: Vec<SecretName> =
+            ["b", "a", "c", "d", "e"].iter().map(|k| SecretName::parse("t", "n", k).unwrap()).collect();
+        let describe = |name: SecretName| async move {
+            // "c" vanished between the listing and its metadata read.
+            Ok((name.key.as_str() != "c").then(|| SecretMetadata {
+                name,
+                version: Version("1".into()),
+                tags: Tags::new(),
+                created_at: std::time::UNIX_EPOCH,
+                updated_at: std::time::UNIX_EPOCH,
+            }))
+        };
+        let mut seen = Vec::new();
+        let mut token = None;
+        loop {
+            let page = page_of_names(names.clone(), &PageRequest { size: 2, token }, 2, describe).await.unwrap();
+            assert!(page.items.len() <= 2);
+            seen.extend(page.items.into_iter().map(|m| m.name.key.as_str().to_owned()));
+            match page.next_token {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["a", "b", "d", "e"]);
+    }
 
     #[test]
     fn key_page_tokens_round_trip_and_garbage_is_refused() {

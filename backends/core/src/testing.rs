@@ -1,6 +1,7 @@
 //! Test helpers for code that sits in front of a store (the broker, the
-//! cache): a wrapper that counts backend calls and can slow them down, and
-//! one that injects faults (errors, hangs) on demand.
+//! cache, the migration): a wrapper that counts backend calls and can slow
+//! them down, one that injects faults (errors, hangs) on demand, and one
+//! that stops taking writes after a number of them, as a killed process.
 
 use std::{
     sync::{
@@ -13,8 +14,8 @@ use std::{
 use async_trait::async_trait;
 
 use crate::{
-    Capabilities, Namespace, Page, PageRequest, Secret, SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant,
-    Version,
+    Capabilities, Namespace, Page, PageRequest, ScanSelection, Secret, SecretName, SecretStore, SecretValue,
+    StoreError, Tags, Tenant, Version,
 };
 
 /// Counts the calls that reach the wrapped store, and how many `get`s were
@@ -93,6 +94,14 @@ impl SecretStore for CountingStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         self.inner.health().await
+    }
+
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        self.inner.scan(selection, page).await
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        self.inner.versions(name).await
     }
 }
 
@@ -189,5 +198,88 @@ impl SecretStore for FaultyStore {
     async fn health(&self) -> Result<(), StoreError> {
         self.enter().await?;
         self.inner.health().await
+    }
+
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        self.enter().await?;
+        self.inner.scan(selection, page).await
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        self.enter().await?;
+        self.inner.versions(name).await
+    }
+}
+
+/// Lets `puts` writes through, then never answers another one, as a
+/// process killed in the middle of a run of writes: a test waits for
+/// [`halted`](Self::halted) and drops the run. Every other call passes.
+pub struct HaltingStore {
+    inner: Arc<dyn SecretStore>,
+    puts: usize,
+    started: AtomicUsize,
+    halted: tokio::sync::Notify,
+}
+
+impl HaltingStore {
+    pub fn new(inner: Arc<dyn SecretStore>, puts: usize) -> Self {
+        Self { inner, puts, started: AtomicUsize::new(0), halted: tokio::sync::Notify::new() }
+    }
+
+    /// Resolves once a write beyond the allowed ones has been held back.
+    pub async fn halted(&self) {
+        self.halted.notified().await
+    }
+}
+
+#[async_trait]
+impl SecretStore for HaltingStore {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn get(&self, name: &SecretName, version: Option<&Version>) -> Result<Secret, StoreError> {
+        self.inner.get(name, version).await
+    }
+
+    async fn put(
+        &self,
+        name: &SecretName,
+        value: &SecretValue,
+        tags: &Tags,
+        description: Option<&str>,
+    ) -> Result<Version, StoreError> {
+        if self.started.fetch_add(1, Ordering::SeqCst) >= self.puts {
+            // notify_one keeps the wake-up for a waiter that is not yet waiting.
+            self.halted.notify_one();
+            return std::future::pending().await;
+        }
+        self.inner.put(name, value, tags, description).await
+    }
+
+    async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
+        self.inner.delete(name).await
+    }
+
+    async fn list(
+        &self,
+        tenant: &Tenant,
+        namespace: &Namespace,
+        filter: &Tags,
+        page: &PageRequest,
+    ) -> Result<Page, StoreError> {
+        self.inner.list(tenant, namespace, filter, page).await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.inner.health().await
+    }
+
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        self.inner.scan(selection, page).await
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        self.inner.versions(name).await
     }
 }

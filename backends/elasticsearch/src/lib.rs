@@ -23,6 +23,13 @@
 //! racing a delete of the same secret may land after it; the secret then
 //! exists again, holding that put's version.
 //!
+//! **Scans** search heads in name order (tenant, namespace, key), paged
+//! with `search_after` on all three; the selection's namespace matches by
+//! term and its descendants by prefix, and every answer is checked again.
+//! A secret's **versions** are its version documents from 1 up to the
+//! head's, read with real-time multi-gets (a number a failed put took back
+//! is skipped).
+//!
 //! **Listing** searches heads of exactly one tenant and namespace, with a
 //! term filter per tag, sorted by key and paged with `search_after`; the
 //! page token is the last key, base64url-encoded, and is validated as a key
@@ -42,8 +49,8 @@ use async_trait::async_trait;
 use base64::Engine;
 use secrecy::ExposeSecret;
 use secretd_core::{
-    Capabilities, Envelope, ErrorKind, Key, Namespace, Page, PageRequest, Secret, SecretMetadata, SecretName,
-    SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
+    Capabilities, Envelope, ErrorKind, Key, Namespace, Page, PageRequest, ScanSelection, Secret, SecretMetadata,
+    SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
 };
 
 pub use crate::options::{Auth, ElasticsearchOptions, DEFAULT_INDEX, DEFAULT_TIMEOUT};
@@ -528,6 +535,96 @@ impl SecretStore for ElasticsearchStore {
             None
         };
         Ok(Page { items, next_token })
+    }
+
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        let size = page.size.clamp(1, MAX_PAGE);
+        let mut cursor = page.token.as_deref().map(secretd_core::name_after_token).transpose()?;
+        let what = "scanning the secrets";
+        let tenant = selection.tenant.as_ref().map(Tenant::as_str);
+        let namespace = selection.namespace.as_ref().map(Namespace::as_str);
+        // As for a listing: in batches until the page plus one item is
+        // found or the selection runs out.
+        let batch = size + 1;
+        let mut items: Vec<SecretMetadata> = Vec::with_capacity(batch);
+        loop {
+            let after = cursor.as_ref().map(|n| [n.tenant.as_str(), n.namespace.as_str(), n.key.as_str()]);
+            let call = self.requests.scan_heads(tenant, namespace, after, batch)?;
+            let reply = self.client.send(&call, what).await?;
+            if reply.status == 404 {
+                break;
+            }
+            if !reply.is_success() {
+                return Err(reply.into_error(what));
+            }
+            let hits = reply.parse::<SearchReply<Summary>>(what)?.hits.hits;
+            let exhausted = hits.len() < batch;
+            for hit in hits {
+                let summary = hit.source;
+                let name = SecretName::parse(&summary.tenant, &summary.namespace, &summary.key)
+                    .map_err(|_| StoreError::corrupt("the index holds a secret document with an invalid name"))?;
+                if cursor.as_ref().is_some_and(|c| &name <= c) {
+                    return Err(unexpected(what, "the search went backwards"));
+                }
+                cursor = Some(name.clone());
+                if !selection.admits(&name) {
+                    continue;
+                }
+                items.push(SecretMetadata {
+                    name,
+                    version: Version(summary.version.to_string()),
+                    tags: summary.tags,
+                    created_at: from_millis(summary.created_at),
+                    updated_at: from_millis(summary.updated_at),
+                });
+                if items.len() > size {
+                    break;
+                }
+            }
+            if items.len() > size || exhausted {
+                break;
+            }
+        }
+        let next_token = if items.len() > size {
+            items.truncate(size);
+            items.last().map(|m| secretd_core::name_page_token(&m.name))
+        } else {
+            None
+        };
+        Ok(Page { items, next_token })
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        const CHUNK: u64 = 500;
+        let id = secret_id(name);
+        let head = self.read_head(name, &id).await?.ok_or_else(|| StoreError::not_found(name))?;
+        let what = format!("listing the versions of {name}");
+        let mut versions = Vec::new();
+        let mut first = 1;
+        while first <= head.doc.version {
+            let last = head.doc.version.min(first + CHUNK - 1);
+            let ids: Vec<String> = (first..=last).map(|n| model::version_id(&id, n)).collect();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let reply = self.client.send(&self.requests.mget(&ids, &id)?, &what).await?;
+            if !reply.is_success() {
+                return Err(reply.into_error(&what));
+            }
+            let got: MgetReply<Doc> = reply.parse(&what)?;
+            for entry in got.docs {
+                if let Some(error) = &entry.error {
+                    return Err(StoreError::unavailable(format!(
+                        "elasticsearch could not read a document while {what}{}",
+                        ServerError::from_error(error).detail()
+                    )));
+                }
+                if let Some(doc) = entry.source.filter(|d| entry.found && d.is_for(name, VERSION)) {
+                    versions.push(doc.version);
+                }
+            }
+            first = last + 1;
+        }
+        versions.sort_unstable();
+        Ok(versions.into_iter().map(|n| Version(n.to_string())).collect())
     }
 
     async fn health(&self) -> Result<(), StoreError> {

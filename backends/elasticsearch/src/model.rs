@@ -349,6 +349,44 @@ impl Requests {
     }
 }
 
+impl Requests {
+    /// Heads of a scan's selection in name order, after the name `after`.
+    /// A namespace selects itself by term and its descendants by the
+    /// prefix `namespace.`; the store checks every answer again.
+    pub fn scan_heads(
+        &self,
+        tenant: Option<&str>,
+        namespace: Option<&str>,
+        after: Option<[&str; 3]>,
+        size: usize,
+    ) -> Result<Call, StoreError> {
+        let mut must = vec![json!({"term": {"doc_type": HEAD}})];
+        if let Some(tenant) = tenant {
+            must.push(json!({"term": {"tenant": tenant}}));
+        }
+        if let Some(namespace) = namespace {
+            must.push(json!({"bool": {
+                "should": [
+                    {"term": {"namespace": namespace}},
+                    {"prefix": {"namespace": format!("{namespace}.")}},
+                ],
+                "minimum_should_match": 1,
+            }}));
+        }
+        let mut body = json!({
+            "size": size,
+            "track_total_hits": false,
+            "_source": {"includes": SUMMARY_FIELDS},
+            "query": {"bool": {"filter": must}},
+            "sort": [{"tenant": "asc"}, {"namespace": "asc"}, {"key": "asc"}],
+        });
+        if let Some(after) = after {
+            body["search_after"] = json!(after);
+        }
+        Call::new(Method::POST, format!("/{}/_search", self.index)).json(&body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,6 +47,12 @@
 //! (one call each, a few at a time). Page tokens are the last key of the
 //! previous page, base64url.
 //!
+//! # Scans and versions
+//! A scan pages through the project's secrets as a listing does, keeps
+//! the ones whose id this prefix wrote for a name of the selection, and
+//! reads the latest version of a page's worth of them in name order. A
+//! secret's versions are its enabled versions, by number.
+//!
 //! # Errors and retries
 //! Throttling, unavailability, 5xx and timeouts are retried with
 //! exponential backoff and full jitter ([`secretd_core::retry`], three tries
@@ -74,8 +80,8 @@ use google_cloud_secretmanager_v1::{
 };
 use google_cloud_wkt::{FieldMask, Timestamp};
 use secretd_core::{
-    Capabilities, ErrorKind, Namespace, Page, PageRequest, RetryPolicy, Secret, SecretMetadata, SecretName,
-    SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
+    Capabilities, ErrorKind, Namespace, Page, PageRequest, RetryPolicy, ScanSelection, Secret, SecretMetadata,
+    SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
 };
 
 pub use names::NamePrefix;
@@ -437,6 +443,75 @@ impl SecretStore for GcpStore {
             _ => None,
         };
         Ok(Page { items, next_token })
+    }
+
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        if let Some(token) = &page.token {
+            secretd_core::name_after_token(token)?;
+        }
+        let what = "scanning the secrets";
+        let secrets: HashMap<SecretName, model::Secret> = self
+            .list_all(None, what)
+            .await?
+            .into_iter()
+            .filter_map(|secret| {
+                let name = self.prefix.parse_id(names::id_of(&secret.name)?)?;
+                selection.admits(&name).then_some((name, secret))
+            })
+            .collect();
+        let names = secrets.keys().cloned().collect();
+        let secrets = &secrets;
+        secretd_core::page_of_names(names, page, LIST_CONCURRENCY, |name| async move {
+            let Some(secret) = secrets.get(&name) else { return Ok(None) };
+            // Without a version (being created, or deleted meanwhile) it
+            // does not exist to a reader.
+            let Some(version) = self.latest(format!("{}/versions/latest", secret.name), what).await? else {
+                return Ok(None);
+            };
+            let Some(number) = names::version_of(&version.name) else { return Ok(None) };
+            Ok(Some(metadata(name, &Read { secret: secret.clone(), version }, number)))
+        })
+        .await
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        let path = self.secret_path(&self.prefix.secret_id(name)?);
+        let what = format!("listing the versions of {name}");
+        let mut numbers = Vec::new();
+        let mut token = String::new();
+        let mut seen = HashSet::new();
+        loop {
+            let page = self
+                .call(&what, || {
+                    self.client
+                        .list_secret_versions()
+                        .set_parent(&path)
+                        .set_page_size(LIST_PAGE_SIZE)
+                        .set_page_token(token.clone())
+                        .send()
+                })
+                .await?;
+            numbers.extend(
+                page.versions
+                    .iter()
+                    .filter(|v| v.state == model::secret_version::State::Enabled)
+                    .filter_map(|v| names::version_of(&v.name)),
+            );
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            if !seen.insert(page.next_page_token.clone()) {
+                return Err(StoreError::internal(format!("Secret Manager repeated a page token while {what}")));
+            }
+            token = page.next_page_token;
+        }
+        if numbers.is_empty() {
+            // Created but never given a value: missing, as for `get`.
+            return Err(StoreError::not_found(name));
+        }
+        numbers.sort_unstable();
+        numbers.dedup();
+        Ok(numbers.into_iter().map(|n| Version(n.to_string())).collect())
     }
 
     async fn health(&self) -> Result<(), StoreError> {

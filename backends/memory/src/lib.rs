@@ -9,8 +9,8 @@ use std::{collections::BTreeMap, time::SystemTime};
 
 use async_trait::async_trait;
 use secretd_core::{
-    Capabilities, Namespace, Page, PageRequest, Secret, SecretMetadata, SecretName, SecretStore, SecretValue,
-    StoreError, Tags, Tenant, Version,
+    Capabilities, Namespace, Page, PageRequest, ScanSelection, Secret, SecretMetadata, SecretName, SecretStore,
+    SecretValue, StoreError, Tags, Tenant, Version,
 };
 use tokio::sync::RwLock;
 
@@ -124,5 +124,29 @@ impl SecretStore for MemoryStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        use std::ops::Bound;
+        let size = page.size.max(1);
+        let after = page.token.as_deref().map(secretd_core::name_after_token).transpose()?;
+        let secrets = self.secrets.read().await;
+        let start = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+        let mut matching = secrets
+            .range((start, Bound::Unbounded))
+            .filter(|(n, _)| selection.admits(n))
+            .map(|(n, e)| e.metadata(n, e.versions.len() - 1));
+        let items: Vec<SecretMetadata> = matching.by_ref().take(size).collect();
+        let next_token = match (items.last(), matching.next()) {
+            (Some(last), Some(_)) => Some(secretd_core::name_page_token(&last.name)),
+            _ => None,
+        };
+        Ok(Page { items, next_token })
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        let secrets = self.secrets.read().await;
+        let entry = secrets.get(name).ok_or_else(|| StoreError::not_found(name))?;
+        Ok((1..=entry.versions.len()).map(|n| Version(n.to_string())).collect())
     }
 }

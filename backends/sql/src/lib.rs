@@ -23,8 +23,8 @@ use std::{
 
 use async_trait::async_trait;
 use secretd_core::{
-    Capabilities, Envelope, EnvelopeError, ErrorKind, Key, Namespace, Page, PageRequest, Secret, SecretMetadata,
-    SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
+    Capabilities, Envelope, EnvelopeError, ErrorKind, Key, Namespace, Page, PageRequest, ScanSelection, Secret,
+    SecretMetadata, SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
 };
 use sqlx::{any::AnyPoolOptions, migrate::Migrator, AnyPool, Row};
 
@@ -75,6 +75,9 @@ struct Queries {
     insert: String,
     delete: String,
     list: String,
+    versions: String,
+    /// The scans by what the selection fixes: `[tenant][namespace]`.
+    scans: [[String; 2]; 2],
 }
 
 impl Queries {
@@ -110,8 +113,35 @@ impl Queries {
                    WHERE m.tenant = v.tenant AND m.namespace = v.namespace AND m.secret_key = v.secret_key) \
                  ORDER BY v.secret_key LIMIT ?"
             )),
+            versions: d.sql(
+                "SELECT version FROM secretd_secret_versions WHERE tenant = ? AND namespace = ? AND secret_key = ? \
+                 ORDER BY version",
+            ),
+            scans: [false, true].map(|tenant| [false, true].map(|namespace| d.sql(&scan_query(tenant, namespace)))),
         }
     }
+}
+
+/// The latest version of each secret after a cursor name, in name order.
+/// The cursor is spelled out rather than as a row-value comparison, which
+/// not every supported database version optimises. The namespace and its
+/// descendants are a range: names hold no character between `.` and `/`,
+/// so everything below `ns` sorts between `ns.` and `ns/`, in the byte
+/// order each table's collation uses.
+fn scan_query(by_tenant: bool, by_namespace: bool) -> String {
+    const FIRST_CREATED: &str = "(SELECT MIN(w.created_at) FROM secretd_secret_versions w \
+         WHERE w.tenant = v.tenant AND w.namespace = v.namespace AND w.secret_key = v.secret_key)";
+    let tenant = if by_tenant { "AND v.tenant = ? " } else { "" };
+    let namespace = if by_namespace { "AND (v.namespace = ? OR (v.namespace > ? AND v.namespace < ?)) " } else { "" };
+    format!(
+        "SELECT v.tenant, v.namespace, v.secret_key, v.version, v.tags, v.created_at, {FIRST_CREATED} AS first_created \
+         FROM secretd_secret_versions v \
+         WHERE (v.tenant > ? OR (v.tenant = ? AND (v.namespace > ? OR (v.namespace = ? AND v.secret_key > ?)))) \
+         {tenant}{namespace}\
+         AND v.version = (SELECT MAX(m.version) FROM secretd_secret_versions m \
+           WHERE m.tenant = v.tenant AND m.namespace = v.namespace AND m.secret_key = v.secret_key) \
+         ORDER BY v.tenant, v.namespace, v.secret_key LIMIT ?"
+    )
 }
 
 enum PrepareError {
@@ -456,6 +486,70 @@ impl SecretStore for SqlStore {
             None
         };
         Ok(Page { items, next_token })
+    }
+
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        let size = page.size.max(1);
+        let after = page.token.as_deref().map(secretd_core::name_after_token).transpose()?;
+        let (after_tenant, after_namespace, after_key) = match &after {
+            Some(a) => (a.tenant.as_str(), a.namespace.as_str(), a.key.as_str()),
+            // Sorts before every valid name.
+            None => ("", "", ""),
+        };
+        let scan_error = |e| classify(e, "database error scanning the secrets".to_owned());
+        let query = &self.queries.scans[selection.tenant.is_some() as usize][selection.namespace.is_some() as usize];
+        let mut query = sqlx::query(query)
+            .bind(after_tenant)
+            .bind(after_tenant)
+            .bind(after_namespace)
+            .bind(after_namespace)
+            .bind(after_key);
+        if let Some(tenant) = &selection.tenant {
+            query = query.bind(tenant.as_str());
+        }
+        if let Some(namespace) = &selection.namespace {
+            query = query.bind(namespace.as_str()).bind(format!("{namespace}.")).bind(format!("{namespace}/"));
+        }
+        let rows = query.bind((size + 1) as i64).fetch_all(&self.pool).await.map_err(scan_error)?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let column = |i| text(row, i).map_err(scan_error);
+            let (tenant, namespace, key) = (column(0)?, column(1)?, column(2)?);
+            let name = SecretName::parse(&tenant, &namespace, &key)
+                .map_err(|_| StoreError::corrupt("the secrets table holds a row with an invalid name"))?;
+            let version: i64 = row.try_get(3).map_err(scan_error)?;
+            let tags = parse_tags(&name, &column(4)?)?;
+            let updated: i64 = row.try_get(5).map_err(scan_error)?;
+            let created: i64 = row.try_get(6).map_err(scan_error)?;
+            items.push(SecretMetadata {
+                name,
+                version: Version(version.to_string()),
+                tags,
+                created_at: from_millis(created),
+                updated_at: from_millis(updated),
+            });
+        }
+        let next_token = if items.len() > size {
+            items.truncate(size);
+            items.last().map(|m| secretd_core::name_page_token(&m.name))
+        } else {
+            None
+        };
+        Ok(Page { items, next_token })
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        let numbers: Vec<i64> = sqlx::query_scalar(&self.queries.versions)
+            .bind(name.tenant.as_str())
+            .bind(name.namespace.as_str())
+            .bind(name.key.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_error(name, e))?;
+        if numbers.is_empty() {
+            return Err(StoreError::not_found(name));
+        }
+        Ok(numbers.into_iter().map(|n| Version(n.to_string())).collect())
     }
 
     async fn health(&self) -> Result<(), StoreError> {

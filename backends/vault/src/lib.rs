@@ -16,6 +16,10 @@
 //! - A listing reads each listed secret's metadata (Vault's LIST returns
 //!   names only), at most `LIST_CONCURRENCY` (16) at once, each asking the
 //!   daemon's rate limit for its turn (`secretd_core::pacing`).
+//! - A scan walks the folders (tenants, then namespaces, then keys) with
+//!   one LIST each, paced the same way, and reads the metadata of a page's
+//!   worth of the names found. Folders that are not a valid tenant or
+//!   namespace were written by another tool and are not walked.
 //!
 //! # Writes
 //! A put writes the data (a new version) and then the tags. Vault has no
@@ -38,8 +42,8 @@ use async_trait::async_trait;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use futures::{stream, StreamExt};
 use secretd_core::{
-    pacing, Capabilities, ErrorKind, Key, Namespace, Page, PageRequest, RetryPolicy, Secret, SecretMetadata,
-    SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
+    pacing, Capabilities, ErrorKind, Key, Namespace, Page, PageRequest, RetryPolicy, ScanSelection, Secret,
+    SecretMetadata, SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
 };
 use serde_json::{Map, Value};
 use vaultrs::{
@@ -359,6 +363,36 @@ impl SecretStore for VaultStore {
         Ok(Page { items, next_token })
     }
 
+    async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
+        if let Some(token) = &page.token {
+            secretd_core::name_after_token(token)?;
+        }
+        let names = self.scan_names(selection).await?;
+        secretd_core::page_of_names(names, page, LIST_CONCURRENCY, |name| async move {
+            pacing::paced().await?;
+            match self.resolve(&name, None).await {
+                Ok(current) => self.describe(name, &current).map(Some),
+                // Deleted since the listing: not part of the scan.
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
+        let current = self.resolve(name, None).await?;
+        let mut live: Vec<u64> = current
+            .metadata
+            .versions
+            .iter()
+            .filter(|(_, v)| !v.destroyed && v.deletion_time.is_empty())
+            .filter_map(|(number, _)| canonical_version(number))
+            .collect();
+        live.sort_unstable();
+        Ok(live.into_iter().map(|n| Version(n.to_string())).collect())
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         // An authenticated call proves all of it: Vault is reachable,
         // unsealed (a sealed one answers 503), and secretd's token is good.
@@ -374,6 +408,51 @@ impl SecretStore for VaultStore {
 }
 
 impl VaultStore {
+    /// The entries of one folder; a missing folder is empty.
+    async fn list_folder(&self, folder: &str) -> Result<Vec<String>, StoreError> {
+        let mount = self.mount.as_str();
+        match self
+            .session
+            .call(&format!("listing {folder}"), |login| async move { kv2::list(&login.client, mount, folder).await })
+            .await
+        {
+            Ok(entries) => Ok(entries),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The sub-folders of `folder` whose names `parse` accepts.
+    async fn sub_folders<T>(&self, folder: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, StoreError> {
+        let entries = self.list_folder(folder).await?;
+        Ok(entries.iter().filter_map(|e| e.strip_suffix('/')).filter_map(parse).collect())
+    }
+
+    /// Every secret name of the selection, unordered.
+    async fn scan_names(&self, selection: &ScanSelection) -> Result<Vec<SecretName>, StoreError> {
+        let tenants = match &selection.tenant {
+            Some(tenant) => vec![tenant.clone()],
+            None => self.sub_folders(&self.prefix.root_folder(), |t| Tenant::parse(t).ok()).await?,
+        };
+        let mut names = Vec::new();
+        for tenant in tenants {
+            if selection.tenant.is_none() {
+                pacing::paced().await?;
+            }
+            let namespaces = self
+                .sub_folders(&self.prefix.tenant_folder(&tenant), |ns| Namespace::parse(ns).ok())
+                .await?
+                .into_iter()
+                .filter(|ns| selection.admits_namespace(ns));
+            for namespace in namespaces {
+                pacing::paced().await?;
+                let keys = self.list_keys(&self.prefix.namespace_folder(&tenant, &namespace)).await?;
+                names.extend(keys.into_iter().map(|key| SecretName::new(tenant.clone(), namespace.clone(), key)));
+            }
+        }
+        Ok(names)
+    }
+
     /// Every key under a namespace folder, walking sub-folders: a key with
     /// `/` in it (`db/password`) lists as the folder `db/`.
     async fn list_keys(&self, folder: &str) -> Result<Vec<Key>, StoreError> {

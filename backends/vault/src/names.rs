@@ -38,6 +38,21 @@ impl PathPrefix {
         self.join(&format!("{}/{}/{}", name.tenant, name.namespace, name.key))
     }
 
+    /// The folder holding every tenant, with a trailing slash (empty for
+    /// the mount's root).
+    pub fn root_folder(&self) -> String {
+        if self.0.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.0)
+        }
+    }
+
+    /// The folder holding the namespaces of one tenant, with a trailing slash.
+    pub fn tenant_folder(&self, tenant: &Tenant) -> String {
+        self.join(&format!("{tenant}/"))
+    }
+
     /// The folder holding the keys of one namespace, with a trailing slash.
     pub fn namespace_folder(&self, tenant: &Tenant, namespace: &Namespace) -> String {
         self.join(&format!("{tenant}/{namespace}/"))
@@ -57,6 +72,9 @@ mod tests {
             PathPrefix::new("a/b").unwrap().namespace_folder(&name.tenant, &name.namespace),
             "a/b/acme/team.etl/"
         );
+        assert_eq!(PathPrefix::new("a/b").unwrap().root_folder(), "a/b/");
+        assert_eq!(PathPrefix::new("").unwrap().root_folder(), "");
+        assert_eq!(PathPrefix::new("a").unwrap().tenant_folder(&name.tenant), "a/acme/");
         assert!(PathPrefix::new("a//b").is_err());
         assert!(PathPrefix::new("a/../b").is_err());
     }

@@ -410,14 +410,14 @@ impl SecretStore for InstrumentedStore {
     async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
         let started = Instant::now();
         let result = self.inner.scan(selection, page).await;
-        observe("scan", started, &result);
+        self.observe("scan", started, &result);
         result
     }
 
     async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {
         let started = Instant::now();
         let result = self.inner.versions(name).await;
-        observe("versions", started, &result);
+        self.observe("versions", started, &result);
         result
     }
 

@@ -195,6 +195,29 @@ impl Keyring {
         sealed_key_id(sealed) == Some(&self.current.key_id[..])
     }
 
+    /// The key id `sealed` names when none of the ring's secrets has it
+    /// (`None` when one has, or when `sealed` is not an envelope at all).
+    pub fn unknown_key_id(&self, sealed: &[u8]) -> Option<String> {
+        let key_id = sealed_key_id(sealed)?;
+        let known = std::iter::once(&self.current).chain(&self.previous).any(|e| e.key_id == key_id);
+        (!known).then(|| hex(key_id))
+    }
+
+    /// The error for a start that finds a stored value under `key_id`,
+    /// which none of the ring's secrets has.
+    pub fn unknown_key_error(&self, key_id: &str) -> StoreError {
+        StoreError::new(
+            crate::ErrorKind::InvalidName,
+            format!(
+                "secret: stored values are sealed under key id {key_id}, which neither `secret` (key id {}) nor \
+                 any of the {} `previous-secrets` has: a wrong secret, or a previous secret removed before \
+                 `secretd rekey` finished",
+                self.current.key_id(),
+                self.previous.len()
+            ),
+        )
+    }
+
     /// `sealed` opened and sealed again under the current secret, or `None`
     /// when it already is under it. The result differs from `sealed` (a new
     /// nonce), which is what a compare-and-set on the old bytes relies on.
@@ -356,6 +379,13 @@ mod tests {
         assert!(!err.message().contains(OLD) && !err.message().contains(SECRET));
         assert_eq!(ring.reseal(&name("k"), "1", &sealed).unwrap_err().kind(), ErrorKind::Corrupt);
         assert_eq!(ring.open(&name("k"), "1", b"garbage").unwrap_err().kind(), ErrorKind::Corrupt);
+        assert_eq!(ring.unknown_key_id(&sealed), Some(old.key_id()));
+        assert_eq!(ring.unknown_key_id(b"garbage"), None);
+        let known = ring.seal(&name("k"), "1", &SecretValue::from_slice(b"v")).unwrap();
+        assert_eq!(ring.unknown_key_id(&known), None);
+        let message = ring.unknown_key_error(&old.key_id()).to_string();
+        assert!(message.starts_with("secret: stored values are sealed under key id"), "{message}");
+        assert!(message.contains(&old.key_id()) && message.contains(&ring.key_id()), "{message}");
     }
 
     #[test]

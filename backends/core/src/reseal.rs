@@ -102,6 +102,13 @@ pub trait Reseal: Send + Sync {
     /// The key id of the current secret; safe to print.
     fn current_key_id(&self) -> String;
 
+    /// Fails, naming `secret`, when the first stored value (in the store's
+    /// own order) is sealed under a key id that neither the current nor a
+    /// previous secret has: a wrong secret, or one removed from
+    /// `previous-secrets` too early. One value, so the check is cheap
+    /// enough for every start; reads of any other such value fail alone.
+    async fn check_keys(&self) -> Result<(), StoreError>;
+
     /// Re-seals every stored version not under the current secret. Errors
     /// with one value (it cannot be opened, say) are reported in
     /// [`ResealReport::failed`] and the run goes on; an error of the store

@@ -491,6 +491,23 @@ impl Reseal for ElasticsearchStore {
         self.keys.key_id()
     }
 
+    async fn check_keys(&self) -> Result<(), StoreError> {
+        let what = format!("checking the key ids in index {}", self.requests.index());
+        let reply = self.client.send(&self.requests.search_all(None, 1)?, &what).await?;
+        if reply.status == 404 {
+            return Ok(());
+        }
+        if !reply.is_success() {
+            return Err(reply.into_error(&what));
+        }
+        let Some(first) = reply.parse::<WalkReply>(&what)?.hits.hits.into_iter().next() else { return Ok(()) };
+        let sealed = base64::engine::general_purpose::STANDARD.decode(&first.source.sealed).unwrap_or_default();
+        match self.keys.unknown_key_id(&sealed) {
+            Some(key_id) => Err(self.keys.unknown_key_error(&key_id)),
+            None => Ok(()),
+        }
+    }
+
     async fn reseal(&self, progress: ResealProgressFn<'_>) -> Result<ResealReport, StoreError> {
         let index = self.requests.index();
         let what = format!("re-sealing index {index}");

@@ -124,7 +124,10 @@ async fn rotation_reseals_heads_and_versions_and_the_old_secret_can_go() {
     // 12 secrets of 3 versions: 36 version documents and 12 heads.
     let mut written = seed(&scratch.open(SECRET_A, &[]).await, 3, 3).await;
 
+    let err = scratch.open(SECRET_B, &[]).await.check_keys().await.unwrap_err();
+    assert!(err.message().starts_with("secret: stored values are sealed under key id"), "{err}");
     let rotating = scratch.open(SECRET_B, &[SECRET_A]).await;
+    rotating.check_keys().await.unwrap();
     assert_all_readable(&rotating, &written).await;
     let fresh = SecretName::parse("main", "team.a", "key/0").unwrap();
     let version = rotating.put(&fresh, &SecretValue::from_slice(b"written under B"), &Tags::new(), None).await.unwrap();
@@ -149,16 +152,19 @@ async fn rotation_reseals_heads_and_versions_and_the_old_secret_can_go() {
     let (again, _) = reseal_recording(&rotating).await;
     assert_eq!((again.total, again.resealed, again.already_current), (49, 0, 49), "{again:?}");
 
-    assert_all_readable(&scratch.open(SECRET_B, &[]).await, &written).await;
-    // Listing still works off the rewritten heads.
     let only_b = scratch.open(SECRET_B, &[]).await;
+    only_b.check_keys().await.unwrap();
+    assert_all_readable(&only_b, &written).await;
+    // Listing still works off the rewritten heads.
     let page = only_b
         .list(&fresh.tenant, &fresh.namespace, &Tags::new(), &secretd_core::PageRequest { size: 10, token: None })
         .await
         .unwrap();
     assert_eq!(page.items.len(), 3);
 
-    let err = scratch.open(SECRET_C, &[]).await.get(&fresh, None).await.unwrap_err();
+    let only_c = scratch.open(SECRET_C, &[]).await;
+    assert!(only_c.check_keys().await.unwrap_err().message().contains(&b_id));
+    let err = only_c.get(&fresh, None).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt);
     assert!(err.message().contains(&b_id) && err.message().contains("previous-secrets"), "{err}");
     scratch.delete().await;
@@ -277,6 +283,55 @@ async fn readers_never_fail_and_writers_lose_nothing_during_a_reseal() {
         assert_eq!(left, 0, "{name}: documents left behind its delete");
     }
     drop((store, only_b));
+    scratch.delete().await;
+}
+
+/// The versions a delete left behind (its delete-by-query failed, or lost
+/// the race with a rewrite) are taken back by the re-seal that finds them
+/// without their head, instead of being rewritten for a later secret of
+/// the same name to find.
+#[tokio::test]
+async fn versions_left_behind_a_deleted_head_are_taken_back() {
+    let Some(url) = support::server_url() else { return };
+    let scratch = ScratchIndex::new(&url);
+    let under_a = scratch.open(SECRET_A, &[]).await;
+    let kept = seed(&under_a, 1, 1).await;
+    let orphaned = SecretName::parse("main", "team.x", "orphan").unwrap();
+    for value in [b"one", b"two"] {
+        under_a.put(&orphaned, &SecretValue::from_slice(value), &Tags::new(), None).await.unwrap();
+    }
+    // Delete the head alone, as a delete interrupted after its first step.
+    let http = support::http();
+    let search: serde_json::Value = http
+        .post(format!("{url}/{}/_search", scratch.index))
+        .json(&serde_json::json!({"query": {"bool": {"filter": [
+            {"term": {"doc_type": "head"}}, {"term": {"key": "orphan"}}
+        ]}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let head_id = search["hits"]["hits"][0]["_id"].as_str().unwrap().to_owned();
+    let deleted = http
+        .delete(format!("{url}/{}/_doc/{head_id}?routing={head_id}&refresh=true", scratch.index))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+
+    let (report, _) = reseal_recording(&scratch.open(SECRET_B, &[SECRET_A]).await).await;
+    // 4 kept secrets (version and head) resealed; the 2 orphans taken back.
+    assert_eq!((report.total, report.resealed, report.skipped, report.failed.len()), (10, 8, 2, 0), "{report:?}");
+    let left = scratch.documents().await.iter().filter(|d| d["key"] == "orphan").count();
+    assert_eq!(left, 0);
+    let only_b = scratch.open(SECRET_B, &[]).await;
+    assert_all_readable(&only_b, &kept).await;
+    // A new secret of that name starts afresh, with nothing of the old one.
+    let version = only_b.put(&orphaned, &SecretValue::from_slice(b"new"), &Tags::new(), None).await.unwrap();
+    assert_eq!(version.as_str(), "1");
+    assert_eq!(only_b.get(&orphaned, None).await.unwrap().value.expose(), b"new");
     scratch.delete().await;
 }
 

@@ -87,6 +87,7 @@ struct Queries {
     delete: String,
     list: String,
     count_all: String,
+    first_ciphertext: String,
     reseal_batch: String,
     reseal_update: String,
 }
@@ -125,6 +126,10 @@ impl Queries {
                  ORDER BY v.secret_key LIMIT ?"
             )),
             count_all: d.sql("SELECT COUNT(*) FROM secretd_secret_versions"),
+            first_ciphertext: d.sql(
+                "SELECT ciphertext FROM secretd_secret_versions \
+                 ORDER BY tenant, namespace, secret_key, version LIMIT 1",
+            ),
             // Keyset paging over the primary key, so rows written meanwhile
             // neither shift the pages nor make the run start over.
             reseal_batch: d.sql(
@@ -418,6 +423,17 @@ fn reseal_error(error: sqlx::Error) -> StoreError {
 impl Reseal for SqlStore {
     fn current_key_id(&self) -> String {
         self.keys.key_id()
+    }
+
+    async fn check_keys(&self) -> Result<(), StoreError> {
+        let first: Option<Vec<u8>> = sqlx::query_scalar(&self.queries.first_ciphertext)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| classify(e, "database error checking the stored key ids".to_owned()))?;
+        match first.as_deref().and_then(|sealed| self.keys.unknown_key_id(sealed)) {
+            Some(key_id) => Err(self.keys.unknown_key_error(&key_id)),
+            None => Ok(()),
+        }
     }
 
     async fn reseal(&self, progress: ResealProgressFn<'_>) -> Result<ResealReport, StoreError> {

@@ -136,8 +136,13 @@ async fn rotation_reseals_everything_and_the_old_secret_can_go() {
         assert_eq!(written.len(), 36);
         drop(under_a);
 
+        // B alone is refused by the start check, naming the field.
+        let err = open(&url, SECRET_B, &[]).await.check_keys().await.unwrap_err();
+        assert!(err.message().starts_with("secret: stored values are sealed under key id"), "{label}: {err}");
+
         // Current B, previous A: everything reads, new writes go under B.
         let rotating = open(&url, SECRET_B, &[SECRET_A]).await;
+        rotating.check_keys().await.unwrap_or_else(|e| panic!("{label}: {e}"));
         assert_all_readable(label, &rotating, &written).await;
         let fresh = SecretName::parse("main", "team.a", "key/0").unwrap();
         let version =
@@ -164,12 +169,15 @@ async fn rotation_reseals_everything_and_the_old_secret_can_go() {
         let (again, _) = reseal_recording(&rotating).await;
         assert_eq!((again.total, again.resealed, again.already_current), (37, 0, 37), "{label}: {again:?}");
 
-        // A dropped from the configuration: everything still reads.
+        // A dropped from the configuration: it starts, everything reads.
         let only_b = open(&url, SECRET_B, &[]).await;
+        only_b.check_keys().await.unwrap_or_else(|e| panic!("{label}: {e}"));
         assert_all_readable(label, &only_b, &written).await;
 
         // Neither A nor B configured: reads fail, naming the key id.
         let only_c = open(&url, SECRET_C, &[]).await;
+        let start = only_c.check_keys().await.unwrap_err();
+        assert!(start.message().contains(&b_id) && start.message().contains("previous-secrets"), "{label}: {start}");
         let err = only_c.get(&fresh, None).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt, "{label}");
         assert!(err.message().contains(&b_id) && err.message().contains("previous-secrets"), "{label}: {err}");

@@ -9,8 +9,11 @@
 //!
 //! The CLI builds the store from the configuration, with `secret` and
 //! `previous-secrets` in its keyring, and calls [`run`] with
-//! `std::io::stderr().is_terminal()` as `show_progress`; the process fails
-//! unless [`RekeyRun::is_complete`].
+//! `std::io::stderr().is_terminal()` as `show_progress`, prints
+//! [`RekeyRun::failure_lines`] and [`RekeyRun::summary`], and fails unless
+//! [`RekeyRun::is_complete`]. Like the daemon's start ([`Reseal::check_keys`]),
+//! a run refuses to begin when the configured secrets cannot open what is
+//! stored, rather than listing every value as failed.
 
 use std::time::{Duration, Instant};
 
@@ -78,6 +81,8 @@ impl RekeyRun {
 /// With `show_progress`, a progress bar is drawn on stderr.
 pub async fn run(store: &dyn Reseal, backend: &str, show_progress: bool) -> Result<RekeyRun, RekeyError> {
     let started = Instant::now();
+    let failed = |source| RekeyError { backend: backend.to_owned(), source };
+    store.check_keys().await.map_err(failed)?;
     let bar = progress_bar(show_progress);
     let update = |p: &ResealProgress| {
         // Writers add values while the run goes on: the estimate grows
@@ -88,7 +93,7 @@ pub async fn run(store: &dyn Reseal, backend: &str, show_progress: bool) -> Resu
     };
     let outcome = store.reseal(&update).await;
     bar.finish_and_clear();
-    let report = outcome.map_err(|source| RekeyError { backend: backend.to_owned(), source })?;
+    let report = outcome.map_err(failed)?;
     Ok(RekeyRun { backend: backend.to_owned(), report, elapsed: started.elapsed() })
 }
 
@@ -183,6 +188,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn secrets_that_open_nothing_stored_stop_the_run_before_it_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("wrong.db").display());
+        let name = SecretName::parse("main", "team", "db/password").unwrap();
+        let old = SqlStore::connect(&url, OLD, SqlOptions::default()).await.unwrap();
+        old.put(&name, &SecretValue::from_slice(b"v1"), &Tags::new(), None).await.unwrap();
+        // The old secret left out of previous-secrets.
+        let store = SqlStore::connect(&url, NEW, SqlOptions::default()).await.unwrap();
+        let err = run(&store, "jdbc", false).await.unwrap_err();
+        assert!(err.to_string().starts_with("rekey jdbc: secret: stored values are sealed under key id"), "{err}");
+        assert!(!err.to_string().contains(OLD) && !err.to_string().contains(NEW));
+        assert_eq!(old.get(&name, None).await.unwrap().value.expose(), b"v1", "nothing was touched");
+    }
+
+    #[tokio::test]
     async fn a_store_failure_names_the_backend_and_says_to_rerun() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("gone.db").display());
@@ -198,7 +218,7 @@ mod tests {
         .unwrap();
         sqlx::query("DROP TABLE secretd_secret_versions").execute(&pool).await.unwrap();
         let err = run(&store, "jdbc", false).await.unwrap_err();
-        assert!(err.to_string().starts_with("rekey jdbc: database error while re-sealing"), "{err}");
+        assert!(err.to_string().starts_with("rekey jdbc: database error"), "{err}");
         assert!(err.to_string().ends_with("run rekey again to go on"), "{err}");
     }
 }

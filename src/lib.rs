@@ -4,7 +4,8 @@
 //! Each call is authenticated ([`auth`]), then goes through [`broker`]:
 //! validation, authorization ([`policy`]), the [`cache`], then the backend
 //! built by [`backends`] from the [`config`]; every decision leaves an
-//! [`audit`] record. [`server`] is the gRPC face; `main.rs` the CLI.
+//! [`audit`] record. [`server`] is the gRPC face; `main.rs` the CLI,
+//! with [`rekey`] driving `secretd rekey`.
 
 pub mod admin;
 pub mod audit;
@@ -17,6 +18,7 @@ pub mod files;
 pub mod metrics;
 pub mod migrate;
 pub mod policy;
+pub mod rekey;
 pub mod resilience;
 pub mod routes;
 pub mod server;

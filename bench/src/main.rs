@@ -378,6 +378,7 @@ impl SecretBroker for Baseline {
             namespace,
             source: Source::Cache as i32,
             age: None,
+            backend: "default".into(),
         }))
     }
 

@@ -11,6 +11,11 @@
 //! secret.
 //!
 //! Layout: `0x01 | key id (8) | nonce (12) | ciphertext and tag`.
+//!
+//! A [`Keyring`] holds the current envelope and the ones of earlier
+//! secrets, so the secret can be rotated: new values are sealed under the
+//! current one, stored ones open under whichever key id their header names,
+//! and a re-seal moves them to the current key.
 
 use std::fmt;
 
@@ -19,6 +24,7 @@ use aes_gcm::{
     Aes256Gcm, Nonce,
 };
 use hkdf::Hkdf;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -37,6 +43,21 @@ const HKDF_SALT: &[u8] = b"secretd envelope v1";
 pub enum EnvelopeError {
     #[error("must be at least {MIN_SECRET_LEN} characters long (got {0}); `secretd keygen` prints a suitable one")]
     TooShort(usize),
+}
+
+/// Why a [`Keyring`] could not be built. Each message starts with the
+/// setting at fault (`secret`, `previous-secrets[i]`, counted from 0), for
+/// the caller to prefix with its block and file; none quotes a secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyringError {
+    #[error("secret: {0}")]
+    Current(EnvelopeError),
+    #[error("previous-secrets[{index}]: {source}")]
+    Previous { index: usize, source: EnvelopeError },
+    /// Two entries derive the same key id: the same secret twice, which is
+    /// a slip in the configuration (a rotation that forgot to change it).
+    #[error("previous-secrets[{index}]: is the same secret as {same_as}; remove it")]
+    Duplicate { index: usize, same_as: String },
 }
 
 /// Encrypts and decrypts values under one key derived from a secret string.
@@ -108,9 +129,131 @@ impl Envelope {
     }
 }
 
+/// The key id a ciphertext names in its header, when it is in the
+/// envelope format at all.
+fn sealed_key_id(sealed: &[u8]) -> Option<&[u8]> {
+    (sealed.len() >= HEADER_LEN + 16 && sealed[0] == FORMAT_V1).then(|| &sealed[1..1 + KEY_ID_LEN])
+}
+
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Envelope").field("key_id", &self.key_id()).finish_non_exhaustive()
+    }
+}
+
+/// The current envelope and those of earlier secrets, for rotating the
+/// secret without making stored values unreadable.
+pub struct Keyring {
+    current: Envelope,
+    previous: Vec<Envelope>,
+}
+
+impl Keyring {
+    /// `current` seals every new value; values sealed under any of
+    /// `previous` still open. Every secret obeys [`MIN_SECRET_LEN`], and no
+    /// secret may appear twice.
+    pub fn new(current: &str, previous: &[SecretString]) -> Result<Self, KeyringError> {
+        let current = Envelope::from_secret(current).map_err(KeyringError::Current)?;
+        let mut ring = Self { current, previous: Vec::with_capacity(previous.len()) };
+        for (index, secret) in previous.iter().enumerate() {
+            let envelope = Envelope::from_secret(secret.expose_secret())
+                .map_err(|source| KeyringError::Previous { index, source })?;
+            if envelope.key_id == ring.current.key_id {
+                return Err(KeyringError::Duplicate { index, same_as: "secret".to_owned() });
+            }
+            if let Some(earlier) = ring.previous.iter().position(|e| e.key_id == envelope.key_id) {
+                return Err(KeyringError::Duplicate { index, same_as: format!("previous-secrets[{earlier}]") });
+            }
+            ring.previous.push(envelope);
+        }
+        Ok(ring)
+    }
+
+    /// The key id new values are sealed under; safe to log.
+    pub fn key_id(&self) -> String {
+        self.current.key_id()
+    }
+
+    /// The key ids of the previous secrets, in configuration order.
+    pub fn previous_key_ids(&self) -> Vec<String> {
+        self.previous.iter().map(Envelope::key_id).collect()
+    }
+
+    /// Seals under the current secret.
+    pub fn seal(&self, name: &SecretName, version: &str, value: &SecretValue) -> Result<Vec<u8>, StoreError> {
+        self.current.seal(name, version, value)
+    }
+
+    /// Opens a value sealed under the current or any previous secret. A
+    /// key id that none of them has is `Corrupt`, naming the key id.
+    pub fn open(&self, name: &SecretName, version: &str, sealed: &[u8]) -> Result<SecretValue, StoreError> {
+        self.envelope_for(name, version, sealed)?.open(name, version, sealed)
+    }
+
+    /// Whether `sealed` is already under the current secret.
+    pub fn is_current(&self, sealed: &[u8]) -> bool {
+        sealed_key_id(sealed) == Some(&self.current.key_id[..])
+    }
+
+    /// The key id `sealed` names when none of the ring's secrets has it
+    /// (`None` when one has, or when `sealed` is not an envelope at all).
+    pub fn unknown_key_id(&self, sealed: &[u8]) -> Option<String> {
+        let key_id = sealed_key_id(sealed)?;
+        let known = std::iter::once(&self.current).chain(&self.previous).any(|e| e.key_id == key_id);
+        (!known).then(|| hex(key_id))
+    }
+
+    /// The error for a start that finds a stored value under `key_id`,
+    /// which none of the ring's secrets has.
+    pub fn unknown_key_error(&self, key_id: &str) -> StoreError {
+        StoreError::new(
+            crate::ErrorKind::InvalidName,
+            format!(
+                "secret: stored values are sealed under key id {key_id}, which neither `secret` (key id {}) nor \
+                 any of the {} `previous-secrets` has: a wrong secret, or a previous secret removed before \
+                 `secretd rekey` finished",
+                self.current.key_id(),
+                self.previous.len()
+            ),
+        )
+    }
+
+    /// `sealed` opened and sealed again under the current secret, or `None`
+    /// when it already is under it. The result differs from `sealed` (a new
+    /// nonce), which is what a compare-and-set on the old bytes relies on.
+    pub fn reseal(&self, name: &SecretName, version: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.is_current(sealed) {
+            return Ok(None);
+        }
+        let value = self.open(name, version, sealed)?;
+        self.current.seal(name, version, &value).map(Some)
+    }
+
+    fn envelope_for(&self, name: &SecretName, version: &str, sealed: &[u8]) -> Result<&Envelope, StoreError> {
+        let Some(key_id) = sealed_key_id(sealed) else {
+            return Err(StoreError::corrupt(format!(
+                "secret {name} version {version}: stored ciphertext is not in secretd's envelope format"
+            )));
+        };
+        std::iter::once(&self.current).chain(&self.previous).find(|e| e.key_id == key_id).ok_or_else(|| {
+            StoreError::corrupt(format!(
+                "secret {name} version {version} was encrypted under key id {}, which neither `secret` \
+                 (key id {}) nor any of the {} `previous-secrets` has; the secret it was written with may be \
+                 missing from previous-secrets",
+                hex(key_id),
+                self.current.key_id(),
+                self.previous.len()
+            ))
+        })
+    }
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("key_id", &self.key_id())
+            .field("previous_key_ids", &self.previous_key_ids())
+            .finish()
     }
 }
 
@@ -181,6 +324,88 @@ mod tests {
     fn short_secret_refused() {
         assert_eq!(Envelope::from_secret("short").unwrap_err(), EnvelopeError::TooShort(5));
         assert!(Envelope::from_secret(&"é".repeat(32)).is_ok());
+    }
+
+    const OLD: &str = "the-old-secret-of-32-characters!!";
+    const OLDER: &str = "an-older-secret-of-32-characters!";
+
+    fn previous(secrets: &[&str]) -> Vec<SecretString> {
+        secrets.iter().map(|s| SecretString::from(*s)).collect()
+    }
+
+    #[test]
+    fn keyring_seals_under_current_and_opens_every_previous() {
+        let old = Envelope::from_secret(OLD).unwrap();
+        let older = Envelope::from_secret(OLDER).unwrap();
+        let value = SecretValue::from_slice(b"v");
+        let from_old = old.seal(&name("k"), "1", &value).unwrap();
+        let from_older = older.seal(&name("k"), "2", &value).unwrap();
+        let ring = Keyring::new(SECRET, &previous(&[OLD, OLDER])).unwrap();
+        assert_eq!(ring.open(&name("k"), "1", &from_old).unwrap(), value);
+        assert_eq!(ring.open(&name("k"), "2", &from_older).unwrap(), value);
+        let fresh = ring.seal(&name("k"), "3", &value).unwrap();
+        assert!(ring.is_current(&fresh) && !ring.is_current(&from_old));
+        assert_eq!(Envelope::from_secret(SECRET).unwrap().open(&name("k"), "3", &fresh).unwrap(), value);
+        assert_eq!(ring.previous_key_ids(), vec![old.key_id(), older.key_id()]);
+        // Binding to the name holds under a previous key too.
+        assert_eq!(ring.open(&name("other"), "1", &from_old).unwrap_err().kind(), ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn reseal_moves_to_current_and_leaves_current_alone() {
+        let old = Envelope::from_secret(OLD).unwrap();
+        let value = SecretValue::from_slice(b"reseal me");
+        let sealed = old.seal(&name("k"), "4", &value).unwrap();
+        let ring = Keyring::new(SECRET, &previous(&[OLD])).unwrap();
+        let resealed = ring.reseal(&name("k"), "4", &sealed).unwrap().expect("under a previous key");
+        assert_ne!(resealed, sealed);
+        assert!(ring.is_current(&resealed));
+        let current_only = Keyring::new(SECRET, &[]).unwrap();
+        assert_eq!(current_only.open(&name("k"), "4", &resealed).unwrap(), value);
+        assert_eq!(ring.reseal(&name("k"), "4", &resealed).unwrap(), None);
+        // Resealing keeps the binding: the version is part of it.
+        assert_eq!(ring.reseal(&name("k"), "5", &sealed).unwrap_err().kind(), ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn unknown_key_id_names_it_and_hints_at_previous_secrets() {
+        let old = Envelope::from_secret(OLD).unwrap();
+        let sealed = old.seal(&name("k"), "1", &SecretValue::from_slice(b"v")).unwrap();
+        let ring = Keyring::new(SECRET, &previous(&[OLDER])).unwrap();
+        let err = ring.open(&name("k"), "1", &sealed).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.message().contains(&old.key_id()), "{}", err.message());
+        assert!(err.message().contains("previous-secrets"), "{}", err.message());
+        assert!(!err.message().contains(OLD) && !err.message().contains(SECRET));
+        assert_eq!(ring.reseal(&name("k"), "1", &sealed).unwrap_err().kind(), ErrorKind::Corrupt);
+        assert_eq!(ring.open(&name("k"), "1", b"garbage").unwrap_err().kind(), ErrorKind::Corrupt);
+        assert_eq!(ring.unknown_key_id(&sealed), Some(old.key_id()));
+        assert_eq!(ring.unknown_key_id(b"garbage"), None);
+        let known = ring.seal(&name("k"), "1", &SecretValue::from_slice(b"v")).unwrap();
+        assert_eq!(ring.unknown_key_id(&known), None);
+        let message = ring.unknown_key_error(&old.key_id()).to_string();
+        assert!(message.starts_with("secret: stored values are sealed under key id"), "{message}");
+        assert!(message.contains(&old.key_id()) && message.contains(&ring.key_id()), "{message}");
+    }
+
+    #[test]
+    fn keyring_refuses_short_and_duplicate_secrets_naming_the_entry() {
+        assert_eq!(Keyring::new("short", &[]).unwrap_err(), KeyringError::Current(EnvelopeError::TooShort(5)));
+        let err = Keyring::new(SECRET, &previous(&[OLD, "tiny"])).unwrap_err();
+        assert_eq!(err, KeyringError::Previous { index: 1, source: EnvelopeError::TooShort(4) });
+        assert!(err.to_string().starts_with("previous-secrets[1]: must be at least 32"), "{err}");
+        let err = Keyring::new(SECRET, &previous(&[SECRET])).unwrap_err();
+        assert_eq!(err.to_string(), "previous-secrets[0]: is the same secret as secret; remove it");
+        let err = Keyring::new(SECRET, &previous(&[OLD, OLDER, OLD])).unwrap_err();
+        assert_eq!(err.to_string(), "previous-secrets[2]: is the same secret as previous-secrets[0]; remove it");
+        assert!(!err.to_string().contains(OLD));
+    }
+
+    #[test]
+    fn keyring_debug_shows_key_ids_only() {
+        let ring = Keyring::new(SECRET, &previous(&[OLD])).unwrap();
+        let shown = format!("{ring:?}");
+        assert!(shown.contains(&ring.key_id()) && !shown.contains(OLD) && !shown.contains(SECRET), "{shown}");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! crate holds what every backend shares: validated names ([`SecretName`]),
 //! values that wipe themselves ([`SecretValue`]), tags and their scoping
 //! ([`TagScope`], [`ScopedStore`]), one error vocabulary ([`StoreError`]),
-//! the AES-256-GCM envelope for stores that encrypt at rest ([`Envelope`]),
+//! the AES-256-GCM envelope for stores that encrypt at rest ([`Envelope`],
+//! [`Keyring`] for rotating its secret, [`Reseal`] for moving stored values
+//! to the new one),
 //! and, behind the `conformance` feature, the suite every backend must pass
 //! unchanged.
 
@@ -14,6 +16,7 @@ mod envelope;
 mod error;
 mod name;
 pub mod pacing;
+mod reseal;
 mod retry;
 mod scope;
 mod store;
@@ -26,9 +29,10 @@ pub mod conformance;
 pub mod testing;
 
 pub use credential::{CredentialSource, RotatingSecret};
-pub use envelope::{Envelope, EnvelopeError, MIN_SECRET_LEN};
+pub use envelope::{Envelope, EnvelopeError, Keyring, KeyringError, MIN_SECRET_LEN};
 pub use error::{ErrorKind, StoreError};
 pub use name::{Key, Namespace, SecretName, Tenant, DEFAULT_TENANT};
+pub use reseal::{Reseal, ResealFailure, ResealOutcome, ResealProgress, ResealProgressFn, ResealReport};
 pub use retry::{retry, RetryPolicy};
 pub use scope::{ScopedStore, TagScope};
 pub use store::{

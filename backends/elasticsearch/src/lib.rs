@@ -30,6 +30,17 @@
 //! head's, read with real-time multi-gets (a number a failed put took back
 //! is skipped).
 //!
+//! **Rotating the secret.** Values sealed under any of the
+//! `previous_secrets` still open (the envelope names its key id). The
+//! [`Reseal`] walk reads every document, head and version, in a fixed order
+//! and rewrites those under an old key with `_bulk` compare-and-sets on the
+//! sequence numbers it read, so a concurrent put or delete is never undone.
+//! A delete-by-query racing the rewrite of a version would skip that
+//! version (its sequence number moved), leaving it behind its deleted
+//! secret; so the rewrites wait for a refresh, and afterwards any rewritten
+//! version whose head is gone, or belongs to a secret created since, is
+//! taken back.
+//!
 //! **Listing** searches heads of exactly one tenant and namespace, with a
 //! term filter per tag, sorted by key and paged with `search_after`; the
 //! page token is the last key, base64url-encoded, and is validated as a key
@@ -49,8 +60,9 @@ use async_trait::async_trait;
 use base64::Engine;
 use secrecy::ExposeSecret;
 use secretd_core::{
-    Capabilities, Envelope, ErrorKind, Key, Namespace, Page, PageRequest, ScanSelection, Secret, SecretMetadata,
-    SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
+    Capabilities, ErrorKind, Key, Keyring, Namespace, Page, PageRequest, Reseal, ResealFailure, ResealOutcome,
+    ResealProgressFn, ResealReport, ScanSelection, Secret, SecretMetadata, SecretName, SecretStore, SecretValue,
+    StoreError, Tags, Tenant, Version,
 };
 
 pub use crate::options::{Auth, ElasticsearchOptions, DEFAULT_INDEX, DEFAULT_TIMEOUT};
@@ -58,8 +70,8 @@ use crate::{
     client::Client,
     error::{unexpected, ServerError},
     model::{
-        parse_version, secret_id, tag_terms, Doc, GetReply, MgetReply, Requests, SearchReply, Summary, HEAD,
-        REQUIRED_FIELDS, VERSION,
+        parse_version, secret_id, tag_terms, BulkReply, Doc, GetReply, MgetReply, Replacement, Requests, SearchReply,
+        StoredHit, Summary, WalkReply, HEAD, REQUIRED_FIELDS, VERSION,
     },
 };
 
@@ -73,12 +85,15 @@ const MAX_HEAD_ATTEMPTS: u32 = 100;
 /// The largest page one search returns (Elasticsearch's default
 /// `index.max_result_window` is 10 000).
 const MAX_PAGE: usize = 5000;
+/// How many documents a re-seal reads, and rewrites in one `_bulk`, at a
+/// time.
+const RESEAL_BATCH: usize = 500;
 
 /// The Elasticsearch / OpenSearch [`SecretStore`].
 pub struct ElasticsearchStore {
     client: Client,
     requests: Requests,
-    envelope: Envelope,
+    keys: Keyring,
 }
 
 impl fmt::Debug for ElasticsearchStore {
@@ -88,7 +103,7 @@ impl fmt::Debug for ElasticsearchStore {
         f.debug_struct("ElasticsearchStore")
             .field("hosts", &self.client.hosts())
             .field("index", &self.requests.index())
-            .field("key_id", &self.envelope.key_id())
+            .field("key_id", &self.keys.key_id())
             .finish_non_exhaustive()
     }
 }
@@ -101,15 +116,16 @@ struct Head {
 }
 
 impl ElasticsearchStore {
-    /// Checks the options, derives the encryption key from `secret` (at
-    /// least 32 characters), and makes sure the index exists with secretd's
-    /// mapping, creating it if it is missing.
+    /// Checks the options, derives the encryption keys from `secret` and
+    /// `previous_secrets` (each at least 32 characters, none twice), and
+    /// makes sure the index exists with secretd's mapping, creating it if
+    /// it is missing.
     pub async fn connect(options: ElasticsearchOptions) -> Result<Self, StoreError> {
-        let envelope = Envelope::from_secret(options.secret.expose_secret())
-            .map_err(|e| StoreError::new(ErrorKind::InvalidName, format!("secret: {e}")))?;
+        let keys = Keyring::new(options.secret.expose_secret(), &options.previous_secrets)
+            .map_err(|e| StoreError::new(ErrorKind::InvalidName, e.to_string()))?;
         let requests = Requests::new(&options.index)?;
         let client = Client::new(&options)?;
-        let store = Self { client, requests, envelope };
+        let store = Self { client, requests, keys };
         store.ensure_index().await?;
         Ok(store)
     }
@@ -218,7 +234,7 @@ impl ElasticsearchStore {
         let sealed = base64::engine::general_purpose::STANDARD.decode(&doc.sealed).map_err(|_| {
             StoreError::corrupt(format!("secret {name} version {version}: the stored value is not base64"))
         })?;
-        let value = self.envelope.open(name, &version, &sealed)?;
+        let value = self.keys.open(name, &version, &sealed)?;
         Ok(Secret {
             metadata: SecretMetadata {
                 name: name.clone(),
@@ -247,7 +263,7 @@ impl ElasticsearchStore {
         let what = format!("writing secret {name}");
         let write_id = format!("{:032x}", rand::random::<u128>());
         for _ in 0..MAX_VERSION_CLAIMS {
-            let sealed = self.envelope.seal(name, &next.to_string(), value)?;
+            let sealed = self.keys.seal(name, &next.to_string(), value)?;
             let doc = Doc {
                 doc_type: VERSION.to_owned(),
                 secret_id: id.to_owned(),
@@ -258,7 +274,7 @@ impl ElasticsearchStore {
                 tags: tags.clone(),
                 tag_terms: tag_terms(tags),
                 sealed: base64::engine::general_purpose::STANDARD.encode(sealed),
-                key_id: self.envelope.key_id(),
+                key_id: self.keys.key_id(),
                 description: description.map(str::to_owned),
                 created_at: now,
                 updated_at: now,
@@ -347,6 +363,210 @@ impl ElasticsearchStore {
         Err(StoreError::unavailable(format!(
             "writing secret {name}: too many concurrent writers; the head kept changing"
         )))
+    }
+}
+
+/// A document the re-seal rewrites, and how its compare-and-set went.
+struct Rewrite<'a> {
+    hit: &'a StoredHit,
+    doc: Doc,
+    /// Where the rewrite left the document, when it landed.
+    landed: Option<(i64, i64)>,
+}
+
+impl ElasticsearchStore {
+    /// What re-sealing one document takes: nothing, a new document, or a
+    /// failure naming it.
+    fn plan_reseal(&self, hit: &StoredHit) -> Result<Option<Doc>, ResealFailure> {
+        let doc = &hit.source;
+        let item = format!(
+            "secret {}/{}/{} version {}{}",
+            doc.tenant,
+            doc.namespace,
+            doc.key,
+            doc.version,
+            if doc.doc_type == HEAD { " (head)" } else { "" }
+        );
+        let failure = |reason: &str| ResealFailure { item: item.clone(), reason: reason.to_owned() };
+        let name = SecretName::parse(&doc.tenant, &doc.namespace, &doc.key)
+            .map_err(|_| failure("the document's name breaks the naming rules"))?;
+        if !doc.is_for(&name, HEAD) && !doc.is_for(&name, VERSION) {
+            return Err(failure("the document is neither a head nor a version"));
+        }
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(&doc.sealed)
+            .map_err(|_| failure("the stored value is not base64"))?;
+        match self.keys.reseal(&name, &doc.version.to_string(), &sealed) {
+            Ok(None) => Ok(None),
+            Ok(Some(resealed)) => Ok(Some(Doc {
+                sealed: base64::engine::general_purpose::STANDARD.encode(resealed),
+                key_id: self.keys.key_id(),
+                ..doc.clone()
+            })),
+            Err(e) => Err(failure(e.message())),
+        }
+    }
+
+    /// Sends one batch of rewrites; fills in where each landed, and returns
+    /// the failures of those the cluster refused for other reasons than a
+    /// concurrent write.
+    async fn write_rewrites(&self, rewrites: &mut [Rewrite<'_>]) -> Result<Vec<ResealFailure>, StoreError> {
+        let what = format!("re-sealing index {}", self.requests.index());
+        let replacements: Vec<Replacement<'_>> = rewrites
+            .iter()
+            .map(|r| Replacement { id: &r.hit.id, seq_no: r.hit.seq_no, primary_term: r.hit.primary_term, doc: &r.doc })
+            .collect();
+        let reply = self.client.send(&self.requests.bulk_replace(&replacements)?, &what).await?;
+        if !reply.is_success() {
+            return Err(reply.into_error(&what));
+        }
+        let items = reply.parse::<BulkReply>(&what)?.items;
+        if items.len() != rewrites.len() {
+            return Err(unexpected(&what, "the bulk answer has a different number of items"));
+        }
+        let mut failures = Vec::new();
+        for (rewrite, item) in rewrites.iter_mut().zip(items) {
+            let result = item.index;
+            match (result.status, result.seq_no, result.primary_term) {
+                (200 | 201, Some(seq_no), Some(primary_term)) => rewrite.landed = Some((seq_no, primary_term)),
+                (200 | 201, ..) => return Err(unexpected(&what, "a bulk item without its sequence number")),
+                // Written or deleted since it was read: that writer's say.
+                (409, ..) => {}
+                (status, ..) => {
+                    let error = result.error.as_ref().map(ServerError::from_error);
+                    failures.push(ResealFailure {
+                        item: format!("document {}", rewrite.hit.id),
+                        reason: format!(
+                            "elasticsearch refused the rewrite with status {status}{}",
+                            error.map(|e| e.detail()).unwrap_or_default()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(failures)
+    }
+
+    /// Takes back rewritten versions whose secret was deleted while they
+    /// were rewritten (see the module docs); those count as skipped.
+    async fn take_back_orphans(&self, rewrites: &mut [Rewrite<'_>]) -> Result<(), StoreError> {
+        let what = format!("re-sealing index {}", self.requests.index());
+        let versions: Vec<usize> = (0..rewrites.len())
+            .filter(|&i| rewrites[i].landed.is_some() && rewrites[i].doc.doc_type == VERSION)
+            .collect();
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = versions.iter().map(|&i| rewrites[i].doc.secret_id.as_str()).collect();
+        let reply = self.client.send(&self.requests.mget_heads(&ids)?, &what).await?;
+        if !reply.is_success() {
+            return Err(reply.into_error(&what));
+        }
+        let heads = reply.parse::<MgetReply<Doc>>(&what)?.docs;
+        if heads.len() != versions.len() {
+            return Err(unexpected(&what, "fewer heads than asked for"));
+        }
+        for (&i, head) in versions.iter().zip(heads) {
+            if let Some(error) = &head.error {
+                return Err(StoreError::unavailable(format!(
+                    "elasticsearch could not read a head while {what}{}",
+                    ServerError::from_error(error).detail()
+                )));
+            }
+            let rewrite = &mut rewrites[i];
+            // A head created after this version was written belongs to a
+            // secret deleted and created again.
+            let alive = head.source.filter(|_| head.found).is_some_and(|h| h.created_at <= rewrite.doc.created_at);
+            if alive {
+                continue;
+            }
+            let Some((seq_no, primary_term)) = rewrite.landed.take() else { continue };
+            let call = self.requests.delete_if(&rewrite.hit.id, &rewrite.doc.secret_id, seq_no, primary_term);
+            let reply = self.client.send(&call, &what).await?;
+            // 404 or 409: the delete-by-query got it after all.
+            if !reply.is_success() && !matches!(reply.status, 404 | 409) {
+                return Err(reply.into_error(&what));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Reseal for ElasticsearchStore {
+    fn current_key_id(&self) -> String {
+        self.keys.key_id()
+    }
+
+    async fn check_keys(&self) -> Result<(), StoreError> {
+        let what = format!("checking the key ids in index {}", self.requests.index());
+        let reply = self.client.send(&self.requests.search_all(None, 1)?, &what).await?;
+        if reply.status == 404 {
+            return Ok(());
+        }
+        if !reply.is_success() {
+            return Err(reply.into_error(&what));
+        }
+        let Some(first) = reply.parse::<WalkReply>(&what)?.hits.hits.into_iter().next() else { return Ok(()) };
+        let sealed = base64::engine::general_purpose::STANDARD.decode(&first.source.sealed).unwrap_or_default();
+        match self.keys.unknown_key_id(&sealed) {
+            Some(key_id) => Err(self.keys.unknown_key_error(&key_id)),
+            None => Ok(()),
+        }
+    }
+
+    async fn reseal(&self, progress: ResealProgressFn<'_>) -> Result<ResealReport, StoreError> {
+        let index = self.requests.index();
+        let what = format!("re-sealing index {index}");
+        let reply = self.client.send(&self.requests.refresh(), &what).await?;
+        if !reply.is_success() {
+            return Err(reply.into_error(&what));
+        }
+        let reply = self.client.send(&self.requests.probe(), &what).await?;
+        if !reply.is_success() {
+            return Err(reply.into_error(&what));
+        }
+        let estimated = reply.parse::<serde_json::Value>(&what)?["count"].as_u64().unwrap_or(0);
+        let mut report = ResealReport { key_id: self.keys.key_id(), ..ResealReport::default() };
+        progress(&report.progress(estimated));
+        let mut after: Option<Vec<serde_json::Value>> = None;
+        loop {
+            let reply = self.client.send(&self.requests.search_all(after.as_deref(), RESEAL_BATCH)?, &what).await?;
+            if !reply.is_success() {
+                return Err(reply.into_error(&what));
+            }
+            let hits = reply.parse::<WalkReply>(&what)?.hits.hits;
+            let Some(last) = hits.last() else { break };
+            after = Some(last.sort.clone());
+            let mut rewrites = Vec::new();
+            for hit in &hits {
+                match self.plan_reseal(hit) {
+                    Ok(None) => report.record(ResealOutcome::AlreadyCurrent),
+                    Ok(Some(doc)) => rewrites.push(Rewrite { hit, doc, landed: None }),
+                    Err(failure) => report.record(ResealOutcome::Failed(failure)),
+                }
+            }
+            if !rewrites.is_empty() {
+                let failures = self.write_rewrites(&mut rewrites).await?;
+                self.take_back_orphans(&mut rewrites).await?;
+                let refused = failures.len();
+                for failure in failures {
+                    report.record(ResealOutcome::Failed(failure));
+                }
+                let landed = rewrites.iter().filter(|r| r.landed.is_some()).count();
+                for _ in 0..landed {
+                    report.record(ResealOutcome::Resealed);
+                }
+                for _ in 0..rewrites.len() - landed - refused {
+                    report.record(ResealOutcome::Skipped);
+                }
+            }
+            progress(&report.progress(estimated));
+            if hits.len() < RESEAL_BATCH {
+                break;
+            }
+        }
+        Ok(report)
     }
 }
 

@@ -168,6 +168,61 @@ pub(crate) struct SearchHit<T> {
     pub source: T,
 }
 
+/// A hit of the re-seal's walk over every document: the whole document,
+/// what a compare-and-set needs, and the sort values to page on.
+#[derive(Debug, Deserialize)]
+pub(crate) struct StoredHit {
+    #[serde(rename = "_id")]
+    pub id: String,
+    #[serde(rename = "_seq_no")]
+    pub seq_no: i64,
+    #[serde(rename = "_primary_term")]
+    pub primary_term: i64,
+    #[serde(rename = "_source")]
+    pub source: Doc,
+    pub sort: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct WalkReply {
+    pub hits: WalkHits,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct WalkHits {
+    pub hits: Vec<StoredHit>,
+}
+
+/// The answer to a `_bulk`: one entry per action, in order.
+#[derive(Debug, Deserialize)]
+pub(crate) struct BulkReply {
+    pub items: Vec<BulkItem>,
+}
+
+/// One `_bulk` entry; every action the re-seal sends is an `index`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct BulkItem {
+    pub index: BulkResult,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct BulkResult {
+    pub status: u16,
+    #[serde(rename = "_seq_no")]
+    pub seq_no: Option<i64>,
+    #[serde(rename = "_primary_term")]
+    pub primary_term: Option<i64>,
+    pub error: Option<serde_json::Value>,
+}
+
+/// A document to replace, only if it is still at (`seq_no`, `primary_term`).
+pub(crate) struct Replacement<'a> {
+    pub id: &'a str,
+    pub seq_no: i64,
+    pub primary_term: i64,
+    pub doc: &'a Doc,
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct DeleteByQueryReply {
     #[serde(default)]
@@ -319,6 +374,64 @@ impl Requests {
             ]}}}))
     }
 
+    /// Makes every write so far visible to search, so that a re-seal's
+    /// walk sees the documents a previous run rewrote as they are now.
+    pub fn refresh(&self) -> Call {
+        Call::new(Method::POST, format!("/{}/_refresh", self.index))
+    }
+
+    /// Every document, heads and versions, in a fixed order (secret, then
+    /// head before versions, then version number), after the sort values
+    /// `after` of the previous page.
+    pub fn search_all(&self, after: Option<&[serde_json::Value]>, size: usize) -> Result<Call, StoreError> {
+        let mut body = json!({
+            "size": size,
+            "track_total_hits": false,
+            "seq_no_primary_term": true,
+            "query": {"match_all": {}},
+            "sort": [{"secret_id": "asc"}, {"doc_type": "asc"}, {"version": "asc"}],
+        });
+        if let Some(after) = after {
+            body["search_after"] = json!(after);
+        }
+        Call::new(Method::POST, format!("/{}/_search", self.index)).json(&body)
+    }
+
+    /// Replaces each document only if nobody wrote it since it was read
+    /// (409 per item otherwise), and waits until the writes are searchable:
+    /// a delete-by-query that starts after this answer then sees them.
+    pub fn bulk_replace(&self, replacements: &[Replacement<'_>]) -> Result<Call, StoreError> {
+        let mut body = Vec::new();
+        for r in replacements {
+            let action = json!({"index": {
+                "_id": r.id,
+                "routing": r.doc.secret_id,
+                "if_seq_no": r.seq_no,
+                "if_primary_term": r.primary_term,
+            }});
+            for line in [&action, &serde_json::to_value(r.doc).map_err(encode_error)?] {
+                serde_json::to_writer(&mut body, line).map_err(encode_error)?;
+                body.push(b'\n');
+            }
+        }
+        let mut call = Call::new(Method::POST, format!("/{}/_bulk", self.index)).query("refresh", "wait_for");
+        call.body = Some(body);
+        Ok(call)
+    }
+
+    /// The heads of several secrets, each routed by its own id.
+    pub fn mget_heads(&self, secret_ids: &[&str]) -> Result<Call, StoreError> {
+        let docs: Vec<_> = secret_ids.iter().map(|id| json!({"_id": id, "routing": id})).collect();
+        Call::new(Method::POST, format!("/{}/_mget", self.index)).json(&json!({ "docs": docs }))
+    }
+
+    /// Deletes a document only if it is still at (`seq_no`, `primary_term`).
+    pub fn delete_if(&self, id: &str, routing: &str, seq_no: i64, primary_term: i64) -> Call {
+        self.doc(Method::DELETE, id, routing)
+            .query("if_seq_no", seq_no.to_string())
+            .query("if_primary_term", primary_term.to_string())
+    }
+
     /// Heads of one namespace carrying every tag of `filter`, by key, after
     /// the key `after`.
     pub fn search_heads(
@@ -387,6 +500,10 @@ impl Requests {
     }
 }
 
+fn encode_error(e: serde_json::Error) -> StoreError {
+    StoreError::internal("cannot encode an elasticsearch request").with_source(e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +565,34 @@ mod tests {
         let cas = requests.replace_head(&head, 4, 1).unwrap();
         assert_eq!((cas.param("if_seq_no"), cas.param("if_primary_term")), (Some("4"), Some("1")));
         assert_eq!(requests.create_head(&head).unwrap().param("op_type"), Some("create"));
+    }
+
+    #[test]
+    fn reseal_writes_are_compare_and_set_and_searchable_on_return() {
+        let requests = Requests::new("i").unwrap();
+        let version = doc();
+        let head = Doc { doc_type: HEAD.into(), ..doc() };
+        let call = requests
+            .bulk_replace(&[
+                Replacement { id: "abc.3", seq_no: 7, primary_term: 2, doc: &version },
+                Replacement { id: "abc", seq_no: 9, primary_term: 2, doc: &head },
+            ])
+            .unwrap();
+        assert_eq!(call.param("refresh"), Some("wait_for"));
+        let body = String::from_utf8(call.body.unwrap()).unwrap();
+        let lines: Vec<serde_json::Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(
+            lines[0],
+            json!({"index": {"_id": "abc.3", "routing": "abc", "if_seq_no": 7, "if_primary_term": 2}})
+        );
+        assert_eq!(lines[3]["doc_type"], json!(HEAD));
+        let delete = requests.delete_if("abc.3", "abc", 8, 2);
+        assert_eq!((delete.param("if_seq_no"), delete.param("routing")), (Some("8"), Some("abc")));
+        let walk = requests.search_all(Some(&[json!("abc"), json!("head"), json!(3)]), 10).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(walk.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body["seq_no_primary_term"], json!(true));
+        assert_eq!(body["search_after"], json!(["abc", "head", 3]));
     }
 
     #[test]

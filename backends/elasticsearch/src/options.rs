@@ -65,6 +65,10 @@ pub struct ElasticsearchOptions {
     /// The encryption secret, at least 32 characters; values are sealed
     /// under a key derived from it before they leave the process.
     pub secret: SecretString,
+    /// Earlier secrets, each at least 32 characters: values sealed under
+    /// them still open, and `rekey` moves them to `secret`. Empty by
+    /// default.
+    pub previous_secrets: Vec<SecretString>,
     /// The limit for one HTTP request (connect, send and read).
     pub timeout: Duration,
 }
@@ -81,6 +85,7 @@ impl ElasticsearchOptions {
             auth: Auth::None,
             ca_certificate_pem: None,
             secret: secret.into(),
+            previous_secrets: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -100,6 +105,11 @@ impl ElasticsearchOptions {
         self
     }
 
+    pub fn with_previous_secrets(mut self, previous: impl IntoIterator<Item = SecretString>) -> Self {
+        self.previous_secrets = previous.into_iter().collect();
+        self
+    }
+
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -115,6 +125,7 @@ impl fmt::Debug for ElasticsearchOptions {
             .field("auth", &self.auth)
             .field("ca_certificate_pem", &self.ca_certificate_pem.as_ref().map(|pem| format!("{} bytes", pem.len())))
             .field("secret", &"[REDACTED]")
+            .field("previous_secrets", &format!("{} [REDACTED]", self.previous_secrets.len()))
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -145,9 +156,12 @@ mod tests {
             "s3cr3t-encryption-key-0123456789abcdef",
         )
         .with_auth(Auth::Basic { username: "elastic".into(), password: "hunter2-password".into() })
-        .with_ca_certificate_pem(b"-----BEGIN CERTIFICATE-----".to_vec());
+        .with_ca_certificate_pem(b"-----BEGIN CERTIFICATE-----".to_vec())
+        .with_previous_secrets([SecretString::from("0ld-encryption-key-0123456789abcdef")]);
         let shown = format!("{options:?}");
-        for hidden in ["hunter2-url", "hunter2-password", "s3cr3t-encryption-key", "BEGIN CERTIFICATE"] {
+        for hidden in
+            ["hunter2-url", "hunter2-password", "s3cr3t-encryption-key", "BEGIN CERTIFICATE", "0ld-encryption"]
+        {
             assert!(!shown.contains(hidden), "{hidden} leaked into {shown}");
         }
         assert!(shown.contains("elastic") && shown.contains("es:9200"), "{shown}");

@@ -9,6 +9,11 @@
 //! (duplicate key, deadlock, SQLite busy), runs the whole transaction again,
 //! so no version is lost and none is written twice.
 //!
+//! The secret can be rotated: a [`Keyring`] opens values sealed under the
+//! current secret or any previous one, and [`Reseal`] rewrites the old ones
+//! under the current secret, each with a compare-and-set on the ciphertext
+//! it read, so a concurrent put or delete is never undone.
+//!
 //! Queries go through sqlx's `Any` driver so each is written once; the
 //! differences between databases (placeholders, migrations, conflict
 //! errors) live in `dialect.rs`.
@@ -23,8 +28,9 @@ use std::{
 
 use async_trait::async_trait;
 use secretd_core::{
-    Capabilities, Envelope, EnvelopeError, ErrorKind, Key, Namespace, Page, PageRequest, ScanSelection, Secret,
-    SecretMetadata, SecretName, SecretStore, SecretValue, StoreError, Tags, Tenant, Version,
+    Capabilities, ErrorKind, Key, Keyring, KeyringError, Namespace, Page, PageRequest, Reseal, ResealFailure,
+    ResealOutcome, ResealProgressFn, ResealReport, ScanSelection, Secret, SecretMetadata, SecretName, SecretStore,
+    SecretValue, StoreError, Tags, Tenant, Version,
 };
 use sqlx::{any::AnyPoolOptions, migrate::Migrator, AnyPool, Row};
 
@@ -33,6 +39,10 @@ pub use crate::dialect::{is_write_conflict, Dialect};
 
 /// How often a put is retried after losing a race with another writer.
 const MAX_WRITE_ATTEMPTS: u32 = 50;
+/// How many rows a re-seal reads, and rewrites in one transaction, at a
+/// time: large enough to keep round trips few, small enough that the write
+/// lock (all of SQLite) is held for milliseconds only.
+const RESEAL_BATCH: i64 = 500;
 
 /// Pool settings.
 #[derive(Debug, Clone)]
@@ -51,8 +61,9 @@ impl Default for SqlOptions {
 pub enum SqlError {
     #[error("url: unsupported scheme; use sqlite:, postgres:, postgresql:, mysql: or mariadb:")]
     Scheme,
-    #[error("secret: {0}")]
-    Secret(#[from] EnvelopeError),
+    /// `secret` or `previous-secrets[i]` is unusable.
+    #[error(transparent)]
+    Secret(#[from] KeyringError),
     #[error("url: cannot connect to the {dialect} database: {source}")]
     Connect {
         dialect: &'static str,
@@ -78,6 +89,10 @@ struct Queries {
     versions: String,
     /// The scans by what the selection fixes: `[tenant][namespace]`.
     scans: [[String; 2]; 2],
+    count_all: String,
+    first_ciphertext: String,
+    reseal_batch: String,
+    reseal_update: String,
 }
 
 impl Queries {
@@ -118,6 +133,25 @@ impl Queries {
                  ORDER BY version",
             ),
             scans: [false, true].map(|tenant| [false, true].map(|namespace| d.sql(&scan_query(tenant, namespace)))),
+            count_all: d.sql("SELECT COUNT(*) FROM secretd_secret_versions"),
+            first_ciphertext: d.sql(
+                "SELECT ciphertext FROM secretd_secret_versions \
+                 ORDER BY tenant, namespace, secret_key, version LIMIT 1",
+            ),
+            // Keyset paging over the primary key, so rows written meanwhile
+            // neither shift the pages nor make the run start over.
+            reseal_batch: d.sql(
+                "SELECT tenant, namespace, secret_key, version, ciphertext FROM secretd_secret_versions \
+                 WHERE (tenant, namespace, secret_key, version) > (?, ?, ?, ?) \
+                 ORDER BY tenant, namespace, secret_key, version LIMIT ?",
+            ),
+            // The old ciphertext in the WHERE is the compare-and-set: a row
+            // deleted, or deleted and written again, since it was read
+            // matches nothing and is left alone.
+            reseal_update: d.sql(
+                "UPDATE secretd_secret_versions SET ciphertext = ? \
+                 WHERE tenant = ? AND namespace = ? AND secret_key = ? AND version = ? AND ciphertext = ?",
+            ),
         }
     }
 }
@@ -258,7 +292,7 @@ impl From<sqlx::Error> for PutError {
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
-    envelope: Envelope,
+    keys: Keyring,
     queries: Queries,
 }
 
@@ -267,7 +301,7 @@ impl fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqlStore")
             .field("dialect", &self.dialect.name())
-            .field("key_id", &self.envelope.key_id())
+            .field("key_id", &self.keys.key_id())
             .finish_non_exhaustive()
     }
 }
@@ -276,9 +310,15 @@ impl SqlStore {
     /// Connects, runs the embedded migrations, and derives the encryption
     /// key from `secret` (at least 32 characters).
     pub async fn connect(url: &str, secret: &str, options: SqlOptions) -> Result<Self, SqlError> {
-        let envelope = Envelope::from_secret(secret)?;
+        Self::connect_with_keys(url, Keyring::new(secret, &[])?, options).await
+    }
+
+    /// Like [`connect`](Self::connect), with the current and previous
+    /// secrets in `keys`: values sealed under any of them open, new ones
+    /// are sealed under the current one.
+    pub async fn connect_with_keys(url: &str, keys: Keyring, options: SqlOptions) -> Result<Self, SqlError> {
         let (pool, dialect) = open_pool(url, &options, Dialect::secret_migrations).await?;
-        Ok(Self { pool, dialect, envelope, queries: Queries::new(dialect) })
+        Ok(Self { pool, dialect, keys, queries: Queries::new(dialect) })
     }
 
     pub fn dialect_name(&self) -> &'static str {
@@ -292,7 +332,7 @@ impl SqlStore {
         let updated: i64 = row.try_get(3).map_err(|e| db_error(name, e))?;
         let created: i64 = row.try_get(4).map_err(|e| db_error(name, e))?;
         let version = version.to_string();
-        let value = self.envelope.open(name, &version, &ciphertext)?;
+        let value = self.keys.open(name, &version, &ciphertext)?;
         Ok(Secret {
             metadata: SecretMetadata {
                 name: name.clone(),
@@ -321,7 +361,7 @@ impl SqlStore {
             .bind(name.key.as_str())
             .fetch_one(&mut *tx)
             .await?;
-        let sealed = self.envelope.seal(name, &next.to_string(), value).map_err(PutError::Seal)?;
+        let sealed = self.keys.seal(name, &next.to_string(), value).map_err(PutError::Seal)?;
         sqlx::query(&self.queries.insert)
             .bind(name.tenant.as_str())
             .bind(name.namespace.as_str())
@@ -335,6 +375,152 @@ impl SqlStore {
             .await?;
         tx.commit().await?;
         Ok(next)
+    }
+}
+
+/// A stored row as a re-seal reads it.
+struct StoredRow {
+    tenant: String,
+    namespace: String,
+    key: String,
+    version: i64,
+    ciphertext: Vec<u8>,
+}
+
+impl StoredRow {
+    fn read(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            tenant: text(row, 0)?,
+            namespace: text(row, 1)?,
+            key: text(row, 2)?,
+            version: row.try_get(3)?,
+            ciphertext: row.try_get(4)?,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("secret {}/{}/{} version {}", self.tenant, self.namespace, self.key, self.version)
+    }
+}
+
+/// A row whose new ciphertext is ready to be written.
+struct Rewrite<'a> {
+    row: &'a StoredRow,
+    ciphertext: Vec<u8>,
+}
+
+impl SqlStore {
+    /// What re-sealing `row` takes: nothing, a rewrite, or a failure.
+    fn plan_reseal<'a>(&self, row: &'a StoredRow) -> Result<Option<Rewrite<'a>>, ResealFailure> {
+        let failure = |reason: String| ResealFailure { item: row.describe(), reason };
+        let name = SecretName::parse(&row.tenant, &row.namespace, &row.key)
+            .map_err(|_| failure("the row's name breaks the naming rules".to_owned()))?;
+        match self.keys.reseal(&name, &row.version.to_string(), &row.ciphertext) {
+            Ok(None) => Ok(None),
+            Ok(Some(ciphertext)) => Ok(Some(Rewrite { row, ciphertext })),
+            Err(e) => Err(failure(e.message().to_owned())),
+        }
+    }
+
+    /// Writes one batch of rewrites in a transaction; per rewrite, whether
+    /// its compare-and-set matched.
+    async fn write_rewrites(&self, rewrites: &[Rewrite<'_>]) -> Result<Vec<bool>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut matched = Vec::with_capacity(rewrites.len());
+        for rewrite in rewrites {
+            let row = rewrite.row;
+            let result = sqlx::query(&self.queries.reseal_update)
+                .bind(rewrite.ciphertext.clone())
+                .bind(row.tenant.as_str())
+                .bind(row.namespace.as_str())
+                .bind(row.key.as_str())
+                .bind(row.version)
+                .bind(row.ciphertext.clone())
+                .execute(&mut *tx)
+                .await?;
+            matched.push(result.rows_affected() > 0);
+        }
+        tx.commit().await?;
+        Ok(matched)
+    }
+}
+
+fn reseal_error(error: sqlx::Error) -> StoreError {
+    classify(error, "database error while re-sealing".to_owned())
+}
+
+#[async_trait]
+impl Reseal for SqlStore {
+    fn current_key_id(&self) -> String {
+        self.keys.key_id()
+    }
+
+    async fn check_keys(&self) -> Result<(), StoreError> {
+        let first: Option<Vec<u8>> = sqlx::query_scalar(&self.queries.first_ciphertext)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| classify(e, "database error checking the stored key ids".to_owned()))?;
+        match first.as_deref().and_then(|sealed| self.keys.unknown_key_id(sealed)) {
+            Some(key_id) => Err(self.keys.unknown_key_error(&key_id)),
+            None => Ok(()),
+        }
+    }
+
+    async fn reseal(&self, progress: ResealProgressFn<'_>) -> Result<ResealReport, StoreError> {
+        let estimated: i64 =
+            sqlx::query_scalar(&self.queries.count_all).fetch_one(&self.pool).await.map_err(reseal_error)?;
+        let estimated = estimated.max(0) as u64;
+        let mut report = ResealReport { key_id: self.keys.key_id(), ..ResealReport::default() };
+        progress(&report.progress(estimated));
+        let mut cursor = (String::new(), String::new(), String::new(), 0i64);
+        loop {
+            let rows = sqlx::query(&self.queries.reseal_batch)
+                .bind(cursor.0.as_str())
+                .bind(cursor.1.as_str())
+                .bind(cursor.2.as_str())
+                .bind(cursor.3)
+                .bind(RESEAL_BATCH)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(reseal_error)?;
+            let rows: Vec<StoredRow> =
+                rows.iter().map(StoredRow::read).collect::<Result<_, _>>().map_err(reseal_error)?;
+            let Some(last) = rows.last() else { break };
+            cursor = (last.tenant.clone(), last.namespace.clone(), last.key.clone(), last.version);
+            let mut rewrites = Vec::new();
+            for row in &rows {
+                match self.plan_reseal(row) {
+                    Ok(None) => report.record(ResealOutcome::AlreadyCurrent),
+                    Ok(Some(rewrite)) => rewrites.push(rewrite),
+                    Err(failure) => report.record(ResealOutcome::Failed(failure)),
+                }
+            }
+            if !rewrites.is_empty() {
+                let mut attempt = 0;
+                let matched = loop {
+                    attempt += 1;
+                    match self.write_rewrites(&rewrites).await {
+                        Ok(matched) => break matched,
+                        // Lost a race with a writer: the transaction rolled
+                        // back whole, and every update in it is a
+                        // compare-and-set, so running it again is safe.
+                        Err(e) if is_write_conflict(&e) && attempt < MAX_WRITE_ATTEMPTS => {
+                            let ceiling = 2u64.pow(attempt.min(6)) * 2;
+                            tokio::time::sleep(Duration::from_millis(rand::random_range(1..=ceiling))).await;
+                        }
+                        Err(e) => return Err(reseal_error(e)),
+                    }
+                };
+                for done in matched {
+                    report.record(if done { ResealOutcome::Resealed } else { ResealOutcome::Skipped });
+                }
+            }
+            progress(&report.progress(estimated));
+            if (rows.len() as i64) < RESEAL_BATCH {
+                break;
+            }
+        }
+        Ok(report)
     }
 }
 

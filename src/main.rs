@@ -126,6 +126,47 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Copy secrets with their tags from one configured backend to another
+    /// (`default`, or a secret.dedicated entry's name), while the daemon
+    /// may keep serving. Idempotent: a rerun copies only what is missing.
+    Migrate {
+        /// The configuration file that names both backends.
+        #[arg(long, env = "SECRETD_CONFIG")]
+        config: PathBuf,
+        /// The backend to copy from.
+        #[arg(long)]
+        from: String,
+        /// The backend to copy into.
+        #[arg(long)]
+        to: String,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this namespace and everything below it.
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Every version, oldest first, instead of the latest only.
+        #[arg(long)]
+        all_versions: bool,
+        /// Say what would be copied, and copy nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write over a secret that the target holds with another value.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Re-seal every value stored encrypted (SQL, Elasticsearch) under the
+    /// backend's current `secret`, so the old ones can leave
+    /// `previous-secrets`. Safe while the daemon serves; a rerun resumes.
+    Rekey {
+        /// The configuration file.
+        #[arg(long, env = "SECRETD_CONFIG")]
+        config: PathBuf,
+        /// Only this backend (`default` or an entry's name); every
+        /// encrypted one by default.
+        #[arg(long)]
+        backend: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -292,6 +333,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Serve { config, data_dir, listen, admin_listen } => {
             serve(config.as_deref(), &data_dir, listen, admin_listen).await
         }
+        Command::Migrate { config, from, to, tenant, namespace, all_versions, dry_run, overwrite } => {
+            migrate(&config, &from, &to, tenant, namespace, all_versions, dry_run, overwrite).await
+        }
+        Command::Rekey { config, backend } => rekey(&config, backend.as_deref()).await,
         Command::Keygen => {
             println!("{}", secretd::keygen());
             Ok(())
@@ -598,6 +643,75 @@ async fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     for d in answer.decisions {
         let decision = if d.allowed { "allow" } else { "deny" };
         writeln!(stdout, "{}\t{decision}\t{}\t{}\t{}", d.namespace, d.step, d.backend, d.reason)?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn migrate(
+    file: &Path,
+    from: &str,
+    to: &str,
+    tenant: Option<String>,
+    namespace: Option<String>,
+    all_versions: bool,
+    dry_run: bool,
+    overwrite: bool,
+) -> anyhow::Result<()> {
+    if from == to {
+        bail!("--from and --to name the same backend ({from})");
+    }
+    let config = config::load_file(file)?;
+    let selection = secretd_core::ScanSelection {
+        tenant: tenant.as_deref().map(secretd_core::Tenant::parse).transpose().context("--tenant")?,
+        namespace: namespace.as_deref().map(secretd_core::Namespace::parse).transpose().context("--namespace")?,
+    };
+    let source = secretd::routes::build_named(&config, from).await.with_context(|| format!("{}", file.display()))?;
+    let target = secretd::routes::build_named(&config, to).await.with_context(|| format!("{}", file.display()))?;
+    let options =
+        secretd::migrate::MigrateOptions { selection, all_versions, dry_run, overwrite, ..Default::default() };
+    let progress = secretd::migrate::TerminalProgress::new();
+    let report = secretd::migrate::migrate_with_progress(&*source.store, &*target.store, &options, &progress).await;
+    drop(progress);
+    eprintln!("migrate {from} -> {to}: {}", report.summary(20));
+    if !report.succeeded() {
+        bail!("migrate {from} -> {to}: not everything was copied; see above (a rerun copies only what is missing)");
+    }
+    Ok(())
+}
+
+async fn rekey(file: &Path, only: Option<&str>) -> anyhow::Result<()> {
+    let config = config::load_file(file)?;
+    let names: Vec<String> = match only {
+        Some(name) => vec![name.to_owned()],
+        None => secretd::routes::configured_backends(&config).into_iter().map(|(n, _, _)| n.to_owned()).collect(),
+    };
+    let mut resealed = 0;
+    let mut incomplete = Vec::new();
+    for name in names {
+        let backend =
+            secretd::routes::build_named(&config, &name).await.with_context(|| format!("{}", file.display()))?;
+        let Some(store) = backend.reseal else {
+            if only.is_some() {
+                bail!("backend {name} keeps no values sealed by secretd (only jdbc and elasticsearch do): nothing to re-key");
+            }
+            continue;
+        };
+        let run = secretd::rekey::run(&*store, &name, std::io::stderr().is_terminal()).await?;
+        for line in run.failure_lines() {
+            eprintln!("{line}");
+        }
+        eprintln!("{}", run.summary());
+        if !run.is_complete() {
+            incomplete.push(name);
+        }
+        resealed += 1;
+    }
+    if resealed == 0 {
+        bail!("{}: no backend keeps values sealed by secretd (only jdbc and elasticsearch do)", file.display());
+    }
+    if !incomplete.is_empty() {
+        bail!("rekey: {} not done; run it again to go on", incomplete.join(", "));
     }
     Ok(())
 }

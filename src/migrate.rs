@@ -234,6 +234,9 @@ impl MigrationReport {
         }
         out.push_str(&format!("  failed: {}\n", self.failed.len()));
         list(&mut out, &mut self.failed.iter().map(|(n, why)| format!("{n}: {why}")), self.failed.len());
+        if self.copied.is_empty() && self.succeeded() && self.skipped_different.is_empty() {
+            out.push_str("  nothing to copy: the target already holds the selection\n");
+        }
         out
     }
 }

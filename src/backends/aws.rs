@@ -1,15 +1,12 @@
 //! `secret.aws-secret-manager`: AWS Secrets Manager, in the platform's
 //! shape (`access-key-id`, `secret-key-id`, `session-token`).
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use secretd_core::SecretStore;
 
 use super::{
     backend_block,
     shared::{empty_is_none, is_http_url},
-    BackendBlock, BackendError,
+    BackendBlock, BackendError, BuiltStore,
 };
 use crate::config::Credential;
 
@@ -100,12 +97,12 @@ impl BackendBlock for AwsConfig {
     }
 
     #[cfg(not(feature = "aws"))]
-    async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
+    async fn build(&self, at: &str) -> Result<BuiltStore, BackendError> {
         Err(BackendError::not_built_in(at, super::BackendType::AwsSecretManager))
     }
 
     #[cfg(feature = "aws")]
-    async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
+    async fn build(&self, at: &str) -> Result<BuiltStore, BackendError> {
         use secretd_aws::{AwsOptions, AwsStore, DeletePolicy, NamePrefix, StaticCredentials};
         let mut options = AwsOptions::new(self.region.clone());
         options.endpoint = self.endpoint.clone();
@@ -128,6 +125,6 @@ impl BackendBlock for AwsConfig {
         options.timeout = self.timeout;
         options.max_attempts = 1;
         let store = AwsStore::connect(options).await.map_err(|e| BackendError::start(at, e))?;
-        Ok(Arc::new(store))
+        Ok(BuiltStore::plain(store))
     }
 }

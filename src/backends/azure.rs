@@ -1,13 +1,12 @@
 //! `secret.azure-key-vault`: Azure Key Vault, in the platform's shape
 //! (`vault-url`, a `client-secret` block).
 
-use std::{fmt, path::PathBuf, sync::Arc};
+use std::{fmt, path::PathBuf};
 
 use async_trait::async_trait;
-use secretd_core::SecretStore;
 use serde::Deserialize;
 
-use super::{backend_block, shared::empty_is_none, BackendBlock, BackendError};
+use super::{backend_block, shared::empty_is_none, BackendBlock, BackendError, BuiltStore};
 use crate::config::Credential;
 
 backend_block! {
@@ -136,12 +135,12 @@ impl BackendBlock for AzureConfig {
     }
 
     #[cfg(not(feature = "azure"))]
-    async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
+    async fn build(&self, at: &str) -> Result<BuiltStore, BackendError> {
         Err(BackendError::not_built_in(at, super::BackendType::AzureKeyVault))
     }
 
     #[cfg(feature = "azure")]
-    async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
+    async fn build(&self, at: &str) -> Result<BuiltStore, BackendError> {
         use secretd_azure::{AzureCredential, AzureOptions, AzureStore, NamePrefix};
         use secretd_core::RetryPolicy;
         let credential = if let Some(cs) = &self.client_secret {
@@ -174,6 +173,6 @@ impl BackendBlock for AzureConfig {
         options.timeout = self.timeout;
         options.retry = RetryPolicy::NONE;
         let store = AzureStore::connect(options).await.map_err(|e| BackendError::start(at, e))?;
-        Ok(Arc::new(store))
+        Ok(BuiltStore::plain(store))
     }
 }

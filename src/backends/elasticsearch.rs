@@ -1,16 +1,15 @@
 //! `secret.elasticsearch`: an Elasticsearch or OpenSearch index, values
 //! encrypted at rest under `secret`.
 
-use std::{fmt, path::PathBuf, sync::Arc};
+use std::{fmt, path::PathBuf};
 
 use async_trait::async_trait;
-use secretd_core::SecretStore;
 use serde::Deserialize;
 
 use super::{
     backend_block,
     shared::{check_encryption_secret, check_previous_secrets, is_http_url},
-    BackendBlock, BackendError,
+    BackendBlock, BackendError, BuiltStore,
 };
 use crate::config::Credential;
 
@@ -110,16 +109,17 @@ impl BackendBlock for ElasticsearchConfig {
     }
 
     #[cfg(not(feature = "elasticsearch"))]
-    async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
+    async fn build(&self, at: &str) -> Result<BuiltStore, BackendError> {
         Err(BackendError::not_built_in(at, super::BackendType::Elasticsearch))
     }
 
     #[cfg(feature = "elasticsearch")]
-    async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
+    async fn build(&self, at: &str) -> Result<BuiltStore, BackendError> {
         use secretd_elasticsearch::{Auth, ElasticsearchOptions, ElasticsearchStore};
         let secret = self.secret.as_ref().ok_or_else(|| BackendError::MissingBlock(format!("{at}.secret")))?;
         let mut options = ElasticsearchOptions::new(self.hosts.0.clone(), secret.secret().clone())
             .with_index(self.index.clone())
+            .with_previous_secrets(self.previous_secrets.iter().map(|p| p.secret().clone()))
             .with_timeout(self.timeout);
         if let Some(basic) = &self.basic_auth {
             options =
@@ -131,7 +131,7 @@ impl BackendBlock for ElasticsearchConfig {
             options = options.with_ca_certificate_pem(super::read_pem(&format!("{at}.ca-certificate"), ca)?);
         }
         let store = ElasticsearchStore::connect(options).await.map_err(|e| BackendError::start(at, e))?;
-        Ok(Arc::new(store))
+        Ok(BuiltStore::sealed(store))
     }
 }
 

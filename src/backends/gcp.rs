@@ -1,13 +1,12 @@
 //! `secret.google-secret-manager`: Google Secret Manager, in the
 //! platform's shape (`project`, `service-account: |`).
 
-use std::{fmt, sync::Arc};
+use std::fmt;
 
 use async_trait::async_trait;
-use secretd_core::SecretStore;
 use serde::Deserialize;
 
-use super::{backend_block, shared::empty_is_none, BackendBlock, BackendError};
+use super::{backend_block, shared::empty_is_none, BackendBlock, BackendError, BuiltStore};
 use crate::config::Credential;
 
 backend_block! {
@@ -117,12 +116,12 @@ impl BackendBlock for GcpConfig {
     }
 
     #[cfg(not(feature = "gcp"))]
-    async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
+    async fn build(&self, at: &str) -> Result<BuiltStore, BackendError> {
         Err(BackendError::not_built_in(at, super::BackendType::GoogleSecretManager))
     }
 
     #[cfg(feature = "gcp")]
-    async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
+    async fn build(&self, at: &str) -> Result<BuiltStore, BackendError> {
         use secretd_core::RetryPolicy;
         use secretd_gcp::{GcpCredentials, GcpOptions, GcpStore, NamePrefix, Replication};
         let credentials = match (&self.service_account, self.anonymous) {
@@ -141,6 +140,6 @@ impl BackendBlock for GcpConfig {
         options.timeout = self.timeout;
         options.retry = RetryPolicy::NONE;
         let store = GcpStore::connect(options).await.map_err(|e| BackendError::start(at, e))?;
-        Ok(Arc::new(store))
+        Ok(BuiltStore::plain(store))
     }
 }

@@ -1,16 +1,13 @@
 //! `secret.jdbc`: the SQL store (SQLite, PostgreSQL, MySQL/MariaDB), values
 //! encrypted at rest under `secret`.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
-use secretd_core::SecretStore;
 
 use super::{
     backend_block,
     shared::{check_encryption_secret, check_previous_secrets},
-    BackendBlock, BackendError,
+    BackendBlock, BackendError, BuiltStore,
 };
 use crate::config::Credential;
 
@@ -63,7 +60,7 @@ impl BackendBlock for JdbcConfig {
         self.secret.iter().chain(&self.previous_secrets).collect()
     }
 
-    async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
+    async fn build(&self, at: &str) -> Result<BuiltStore, BackendError> {
         let encryption = self.secret.as_ref().ok_or_else(|| BackendError::MissingBlock(format!("{at}.secret")))?;
         let url = self.url.expose_secret();
         if let Some(path) = url.strip_prefix("sqlite://") {
@@ -76,9 +73,12 @@ impl BackendBlock for JdbcConfig {
             }
         }
         let options = secretd_sql::SqlOptions { max_connections: self.max_connections };
-        let store = secretd_sql::SqlStore::connect(url, encryption.secret().expose_secret(), options)
+        let previous: Vec<SecretString> = self.previous_secrets.iter().map(|p| p.secret().clone()).collect();
+        let keys = secretd_core::Keyring::new(encryption.secret().expose_secret(), &previous)
+            .map_err(|e| BackendError::start(at, e))?;
+        let store = secretd_sql::SqlStore::connect_with_keys(url, keys, options)
             .await
             .map_err(|e| BackendError::start(at, e))?;
-        Ok(Arc::new(store))
+        Ok(BuiltStore::sealed(store))
     }
 }

@@ -1,12 +1,11 @@
 //! `secret.memory`: keeps nothing across restarts; for tests and
 //! benchmarks.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use secretd_core::SecretStore;
 
-use super::{backend_block, BackendBlock, BackendError};
+use super::{backend_block, BackendBlock, BackendError, BuiltStore};
 use crate::config::Credential;
 
 backend_block! {
@@ -38,7 +37,7 @@ impl BackendBlock for MemoryConfig {
         Vec::new()
     }
 
-    async fn build(&self, _at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
-        Ok(Arc::new(secretd_memory::MemoryStore::new()))
+    async fn build(&self, _at: &str) -> Result<BuiltStore, BackendError> {
+        Ok(BuiltStore::plain(secretd_memory::MemoryStore::new()))
     }
 }

@@ -31,7 +31,7 @@ pub mod vault;
 use std::{fmt, sync::Arc};
 
 use async_trait::async_trait;
-use secretd_core::{ScopedStore, SecretStore};
+use secretd_core::{Reseal, ScopedStore, SecretStore};
 use serde::Deserialize;
 
 pub(crate) use shared::backend_block;
@@ -181,7 +181,26 @@ pub trait BackendBlock: SharedKeys + fmt::Debug + Send + Sync {
     fn write_only_settings(&self) -> Vec<&'static str>;
 
     /// Connects the store, ready to serve (migrations run, logged in).
-    async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError>;
+    async fn build(&self, at: &str) -> Result<BuiltStore, BackendError>;
+}
+
+/// A store as its block builds it, and, for a store whose values secretd
+/// seals at rest (SQL, Elasticsearch), the same store as `secretd rekey`
+/// drives it.
+pub struct BuiltStore {
+    pub store: Arc<dyn SecretStore>,
+    pub reseal: Option<Arc<dyn Reseal>>,
+}
+
+impl BuiltStore {
+    pub fn plain(store: impl SecretStore) -> Self {
+        Self { store: Arc::new(store), reseal: None }
+    }
+
+    pub fn sealed<S: SecretStore + Reseal>(store: S) -> Self {
+        let store = Arc::new(store);
+        Self { store: store.clone(), reseal: Some(store) }
+    }
 }
 
 /// The store the broker calls, and its circuit breaker for the health
@@ -189,6 +208,8 @@ pub trait BackendBlock: SharedKeys + fmt::Debug + Send + Sync {
 pub struct Backend {
     pub store: Arc<dyn SecretStore>,
     pub breaker: Arc<CircuitBreaker>,
+    /// The store itself, unwrapped, when its values are sealed by secretd.
+    pub reseal: Option<Arc<dyn Reseal>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,10 +243,15 @@ pub async fn build_backend(blocks: &dyn BackendBlocks, at: &str, name: &str) -> 
     if !block.built_in() {
         return Err(BackendError::not_built_in(&format!("{at}.type"), backend));
     }
-    let store = block.build(&block_at).await?;
+    let BuiltStore { store, reseal } = block.build(&block_at).await?;
+    if let Some(sealed) = &reseal {
+        // A wrong secret, or one taken out of previous-secrets too early,
+        // stops the start rather than failing reads one by one.
+        sealed.check_keys().await.map_err(|e| BackendError::start(&format!("{block_at}.secret"), e))?;
+    }
     let resilient = ResilientStore::new(crate::metrics::InstrumentedStore::wrap(store, name), name, block.resilience());
     let breaker = resilient.breaker();
-    Ok(Backend { store: ScopedStore::wrap(Arc::new(resilient), block.scope()), breaker })
+    Ok(Backend { store: ScopedStore::wrap(Arc::new(resilient), block.scope()), breaker, reseal })
 }
 
 /// Reads a PEM file a block names, for its TLS trust.

@@ -2,13 +2,12 @@
 //! platform's own configuration (`token`, `userpass`, `approle`), with its
 //! older spellings (`password`, `app-role`) accepted as aliases.
 
-use std::{path::PathBuf, sync::Arc};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
-use secretd_core::SecretStore;
 use serde::Deserialize;
 
-use super::{backend_block, shared::is_http_url, BackendBlock, BackendError};
+use super::{backend_block, shared::is_http_url, BackendBlock, BackendError, BuiltStore};
 use crate::config::Credential;
 
 backend_block! {
@@ -139,12 +138,12 @@ impl BackendBlock for VaultConfig {
     }
 
     #[cfg(not(feature = "vault"))]
-    async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
+    async fn build(&self, at: &str) -> Result<BuiltStore, BackendError> {
         Err(BackendError::not_built_in(at, super::BackendType::Vault))
     }
 
     #[cfg(feature = "vault")]
-    async fn build(&self, at: &str) -> Result<Arc<dyn SecretStore>, BackendError> {
+    async fn build(&self, at: &str) -> Result<BuiltStore, BackendError> {
         use secretd_vault::{PathPrefix, VaultAuth, VaultOptions, VaultStore};
         let auth = match (&self.token, &self.userpass, &self.approle) {
             (Some(token), None, None) => VaultAuth::Token(token.token.source()),
@@ -169,6 +168,6 @@ impl BackendBlock for VaultConfig {
         options.connection.timeout = self.timeout;
         options.max_versions = self.max_versions;
         let store = VaultStore::connect(options).await.map_err(|e| BackendError::start(at, e))?;
-        Ok(Arc::new(store))
+        Ok(BuiltStore::plain(store))
     }
 }

@@ -10,6 +10,8 @@
 use secretd_core::{ErrorKind, StoreError};
 use tonic::{Code, Status};
 
+use crate::auth::state::StateError;
+
 pub fn code_for(kind: ErrorKind) -> Code {
     match kind {
         ErrorKind::NotFound => Code::NotFound,
@@ -83,6 +85,82 @@ pub fn from_store_error(error: &StoreError) -> Status {
         status.metadata_mut().insert(CORRELATION_ID_KEY, value);
     }
     status
+}
+
+/// The request itself is wrong: a malformed field, or one over a limit the
+/// configuration sets. The same call fails again unchanged.
+pub fn invalid_request(message: impl Into<String>) -> Status {
+    Status::invalid_argument(message)
+}
+
+/// A store's refusal of a name, tags or filter the caller gave: secretd's
+/// own wording about the caller's input, so it is shown as it is.
+pub fn invalid_input(error: &StoreError) -> Status {
+    invalid_request(error.message().to_owned())
+}
+
+/// The policy, a minting rule or an admin's reach refused the caller.
+pub fn denied(reason: impl Into<String>) -> Status {
+    Status::permission_denied(reason)
+}
+
+/// Whether `status` is the caller's denial (as opposed to a failure).
+pub fn is_denied(status: &Status) -> bool {
+    status.code() == Code::PermissionDenied
+}
+
+/// Whether `status` refuses the request's shape, before any policy ran.
+pub fn is_invalid_request(status: &Status) -> bool {
+    status.code() == Code::InvalidArgument
+}
+
+/// The caller is over a rate limit; the same call may pass later.
+pub fn rate_limited(message: impl Into<String>) -> Status {
+    Status::resource_exhausted(message)
+}
+
+/// The caller did not prove who it is. The answer never says what was
+/// wrong: that would help someone guessing credentials.
+pub fn unauthenticated() -> Status {
+    Status::unauthenticated("authentication required")
+}
+
+/// Too many failed authentications from one address for one user.
+pub fn authentication_rate_limited() -> Status {
+    rate_limited("too many failed authentications; try again later")
+}
+
+/// The audit queue is full: a call that cannot be audited is not served.
+pub fn audit_busy(busy: &impl std::fmt::Display) -> Status {
+    Status::unavailable(busy.to_string())
+}
+
+/// An admin named a principal or token that is not there.
+pub fn no_such_subject(message: impl Into<String>) -> Status {
+    Status::not_found(message)
+}
+
+/// Token administration on a secretd configured without a state store.
+pub fn no_state_store() -> Status {
+    Status::failed_precondition("this secretd has no state store")
+}
+
+/// Converts a state-store error. A database failure is logged here, since
+/// the caller is told only that the store is unavailable.
+pub fn from_state_error(error: StateError) -> Status {
+    match error {
+        StateError::AlreadyExists(_) => Status::already_exists(error.to_string()),
+        StateError::NotFound(_) => Status::not_found(error.to_string()),
+        StateError::Database(ref source) => {
+            tracing::error!(error = %source, "state store error");
+            Status::unavailable(error.to_string())
+        }
+    }
+}
+
+/// The code a call ends with, for its audit record and metrics.
+pub fn outcome_code<T>(result: &Result<T, Status>) -> Code {
+    result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok)
 }
 
 /// The upper-case name of a code, as gRPC tools print it (`NOT_FOUND`).
@@ -298,7 +376,10 @@ mod tests {
                     fn e() { Status::unavailable(\"after the tests\"); }\n";
         let found = code_decisions(text);
         assert_eq!(found.len(), 3, "{found:?}");
-        assert!(found[0].starts_with("1: ") && found[1].starts_with("2: ") && found[2].starts_with("10: "), "{found:?}");
+        assert!(
+            found[0].starts_with("1: ") && found[1].starts_with("2: ") && found[2].starts_with("10: "),
+            "{found:?}"
+        );
     }
 
     #[test]

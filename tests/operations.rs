@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Auth, Daemon};
+use common::{free_port_pair, Auth, Daemon};
 use secretd::proto::{GetSecretRequest, PutSecretRequest};
 
 /// A plain HTTP/1.0 GET: status and body.
@@ -140,17 +140,6 @@ impl Drop for Bao {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = a.local_addr().unwrap().port();
-        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port pair");
 }
 
 /// Two daemons on one OpenBao, stopped and restarted: one with stale

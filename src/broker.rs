@@ -23,7 +23,7 @@ use crate::{
     policy::{Action, Caller, Decision, Denial, Policy, Step, Target, Verdict},
     resilience::{breaker::CircuitBreaker, rate_limit::RateLimiter},
     routes::{Route, Routes},
-    status::from_store_error,
+    status::{self, from_store_error},
 };
 
 /// Request limits from `secret.*`.
@@ -214,7 +214,7 @@ impl Broker {
             };
         if bypasses_cache && !self.refresh_allowed(caller) {
             crate::metrics::get().refresh_rejections.inc();
-            return Err(Status::resource_exhausted(format!(
+            return Err(status::rate_limited(format!(
                 "refresh = true and a max_age the cached value is older than are limited to {} per second per \
                  caller (burst {}; secret.cache.refresh-rate-limit); the cached value is still available without them",
                 self.refresh_limit.requests_per_second, self.refresh_limit.burst
@@ -300,7 +300,7 @@ impl Broker {
         refs: Vec<Ref<'_>>,
     ) -> Result<Vec<(Result<Resolved, Status>, Trail)>, Status> {
         if refs.len() > self.limits.max_batch_size {
-            return Err(Status::invalid_argument(format!(
+            return Err(status::invalid_request(format!(
                 "a batch may hold at most {} refs (secret.max-batch-size), got {}",
                 self.limits.max_batch_size,
                 refs.len()
@@ -308,7 +308,7 @@ impl Broker {
         }
         let worst_case: usize = refs.iter().map(|r| self.worst_case_reads(r)).sum();
         if worst_case > self.limits.max_backend_reads_per_call {
-            return Err(Status::invalid_argument(format!(
+            return Err(status::invalid_request(format!(
                 "this batch could take {worst_case} backend reads (one per namespace its lookups may consult, two \
                  with a pinned version); at most {} are allowed per call (secret.max-backend-reads-per-call)",
                 self.limits.max_backend_reads_per_call
@@ -341,12 +341,12 @@ impl Broker {
         let namespace = Namespace::parse(namespace).map_err(invalid)?;
         filter.validate().map_err(invalid)?;
         let size = match page_size {
-            n if n < 0 => return Err(Status::invalid_argument("page_size must not be negative")),
+            n if n < 0 => return Err(status::invalid_request("page_size must not be negative")),
             0 => DEFAULT_PAGE_SIZE,
             n => (n as usize).min(MAX_PAGE_SIZE),
         };
         if page_token.len() > MAX_PAGE_TOKEN_LEN {
-            return Err(Status::invalid_argument("page_token is not one this server issued"));
+            return Err(status::invalid_request("page_token is not one this server issued"));
         }
         let token = (!page_token.is_empty()).then(|| page_token.to_owned());
         self.check_depth(&namespace)?;
@@ -377,7 +377,7 @@ impl Broker {
     ) -> Result<Version, Status> {
         let name = self.parse_name(r.tenant, r.namespace, r.key)?;
         if value.is_empty() || value.len() > self.limits.max_value_size {
-            return Err(Status::invalid_argument(format!(
+            return Err(status::invalid_request(format!(
                 "value must be 1 to {} bytes (secret.max-value-size), got {}",
                 self.limits.max_value_size,
                 value.len()
@@ -385,7 +385,7 @@ impl Broker {
         }
         tags.validate().map_err(invalid)?;
         if description.chars().count() > MAX_DESCRIPTION_LEN || description.chars().any(char::is_control) {
-            return Err(Status::invalid_argument(format!(
+            return Err(status::invalid_request(format!(
                 "description must be at most {MAX_DESCRIPTION_LEN} characters without control characters"
             )));
         }
@@ -436,7 +436,7 @@ impl Broker {
         let route = self.routes.route(&name.tenant, &name.namespace);
         trail.backend = Some(route.name.clone());
         if route.read_only {
-            return Err(crate::status::read_only_backend(&route.name));
+            return Err(status::read_only_backend(&route.name));
         }
         Ok(route)
     }
@@ -464,7 +464,7 @@ impl Broker {
             }
             Err(denial) => {
                 crate::metrics::get().denials.get_or_create(&crate::metrics::RuleLabel { rule: denial.rule }).inc();
-                let status = Status::permission_denied(denial.reason.clone());
+                let status = status::denied(denial.reason.clone());
                 trail.reason = Some(denial.reason.into());
                 Err(status)
             }
@@ -526,7 +526,7 @@ impl Broker {
     fn check_depth(&self, namespace: &Namespace) -> Result<(), Status> {
         let depth = namespace_depth(namespace);
         if depth > self.limits.max_namespace_depth {
-            return Err(Status::invalid_argument(format!(
+            return Err(status::invalid_request(format!(
                 "namespace {namespace} has {depth} levels; at most {} are allowed (secret.max-namespace-depth)",
                 self.limits.max_namespace_depth
             )));
@@ -661,7 +661,7 @@ fn route_isolation(route: &Route, caller: &Caller) -> Result<(), crate::policy::
 }
 
 fn invalid(e: StoreError) -> Status {
-    Status::invalid_argument(e.message().to_owned())
+    status::invalid_input(&e)
 }
 
 fn parse_name(tenant: &str, namespace: &str, key: &str) -> Result<SecretName, Status> {
@@ -673,7 +673,7 @@ fn parse_version(raw: &str) -> Result<Option<Version>, Status> {
         return Ok(None);
     }
     if raw.len() > MAX_VERSION_LEN || !raw.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(Status::invalid_argument(format!(
+        return Err(status::invalid_request(format!(
             "version must be at most {MAX_VERSION_LEN} printable ASCII characters"
         )));
     }

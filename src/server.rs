@@ -46,7 +46,7 @@ use crate::{
         token_admin_server::{TokenAdmin, TokenAdminServer},
     },
     resilience::CallContext,
-    status::code_name,
+    status::{self, code_name},
     unix_authority::AuthorityFix,
 };
 
@@ -74,22 +74,18 @@ impl Services {
     /// of what was wrong.
     async fn caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<(Caller, AuditSlot), Status> {
         let peer = peer_info(request);
-        let mut slot =
-            self.audit.slot(method, &peer.addr).await.map_err(|busy| Status::unavailable(busy.to_string()))?;
+        let mut slot = self.audit.slot(method, &peer.addr).await.map_err(|busy| status::audit_busy(&busy))?;
         match self.auth.authenticate(request.metadata(), &peer) {
             Ok(principal) => {
                 slot.identified(&principal.name, &principal.service);
                 Ok((Caller { principal, peer: peer.addr }, slot))
             }
             Err(failure) => {
-                let (code, reason, status) = match failure {
-                    AuthFailure::Unauthenticated(reason) => {
-                        (Code::Unauthenticated, reason, Status::unauthenticated("authentication required"))
-                    }
+                let (reason, status) = match failure {
+                    AuthFailure::Unauthenticated(reason) => (reason, status::unauthenticated()),
                     AuthFailure::RateLimited => (
-                        Code::ResourceExhausted,
                         "too many failed basic-auth attempts for this user from this address",
-                        Status::resource_exhausted("too many failed authentications; try again later"),
+                        status::authentication_rate_limited(),
                     ),
                 };
                 slot.record(AuditRecord {
@@ -109,7 +105,7 @@ impl Services {
                     cache_hit: None,
                     source: None,
                     backend_latency: None,
-                    code: code_name(code),
+                    code: code_name(status.code()),
                 });
                 Err(status)
             }
@@ -223,18 +219,14 @@ fn parse_grpc_timeout(raw: &str) -> Option<Duration> {
 /// `GetSecretRequest.max_age` and `refresh`; a negative or out-of-range
 /// `max_age` is the caller's mistake.
 fn freshness(req: &proto::GetSecretRequest) -> Result<Freshness, Status> {
-    let max_age =
-        match &req.max_age {
-            None => None,
-            Some(d) => Some(Duration::try_from(*d).map_err(|_| {
-                Status::invalid_argument("max_age must be a non-negative duration with nanos in 0..1e9")
-            })?),
-        };
+    let max_age = match &req.max_age {
+        None => None,
+        Some(d) => Some(
+            Duration::try_from(*d)
+                .map_err(|_| status::invalid_request("max_age must be a non-negative duration with nanos in 0..1e9"))?,
+        ),
+    };
     Ok(Freshness { max_age, refresh: req.refresh })
-}
-
-fn code_of<T>(result: &Result<T, Status>) -> Code {
-    result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok)
 }
 
 fn to_response(resolved: &Resolved) -> proto::GetSecretResponse {
@@ -291,7 +283,7 @@ impl SecretBroker for Services {
             key: Some(&req.key),
             version: Some(&req.version),
         };
-        self.audit(&mut slot, &caller, "GetSecret", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "GetSecret", aim, &trail, status::outcome_code(&result));
         Ok(Response::new(to_response(&result?)))
     }
 
@@ -321,7 +313,7 @@ impl SecretBroker for Services {
                 key: Some(&r.key),
                 version: Some(&r.version),
             };
-            self.audit(&mut slot, &caller, "BatchGetSecrets", aim, &trail, code_of(&answer));
+            self.audit(&mut slot, &caller, "BatchGetSecrets", aim, &trail, status::outcome_code(&answer));
             results.push(proto::BatchGetResult {
                 r#ref: Some(r.clone()),
                 result: Some(match answer {
@@ -357,7 +349,7 @@ impl SecretBroker for Services {
         );
         let result = context.scope(list).await;
         let aim = Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), ..Default::default() };
-        self.audit(&mut slot, &caller, "ListSecrets", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "ListSecrets", aim, &trail, status::outcome_code(&result));
         let page = result?;
         Ok(Response::new(proto::ListSecretsResponse {
             secrets: page.items.into_iter().map(to_metadata).collect(),
@@ -380,7 +372,7 @@ impl SecretBroker for Services {
         let result = context.scope(put).await;
         let aim =
             Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
-        self.audit(&mut slot, &caller, "PutSecret", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "PutSecret", aim, &trail, status::outcome_code(&result));
         Ok(Response::new(proto::PutSecretResponse { version: result?.to_string() }))
     }
 
@@ -396,7 +388,7 @@ impl SecretBroker for Services {
         let result = context.scope(self.broker.delete(&caller, r, &mut trail)).await;
         let aim =
             Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
-        self.audit(&mut slot, &caller, "DeleteSecret", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &caller, "DeleteSecret", aim, &trail, status::outcome_code(&result));
         result?;
         Ok(Response::new(proto::DeleteSecretResponse {}))
     }
@@ -404,17 +396,6 @@ impl SecretBroker for Services {
 
 fn timestamp(t: Option<SystemTime>) -> Option<Timestamp> {
     t.map(Timestamp::from)
-}
-
-fn state_status(e: StateError) -> Status {
-    match e {
-        StateError::AlreadyExists(_) => Status::already_exists(e.to_string()),
-        StateError::NotFound(_) => Status::not_found(e.to_string()),
-        StateError::Database(ref source) => {
-            tracing::error!(error = %source, "state store error");
-            Status::unavailable(e.to_string())
-        }
-    }
 }
 
 impl Services {
@@ -430,7 +411,7 @@ impl Services {
     }
 
     fn token_store(&self) -> Result<&Arc<crate::auth::state::TokenStore>, Status> {
-        self.auth.store().ok_or_else(|| Status::failed_precondition("this secretd has no state store"))
+        self.auth.store().ok_or_else(status::no_state_store)
     }
 }
 
@@ -438,10 +419,10 @@ impl Services {
 /// admin permission let it through.
 fn admin_trail<T>(result: &Result<T, Status>) -> Trail {
     match result {
-        Err(s) if s.code() == Code::PermissionDenied => {
+        Err(s) if status::is_denied(s) => {
             Trail { allowed: Some(false), reason: Some(s.message().to_owned().into()), ..Default::default() }
         }
-        Err(s) if s.code() == Code::InvalidArgument => Trail::default(),
+        Err(s) if status::is_invalid_request(s) => Trail::default(),
         _ => Trail { allowed: Some(true), reason: Some("admin permission".into()), ..Default::default() },
     }
 }
@@ -450,16 +431,16 @@ fn admin_trail<T>(result: &Result<T, Status>) -> Trail {
 /// minting rules look at it.
 fn new_token(req: proto::CreateTokenRequest, now: SystemTime) -> Result<NewToken, Status> {
     if req.name.is_empty() || req.name.len() > 128 || !req.name.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(Status::invalid_argument("name must be 1 to 128 printable ASCII characters without spaces"));
+        return Err(status::invalid_request("name must be 1 to 128 printable ASCII characters without spaces"));
     }
     if !is_service_type(&req.service) {
-        return Err(Status::invalid_argument("service must be an upper-case identifier like WORKER"));
+        return Err(status::invalid_request("service must be an upper-case identifier like WORKER"));
     }
     let mut permissions = Vec::new();
     for p in &req.permissions {
         let permission = Permission::parse(p).ok_or_else(|| {
             let shown: String = p.chars().take(20).collect();
-            Status::invalid_argument(format!("unknown permission {shown:?}: use read, list, write, delete or admin"))
+            status::invalid_request(format!("unknown permission {shown:?}: use read, list, write, delete or admin"))
         })?;
         if !permissions.contains(&permission) {
             permissions.push(permission);
@@ -469,19 +450,19 @@ fn new_token(req: proto::CreateTokenRequest, now: SystemTime) -> Result<NewToken
         permissions.push(Permission::Read);
     }
     for glob in &req.namespaces {
-        mint::check_namespace_glob(glob).map_err(Status::invalid_argument)?;
+        mint::check_namespace_glob(glob).map_err(status::invalid_request)?;
     }
     let mut tenants = req.tenants;
     if tenants.is_empty() {
         tenants.push(secretd_core::DEFAULT_TENANT.to_owned());
     }
     if tenants.len() > mint::MAX_TENANT_GLOBS {
-        return Err(Status::invalid_argument(format!("at most {} tenant globs", mint::MAX_TENANT_GLOBS)));
+        return Err(status::invalid_request(format!("at most {} tenant globs", mint::MAX_TENANT_GLOBS)));
     }
     for glob in &tenants {
-        mint::check_tenant_glob(glob).map_err(Status::invalid_argument)?;
+        mint::check_tenant_glob(glob).map_err(status::invalid_request)?;
     }
-    let expires_at = mint::expiry(now, req.expires_in_seconds).map_err(Status::invalid_argument)?;
+    let expires_at = mint::expiry(now, req.expires_in_seconds).map_err(status::invalid_request)?;
     Ok(NewToken { name: req.name, service: req.service, permissions, namespaces: req.namespaces, tenants, expires_at })
 }
 
@@ -501,13 +482,13 @@ impl AccessAdmin for Services {
                 "list" => Action::List,
                 "write" => Action::Write,
                 "delete" => Action::Delete,
-                _ => return Err(Status::invalid_argument("action must be read, list, write or delete")),
+                _ => return Err(status::invalid_request("action must be read, list, write or delete")),
             };
             let name = secretd_core::SecretName::parse(&req.tenant, &req.namespace, &req.key)
-                .map_err(|e| Status::invalid_argument(e.message().to_owned()))?;
+                .map_err(|e| status::invalid_input(&e))?;
             // An admin limited to some namespaces explains only those.
             if !admin.principal.reaches(&name.tenant, &name.namespace) {
-                return Err(Status::permission_denied(format!(
+                return Err(status::denied(format!(
                     "{}/{} is outside principal {}'s tenants and namespaces",
                     name.tenant, name.namespace, admin.principal.name
                 )));
@@ -516,12 +497,12 @@ impl AccessAdmin for Services {
                 Some(proto::explain_access_request::Subject::Principal(who)) => self
                     .auth
                     .principal_named(who)
-                    .ok_or_else(|| Status::not_found(format!("no principal or active token is named {who:?}")))?,
+                    .ok_or_else(|| status::no_such_subject(format!("no principal or active token is named {who:?}")))?,
                 Some(proto::explain_access_request::Subject::Token(token)) => self
                     .auth
                     .principal_of_token(token)
-                    .map_err(|_| Status::not_found("the token is unknown, revoked or expired"))?,
-                None => return Err(Status::invalid_argument("name a principal or give a token")),
+                    .map_err(|_| status::no_such_subject("the token is unknown, revoked or expired"))?,
+                None => return Err(status::invalid_request("name a principal or give a token")),
             };
             let subject = Caller { principal: principal.clone(), peer: admin.peer.clone() };
             let explained = self.broker.explain(&subject, action, &name)?;
@@ -538,7 +519,7 @@ impl AccessAdmin for Services {
         };
         let aim =
             Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
-        self.audit(&mut slot, &admin, "ExplainAccess", aim, &trail, code_of(&result));
+        self.audit(&mut slot, &admin, "ExplainAccess", aim, &trail, status::outcome_code(&result));
         let (principal, explained) = result?;
         Ok(Response::new(proto::ExplainAccessResponse {
             principal: principal.name.clone(),
@@ -576,20 +557,20 @@ impl TokenAdmin for Services {
             };
             self.auth
                 .check_mint(&caller.principal, &new.name, &grant)
-                .map_err(|refusal| Status::permission_denied(refusal.to_string()))?;
+                .map_err(|refusal| status::denied(refusal.to_string()))?;
             // A limited admin's tokens stay within its limits, and also
             // within its access rules: another service type or a name a
             // rule lists could be allowed what the admin itself is denied.
             let creator = &caller.principal;
             let limited = !creator.namespaces.is_empty() || !creator.tenants.iter().any(|t| t == "*");
             if limited && !self.broker.policy().rules_apply_alike(creator, &new.name, &new.service) {
-                return Err(Status::permission_denied(format!(
+                return Err(status::denied(format!(
                     "principal {} is limited to some tenants or namespaces, so it mints only tokens that access.rules \
                      treat as they treat it: another service type or a name a rule lists could reach more",
                     creator.name
                 )));
             }
-            let token = self.token_store()?.create(&new).await.map_err(state_status)?;
+            let token = self.token_store()?.create(&new).await.map_err(status::from_state_error)?;
             Ok((token, new.expires_at))
         };
         let result = minted.await;
@@ -599,7 +580,7 @@ impl TokenAdmin for Services {
             "CreateToken",
             Aim { key: Some(&name), ..Default::default() },
             &admin_trail(&result),
-            code_of(&result),
+            status::outcome_code(&result),
         );
         let (token, expires_at) = result?;
         // Make the new token usable here at once rather than at the next refresh.
@@ -620,10 +601,17 @@ impl TokenAdmin for Services {
     ) -> Result<Response<proto::ListTokensResponse>, Status> {
         let (caller, mut slot) = self.admin_caller(&request, "ListTokens").await?;
         let result = match self.token_store() {
-            Ok(store) => store.list().await.map_err(state_status),
+            Ok(store) => store.list().await.map_err(status::from_state_error),
             Err(status) => Err(status),
         };
-        self.audit(&mut slot, &caller, "ListTokens", Aim::default(), &admin_trail(&result), code_of(&result));
+        self.audit(
+            &mut slot,
+            &caller,
+            "ListTokens",
+            Aim::default(),
+            &admin_trail(&result),
+            status::outcome_code(&result),
+        );
         let tokens = result?
             .into_iter()
             .filter(|t| mint::oversees(&caller.principal, &t.namespaces, &t.tenants))
@@ -657,15 +645,15 @@ impl TokenAdmin for Services {
             let token = store
                 .find_active(&name)
                 .await
-                .map_err(state_status)?
-                .ok_or_else(|| state_status(StateError::NotFound(name.clone())))?;
+                .map_err(status::from_state_error)?
+                .ok_or_else(|| status::from_state_error(StateError::NotFound(name.clone())))?;
             if !mint::oversees(&caller.principal, &token.namespaces, &token.tenants) {
-                return Err(Status::permission_denied(format!(
+                return Err(status::denied(format!(
                     "token {name:?} is outside principal {}'s reach: its namespaces and tenants must lie within yours",
                     caller.principal.name
                 )));
             }
-            store.revoke_exact(&name, &token.hash).await.map_err(state_status)
+            store.revoke_exact(&name, &token.hash).await.map_err(status::from_state_error)
         };
         let result = revoked.await;
         self.audit(
@@ -674,7 +662,7 @@ impl TokenAdmin for Services {
             "RevokeToken",
             Aim { key: Some(&name), ..Default::default() },
             &admin_trail(&result),
-            code_of(&result),
+            status::outcome_code(&result),
         );
         result?;
         if let Err(e) = self.auth.refresh().await {

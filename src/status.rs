@@ -10,6 +10,8 @@
 use secretd_core::{ErrorKind, StoreError};
 use tonic::{Code, Status};
 
+use crate::auth::state::StateError;
+
 pub fn code_for(kind: ErrorKind) -> Code {
     match kind {
         ErrorKind::NotFound => Code::NotFound,
@@ -83,6 +85,82 @@ pub fn from_store_error(error: &StoreError) -> Status {
         status.metadata_mut().insert(CORRELATION_ID_KEY, value);
     }
     status
+}
+
+/// The request itself is wrong: a malformed field, or one over a limit the
+/// configuration sets. The same call fails again unchanged.
+pub fn invalid_request(message: impl Into<String>) -> Status {
+    Status::invalid_argument(message)
+}
+
+/// A store's refusal of a name, tags or filter the caller gave: secretd's
+/// own wording about the caller's input, so it is shown as it is.
+pub fn invalid_input(error: &StoreError) -> Status {
+    invalid_request(error.message().to_owned())
+}
+
+/// The policy, a minting rule or an admin's reach refused the caller.
+pub fn denied(reason: impl Into<String>) -> Status {
+    Status::permission_denied(reason)
+}
+
+/// Whether `status` is the caller's denial (as opposed to a failure).
+pub fn is_denied(status: &Status) -> bool {
+    status.code() == Code::PermissionDenied
+}
+
+/// Whether `status` refuses the request's shape, before any policy ran.
+pub fn is_invalid_request(status: &Status) -> bool {
+    status.code() == Code::InvalidArgument
+}
+
+/// The caller is over a rate limit; the same call may pass later.
+pub fn rate_limited(message: impl Into<String>) -> Status {
+    Status::resource_exhausted(message)
+}
+
+/// The caller did not prove who it is. The answer never says what was
+/// wrong: that would help someone guessing credentials.
+pub fn unauthenticated() -> Status {
+    Status::unauthenticated("authentication required")
+}
+
+/// Too many failed authentications from one address for one user.
+pub fn authentication_rate_limited() -> Status {
+    rate_limited("too many failed authentications; try again later")
+}
+
+/// The audit queue is full: a call that cannot be audited is not served.
+pub fn audit_busy(busy: &impl std::fmt::Display) -> Status {
+    Status::unavailable(busy.to_string())
+}
+
+/// An admin named a principal or token that is not there.
+pub fn no_such_subject(message: impl Into<String>) -> Status {
+    Status::not_found(message)
+}
+
+/// Token administration on a secretd configured without a state store.
+pub fn no_state_store() -> Status {
+    Status::failed_precondition("this secretd has no state store")
+}
+
+/// Converts a state-store error. A database failure is logged here, since
+/// the caller is told only that the store is unavailable.
+pub fn from_state_error(error: StateError) -> Status {
+    match error {
+        StateError::AlreadyExists(_) => Status::already_exists(error.to_string()),
+        StateError::NotFound(_) => Status::not_found(error.to_string()),
+        StateError::Database(ref source) => {
+            tracing::error!(error = %source, "state store error");
+            Status::unavailable(error.to_string())
+        }
+    }
+}
+
+/// The code a call ends with, for its audit record and metrics.
+pub fn outcome_code<T>(result: &Result<T, Status>) -> Code {
+    result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok)
 }
 
 /// The upper-case name of a code, as gRPC tools print it (`NOT_FOUND`).
@@ -212,6 +290,106 @@ mod tests {
             "the secret backend is unavailable: vault is failing; its circuit breaker is open"
         );
         assert!(status.metadata().get(CORRELATION_ID_KEY).is_none());
+    }
+
+    /// Where a `Status::...(` or `Code::...` path in `text` stands outside
+    /// test code, as `line: text`. Test modules (`#[cfg(test)] mod x {`
+    /// up to its closing `}` at column 0, as rustfmt writes it) and comment
+    /// lines are skipped: tests compare codes, they decide none.
+    fn code_decisions(text: &str) -> Vec<String> {
+        fn is_ident(c: char) -> bool {
+            c.is_ascii_alphanumeric() || c == '_'
+        }
+        /// `word::` where `word` starts an identifier (not `ExitCode::`).
+        fn paths_of<'t>(line: &'t str, word: &'static str) -> impl Iterator<Item = &'t str> + 't {
+            line.match_indices(word).filter_map(move |(at, _)| {
+                let before_ok = !line[..at].chars().next_back().is_some_and(is_ident);
+                before_ok.then(|| &line[at + word.len()..])
+            })
+        }
+        let mut found = Vec::new();
+        let mut lines = text.lines().enumerate().peekable();
+        while let Some((number, line)) = lines.next() {
+            let trimmed = line.trim_start();
+            if trimmed == "#[cfg(test)]" {
+                let opens_module = lines
+                    .peek()
+                    .is_some_and(|(_, next)| next.trim_start().starts_with("mod ") && next.trim_end().ends_with('{'));
+                if opens_module {
+                    for (_, inner) in lines.by_ref() {
+                        if inner == "}" {
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+            if trimmed.starts_with("//") {
+                continue;
+            }
+            let builds_status = paths_of(line, "Status::").any(|rest| {
+                let call: String = rest.chars().take_while(|&c| is_ident(c)).collect();
+                call.starts_with(|c: char| c.is_ascii_lowercase()) && rest[call.len()..].starts_with('(')
+            });
+            let names_code = paths_of(line, "Code::").next().is_some();
+            if builds_status || names_code {
+                found.push(format!("{}: {}", number + 1, trimmed));
+            }
+        }
+        found
+    }
+
+    fn rust_files(dir: &std::path::Path, into: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())) {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                rust_files(&path, into);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                into.push(path);
+            }
+        }
+    }
+
+    /// This module is the only place that decides a gRPC code: a code
+    /// chosen elsewhere drifts from the mapping callers rely on.
+    #[test]
+    fn no_other_module_decides_a_grpc_code() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        // Test-only files, and metrics, which labels the code a finished
+        // response already carries (it decodes `grpc-status`; it decides
+        // nothing a caller sees).
+        let allowed = ["status.rs", "metrics.rs", "resilience/tests.rs"];
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        assert!(files.len() > 10, "the scan found the source tree: {files:?}");
+        let mut offenders = Vec::new();
+        for file in &files {
+            let relative = file.strip_prefix(&src).unwrap().to_string_lossy().replace('\\', "/");
+            if allowed.contains(&relative.as_str()) {
+                continue;
+            }
+            let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+            offenders.extend(code_decisions(&text).into_iter().map(|hit| format!("src/{relative}:{hit}")));
+        }
+        assert!(offenders.is_empty(), "build statuses through crate::status instead:\n{}", offenders.join("\n"));
+    }
+
+    #[test]
+    fn the_scan_sees_decisions_and_skips_tests_and_lookalikes() {
+        let text = "fn a() -> Status { Status::not_found(\"x\") }\n\
+                    fn b() { tonic::Status::new(tonic::Code::Internal, \"y\"); }\n\
+                    fn c() -> ExitCode { let _ = StatusCode::OK; ExitCode::FAILURE }\n\
+                    // Status::internal(\"in a comment\")\n\
+                    fn d(s: &Status) -> Code { s.code() }\n\
+                    #[cfg(test)]\n\
+                    mod tests {\n    fn t() { Status::internal(\"z\"); }\n}\n\
+                    fn e() { Status::unavailable(\"after the tests\"); }\n";
+        let found = code_decisions(text);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].starts_with("1: ") && found[1].starts_with("2: ") && found[2].starts_with("10: "),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -8,20 +8,17 @@ mod common;
 use std::{path::Path, process::Command, time::Duration};
 
 use base64::Engine;
-use common::{admin_account, pki::Pki, Auth, Daemon, ADMIN_TOKEN};
+use common::{admin_account, pki::Pki, tls_channel, Auth, Daemon, ADMIN_TOKEN};
 use secretd::proto::{secret_broker_client::SecretBrokerClient, GetSecretRequest, PutSecretRequest};
-use tonic::{
-    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
-    Code,
-};
+use tonic::Code;
 
 fn basic(user_password: &str) -> Auth {
     Auth::raw(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_password)))
 }
 
-async fn get(daemon: &Daemon, auth: Auth) -> Result<Vec<u8>, tonic::Status> {
-    let req = GetSecretRequest { namespace: "company".into(), key: "db".into(), ..Default::default() };
-    daemon.client_as(auth).await.get_secret(req).await.map(|r| r.into_inner().value.to_vec())
+/// Reads company/db as `auth`.
+async fn read_db(daemon: &Daemon, auth: Auth) -> Result<Vec<u8>, tonic::Status> {
+    common::get_value(&mut daemon.client_as(auth).await, "company", "db").await
 }
 
 /// Rewrites a mounted credential file as Kubernetes does: the new content
@@ -49,22 +46,22 @@ async fn basic_auth_password_from_a_file_is_read_and_rotated() {
         ..Default::default()
     };
     daemon.client_as(basic("operator:First-Operator-Password-1")).await.put_secret(put).await.unwrap();
-    assert_eq!(get(&daemon, basic("operator:First-Operator-Password-1")).await.unwrap(), b"v");
-    let literal = get(&daemon, basic(&format!("operator:{reference}"))).await.unwrap_err();
+    assert_eq!(read_db(&daemon, basic("operator:First-Operator-Password-1")).await.unwrap(), b"v");
+    let literal = read_db(&daemon, basic(&format!("operator:{reference}"))).await.unwrap_err();
     assert_eq!(literal.code(), Code::Unauthenticated, "the `file:` reference itself was accepted as the password");
 
     // Rotated: the new password works, the old one no longer does.
     rotate(&password_file, "Second-Operator-Password-22\n");
-    assert_eq!(get(&daemon, basic("operator:Second-Operator-Password-22")).await.unwrap(), b"v");
-    let old = get(&daemon, basic("operator:First-Operator-Password-1")).await.unwrap_err();
+    assert_eq!(read_db(&daemon, basic("operator:Second-Operator-Password-22")).await.unwrap(), b"v");
+    let old = read_db(&daemon, basic("operator:First-Operator-Password-1")).await.unwrap_err();
     assert_eq!(old.code(), Code::Unauthenticated, "the old password still works after rotation");
 
     // A rotation to a password that breaks password-regexp is refused:
     // the previous password stays in use.
     rotate(&password_file, "short\n");
-    let short = get(&daemon, basic("operator:short")).await.unwrap_err();
+    let short = read_db(&daemon, basic("operator:short")).await.unwrap_err();
     assert_eq!(short.code(), Code::Unauthenticated, "a password breaking password-regexp was taken");
-    assert_eq!(get(&daemon, basic("operator:Second-Operator-Password-22")).await.unwrap(), b"v");
+    assert_eq!(read_db(&daemon, basic("operator:Second-Operator-Password-22")).await.unwrap(), b"v");
     let logs = daemon.log_text();
     assert!(logs.contains("does not match security.basic-auth.password-regexp"), "{logs}");
     for password in ["First-Operator-Password-1", "Second-Operator-Password-22"] {
@@ -119,14 +116,6 @@ fn config_check_flags_a_plain_text_admin_password_only() {
     assert!(err.contains("server.basic-auth.password: the file named after `file:` does not exist"), "{err}");
 }
 
-async fn tls_channel(daemon: &Daemon, ca: &Path) -> Result<Channel, tonic::transport::Error> {
-    let port = daemon.addr.rsplit(':').next().unwrap();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(std::fs::read(ca).unwrap()))
-        .domain_name("localhost");
-    Endpoint::from_shared(format!("https://localhost:{port}")).unwrap().tls_config(tls).unwrap().connect().await
-}
-
 fn tls_block(keystore: &Path, password: &str) -> String {
     format!(
         "server:\n  listen: 127.0.0.1:0\n  tls:\n    keystore: {}\n    keystore-password: \"{password}\"\n",
@@ -143,8 +132,10 @@ async fn keystore_password_from_a_file_is_read_and_rotated_with_the_keystore() {
     std::fs::write(&password_file, "First-Keystore-Password\n").unwrap();
     let reference = format!("file:{}", password_file.display());
     let daemon = Daemon::configured(dir.path(), &tls_block(&keystore, &reference), "", "", &admin_account());
-    let mut admin =
-        SecretBrokerClient::with_interceptor(tls_channel(&daemon, &pki.ca).await.unwrap(), Auth::bearer(ADMIN_TOKEN));
+    let mut admin = SecretBrokerClient::with_interceptor(
+        tls_channel(&daemon, &pki.ca, None).await.unwrap(),
+        Auth::bearer(ADMIN_TOKEN),
+    );
     let put = PutSecretRequest {
         namespace: "tls".into(),
         key: "k".into(),
@@ -164,12 +155,12 @@ async fn keystore_password_from_a_file_is_read_and_rotated_with_the_keystore() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let mut after = SecretBrokerClient::with_interceptor(
-        tls_channel(&daemon, &renewed.ca).await.expect("the renewed keystore is served"),
+        tls_channel(&daemon, &renewed.ca, None).await.expect("the renewed keystore is served"),
         Auth::bearer(ADMIN_TOKEN),
     );
     let req = GetSecretRequest { namespace: "tls".into(), key: "k".into(), ..Default::default() };
     assert_eq!(&after.get_secret(req).await.unwrap().into_inner().value[..], b"v");
-    assert!(tls_channel(&daemon, &pki.ca).await.is_err(), "the old certificate is still served");
+    assert!(tls_channel(&daemon, &pki.ca, None).await.is_err(), "the old certificate is still served");
     let logs = daemon.log_text();
     assert!(logs.contains("TLS certificate files changed"), "{logs}");
     assert!(!logs.contains("Keystore-Password"), "the daemon logged a keystore password");

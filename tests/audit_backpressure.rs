@@ -28,11 +28,11 @@ use secretd::{
     cache::SecretCache,
     config::{AccessConfig, AuthConfig, CacheConfig, IsolationConfig, LivenessConfig, Permission, StaticAccount},
     policy::Policy,
-    proto::{secret_broker_client::SecretBrokerClient, GetSecretRequest, PutSecretRequest},
+    proto::{GetSecretRequest, PutSecretRequest},
     server::{run, Listener, RunOptions, Services},
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::{transport::Channel, Code};
+use tonic::Code;
 
 /// How long a call waits for room in the audit queue before it is refused.
 const MAX_WAIT: Duration = Duration::from_millis(500);
@@ -158,13 +158,6 @@ async fn livez(admin: &str, patience: Duration) -> Option<Duration> {
     matches!(answer, Ok(Some(()))).then(|| started.elapsed())
 }
 
-type Client = SecretBrokerClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>;
-
-async fn client(addr: &str, auth: Auth) -> Client {
-    let channel = Channel::from_shared(addr.to_owned()).unwrap().connect().await.unwrap();
-    SecretBrokerClient::with_interceptor(channel, auth)
-}
-
 fn read(key: &str) -> GetSecretRequest {
     GetSecretRequest { namespace: "team".into(), key: key.into(), ..Default::default() }
 }
@@ -189,7 +182,7 @@ async fn a_stuck_audit_sink_does_not_stall_the_runtime_and_loses_no_record() {
     let garbage = Auth::bearer(&format!("sdt_{}", "g".repeat(43)));
     let mut flood = Vec::new();
     for _ in 0..50 {
-        let mut c = client(&served.grpc, garbage.clone()).await;
+        let mut c = common::connect(&served.grpc, garbage.clone()).await.unwrap();
         let (flooding, answered, refused_for_audit) = (flooding.clone(), answered.clone(), refused_for_audit.clone());
         flood.push(tokio::spawn(async move {
             while flooding.load(Ordering::Relaxed) {
@@ -219,7 +212,7 @@ async fn a_stuck_audit_sink_does_not_stall_the_runtime_and_loses_no_record() {
     assert!(refused_for_audit.load(Ordering::Relaxed) > 0, "the flood did fill the audit queue");
 
     // A valid caller is refused within the documented wait, not hung.
-    let mut admin = client(&served.grpc, Auth::bearer(ADMIN_TOKEN)).await;
+    let mut admin = common::connect(&served.grpc, Auth::bearer(ADMIN_TOKEN)).await.unwrap();
     let asked = Instant::now();
     let busy = admin.get_secret(read("k")).await.expect_err("no room for its record");
     assert_eq!(busy.code(), Code::Unavailable, "{busy:?}");

@@ -10,8 +10,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{admin_account, Client, Daemon};
-use secretd::proto::{DeleteSecretRequest, GetSecretRequest, ListSecretsRequest, PutSecretRequest};
+use common::{admin_account, create_token_in, http_get, put_in as put, Client, Daemon};
+use secretd::proto::{DeleteSecretRequest, GetSecretRequest, ListSecretsRequest};
 use secretd_core::{SecretName, SecretStore, SecretValue, Tags};
 use tonic::Code;
 
@@ -110,17 +110,6 @@ async fn get(
     c.get_secret(req).await.map(|r| r.into_inner())
 }
 
-async fn put(c: &mut Client, tenant: &str, ns: &str, key: &str, value: &[u8]) -> Result<String, tonic::Status> {
-    let req = PutSecretRequest {
-        tenant: tenant.into(),
-        namespace: ns.into(),
-        key: key.into(),
-        value: value.to_vec().into(),
-        ..Default::default()
-    };
-    c.put_secret(req).await.map(|r| r.into_inner().version)
-}
-
 /// Write requests (create, update, delete) in OpenBao's audit log whose
 /// path holds `marker`.
 fn vault_writes(log: &Path, marker: &str) -> usize {
@@ -131,29 +120,6 @@ fn vault_writes(log: &Path, marker: &str) -> usize {
         .filter(|entry| matches!(entry["request"]["operation"].as_str(), Some("create" | "update" | "delete")))
         .filter(|entry| entry["request"]["path"].as_str().is_some_and(|p| p.contains(marker)))
         .count()
-}
-
-/// The admin listener's answer to a plain HTTP/1.0 GET.
-fn http_get(base: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let host = base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(host).expect("connect to the admin listener");
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
-async fn create_token(d: &Daemon, name: &str, service: &str, tenants: &[&str]) -> String {
-    let req = secretd::proto::CreateTokenRequest {
-        name: name.into(),
-        service: service.into(),
-        permissions: vec!["read".into()],
-        tenants: tenants.iter().map(|t| t.to_string()).collect(),
-        ..Default::default()
-    };
-    d.admin().await.create_token(req).await.unwrap().into_inner().token
 }
 
 #[tokio::test]
@@ -196,7 +162,7 @@ async fn each_namespace_is_served_by_its_own_backend() {
     assert_eq!(inherited.backend, "default");
 
     // Metrics and health name each backend.
-    let metrics = http_get(&daemon.admin_url(), "/metrics");
+    let metrics = http_get(&daemon.admin_url(), "/metrics").1;
     for backend in ["default", "finance", "payroll", "acme-vault"] {
         assert!(metrics.contains(&format!("secretd_backend_up{{backend=\"{backend}\"}} 1")), "{backend}: {metrics}");
     }
@@ -278,13 +244,7 @@ impl AuditedBao {
         )
         .unwrap();
         // The dev listener also binds the next port.
-        let port = loop {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = probe.local_addr().unwrap().port();
-            if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-                break port;
-            }
-        };
+        let port = common::free_port_pair();
         let child = std::process::Command::new(binary)
             .args(["server", "-dev", "-dev-root-token-id=audited-root"])
             .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
@@ -347,7 +307,7 @@ async fn a_read_only_backend_receives_no_write_at_all() {
     assert_eq!(vault_writes(&bao.log, &run), seeded, "a refused write reached the read-only backend");
 
     // The route's isolation refuses executors, besides the global one.
-    let executor = create_token(&daemon, "acme-executor", "EXECUTOR", &["acme"]).await;
+    let executor = create_token_in(&daemon, "acme-executor", "EXECUTOR", &["acme"]).await;
     let mut as_executor = daemon.client_as(common::Auth::bearer(&executor)).await;
     let denied = get(&mut as_executor, "acme", &ns, "contract", false).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
@@ -383,9 +343,9 @@ async fn a_dedicated_backend_that_is_down_degrades_its_routes_only() {
     assert_eq!(failed.code(), Code::Unavailable, "{failed:?}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let ready = http_get(&daemon.admin_url(), "/readyz");
+        let (status, ready) = http_get(&daemon.admin_url(), "/readyz");
         if ready.contains("backend gone unavailable") {
-            assert!(ready.starts_with("HTTP/1.0 200") || ready.starts_with("HTTP/1.1 200"), "{ready}");
+            assert_eq!(status, 200, "{ready}");
             assert!(ready.contains("degraded: backend gone unavailable; its routes fail"), "{ready}");
             break;
         }

@@ -2,37 +2,12 @@
 
 mod common;
 
-use std::collections::HashMap;
-
-use common::{Client, Daemon};
+use common::{get_version, put_tagged, Client, Daemon};
 use secretd::proto::{
-    batch_get_result::Result as Item, BatchGetSecretsRequest, DeleteSecretRequest, GetSecretRequest, GetSecretResponse,
+    batch_get_result::Result as Item, BatchGetSecretsRequest, DeleteSecretRequest, GetSecretRequest,
     ListSecretsRequest, PutSecretRequest, SecretRef, Source,
 };
 use tonic::Code;
-
-async fn put(
-    c: &mut Client,
-    ns: &str,
-    key: &str,
-    value: &[u8],
-    tags: &[(&str, &str)],
-) -> Result<String, tonic::Status> {
-    let tags: HashMap<String, String> = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let req = PutSecretRequest {
-        namespace: ns.into(),
-        key: key.into(),
-        value: value.to_vec().into(),
-        tags,
-        ..Default::default()
-    };
-    c.put_secret(req).await.map(|r| r.into_inner().version)
-}
-
-async fn get(c: &mut Client, ns: &str, key: &str, version: &str) -> Result<GetSecretResponse, tonic::Status> {
-    let req = GetSecretRequest { namespace: ns.into(), key: key.into(), version: version.into(), ..Default::default() };
-    c.get_secret(req).await.map(|r| r.into_inner())
-}
 
 async fn list_keys(c: &mut Client, ns: &str, tags: &[(&str, &str)], page_size: i32) -> Vec<String> {
     let mut keys = Vec::new();
@@ -63,31 +38,31 @@ async fn every_rpc_over_grpc() {
     let mut c = daemon.client().await;
 
     // Put and get, with versions and provenance.
-    let v1 = put(&mut c, "company.team", "db/password", b"first", &[("owner", "data")]).await.unwrap();
-    let v2 = put(&mut c, "company.team", "db/password", b"second", &[]).await.unwrap();
+    let v1 = put_tagged(&mut c, "company.team", "db/password", b"first", &[("owner", "data")]).await.unwrap();
+    let v2 = put_tagged(&mut c, "company.team", "db/password", b"second", &[]).await.unwrap();
     assert_ne!(v1, v2);
-    let got = get(&mut c, "company.team", "db/password", "").await.unwrap();
+    let got = get_version(&mut c, "company.team", "db/password", "").await.unwrap();
     assert_eq!(&got.value[..], b"second");
     assert_eq!(got.version, v2);
     assert_eq!(got.namespace, "company.team");
     assert_eq!(got.source, Source::Backend as i32);
-    assert_eq!(get(&mut c, "company.team", "db/password", "").await.unwrap().source, Source::Cache as i32);
-    let pinned = get(&mut c, "company.team", "db/password", &v1).await.unwrap();
+    assert_eq!(get_version(&mut c, "company.team", "db/password", "").await.unwrap().source, Source::Cache as i32);
+    let pinned = get_version(&mut c, "company.team", "db/password", &v1).await.unwrap();
     assert_eq!(&pinned.value[..], b"first");
     assert_eq!(pinned.tags.get("owner").map(String::as_str), Some("data"));
-    assert_eq!(get(&mut c, "company.team", "db/password", "424242").await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(get_version(&mut c, "company.team", "db/password", "424242").await.unwrap_err().code(), Code::NotFound);
 
     // Binary values round-trip unchanged, at the size limit.
     let binary: Vec<u8> = (0..64 * 1024).map(|i| (i % 256) as u8).collect();
-    put(&mut c, "company.team", "blob", &binary, &[]).await.unwrap();
-    assert_eq!(&get(&mut c, "company.team", "blob", "").await.unwrap().value[..], &binary[..]);
+    put_tagged(&mut c, "company.team", "blob", &binary, &[]).await.unwrap();
+    assert_eq!(&get_version(&mut c, "company.team", "blob", "").await.unwrap().value[..], &binary[..]);
 
     // List: one namespace, pages, tag filter, metadata only.
     for i in 0..7 {
         let env = if i % 2 == 0 { "prod" } else { "dev" };
-        put(&mut c, "company.list", &format!("k{i}"), b"x", &[("env", env)]).await.unwrap();
+        put_tagged(&mut c, "company.list", &format!("k{i}"), b"x", &[("env", env)]).await.unwrap();
     }
-    put(&mut c, "company.list.child", "below", b"x", &[]).await.unwrap();
+    put_tagged(&mut c, "company.list.child", "below", b"x", &[]).await.unwrap();
     assert_eq!(list_keys(&mut c, "company.list", &[], 3).await, ["k0", "k1", "k2", "k3", "k4", "k5", "k6"]);
     assert_eq!(list_keys(&mut c, "company.list", &[("env", "prod")], 2).await, ["k0", "k2", "k4", "k6"]);
     let page = c
@@ -144,8 +119,8 @@ async fn every_rpc_over_grpc() {
     })
     .await
     .unwrap();
-    assert_eq!(get(&mut c, "company.team", "db/password", "").await.unwrap_err().code(), Code::NotFound);
-    assert_eq!(get(&mut c, "company.team", "db/password", &v1).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(get_version(&mut c, "company.team", "db/password", "").await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(get_version(&mut c, "company.team", "db/password", &v1).await.unwrap_err().code(), Code::NotFound);
     let again = c
         .delete_secret(DeleteSecretRequest {
             namespace: "company.team".into(),
@@ -161,13 +136,13 @@ async fn every_rpc_over_grpc() {
 async fn namespace_inheritance_over_grpc() {
     let daemon = Daemon::sqlite("", "");
     let mut c = daemon.client().await;
-    put(&mut c, "company", "api-key", b"from company", &[]).await.unwrap();
-    let got = get(&mut c, "company.team.etl", "api-key", "").await.unwrap();
+    put_tagged(&mut c, "company", "api-key", b"from company", &[]).await.unwrap();
+    let got = get_version(&mut c, "company.team.etl", "api-key", "").await.unwrap();
     assert_eq!((&got.value[..], got.namespace.as_str()), (&b"from company"[..], "company"));
     // Cached under the child's request; a closer write must show at once.
-    assert_eq!(get(&mut c, "company.team.etl", "api-key", "").await.unwrap().source, Source::Cache as i32);
-    put(&mut c, "company.team", "api-key", b"from team", &[]).await.unwrap();
-    let got = get(&mut c, "company.team.etl", "api-key", "").await.unwrap();
+    assert_eq!(get_version(&mut c, "company.team.etl", "api-key", "").await.unwrap().source, Source::Cache as i32);
+    put_tagged(&mut c, "company.team", "api-key", b"from team", &[]).await.unwrap();
+    let got = get_version(&mut c, "company.team.etl", "api-key", "").await.unwrap();
     assert_eq!((&got.value[..], got.namespace.as_str()), (&b"from team"[..], "company.team"));
     // Listing does not inherit.
     assert!(list_keys(&mut c, "company.team.etl", &[], 10).await.is_empty());
@@ -188,18 +163,18 @@ async fn tag_scoping_over_grpc() {
     let prod = Daemon::sqlite_in(dir.path(), "", "tags:\n  application: prod");
     let mut raw = unscoped.client().await;
     let mut scoped = prod.client().await;
-    put(&mut raw, "shared", "untagged", b"dev value", &[]).await.unwrap();
-    put(&mut scoped, "shared", "stamped", b"prod value", &[("owner", "ops")]).await.unwrap();
+    put_tagged(&mut raw, "shared", "untagged", b"dev value", &[]).await.unwrap();
+    put_tagged(&mut scoped, "shared", "stamped", b"prod value", &[("owner", "ops")]).await.unwrap();
 
-    let stamped = get(&mut raw, "shared", "stamped", "").await.unwrap();
+    let stamped = get_version(&mut raw, "shared", "stamped", "").await.unwrap();
     assert_eq!(stamped.tags.get("application").map(String::as_str), Some("prod"), "writes are stamped");
-    assert_eq!(get(&mut scoped, "shared", "untagged", "").await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(get_version(&mut scoped, "shared", "untagged", "").await.unwrap_err().code(), Code::NotFound);
     assert_eq!(list_keys(&mut scoped, "shared", &[], 10).await, ["stamped"]);
     assert_eq!(list_keys(&mut raw, "shared", &[], 10).await, ["stamped", "untagged"]);
     let delete = DeleteSecretRequest { namespace: "shared".into(), key: "untagged".into(), ..Default::default() };
     assert_eq!(scoped.delete_secret(delete).await.unwrap_err().code(), Code::NotFound);
-    assert_eq!(&get(&mut raw, "shared", "untagged", "").await.unwrap().value[..], b"dev value", "not deleted");
-    let conflict = put(&mut scoped, "shared", "x", b"v", &[("application", "dev")]).await.unwrap_err();
+    assert_eq!(&get_version(&mut raw, "shared", "untagged", "").await.unwrap().value[..], b"dev value", "not deleted");
+    let conflict = put_tagged(&mut scoped, "shared", "x", b"v", &[("application", "dev")]).await.unwrap_err();
     assert_eq!(conflict.code(), Code::InvalidArgument);
 }
 
@@ -234,11 +209,11 @@ async fn bad_names_and_sizes_are_invalid_argument() {
         };
         assert_eq!(c.get_secret(req).await.unwrap_err().code(), Code::InvalidArgument);
     }
-    let too_big = put(&mut c, "company", "big", &[7u8; 1025], &[]).await.unwrap_err();
+    let too_big = put_tagged(&mut c, "company", "big", &[7u8; 1025], &[]).await.unwrap_err();
     assert_eq!(too_big.code(), Code::InvalidArgument);
     assert!(too_big.message().contains("secret.max-value-size"));
-    assert_eq!(put(&mut c, "company", "empty", b"", &[]).await.unwrap_err().code(), Code::InvalidArgument);
-    put(&mut c, "company", "fits", &[7u8; 1024], &[]).await.unwrap();
+    assert_eq!(put_tagged(&mut c, "company", "empty", b"", &[]).await.unwrap_err().code(), Code::InvalidArgument);
+    put_tagged(&mut c, "company", "fits", &[7u8; 1024], &[]).await.unwrap();
     // Nothing was written by the refused calls.
     assert_eq!(list_keys(&mut c, "company", &[], 10).await, ["fits"]);
 }
@@ -249,9 +224,9 @@ async fn values_are_encrypted_at_rest() {
     let daemon = Daemon::sqlite_in(dir.path(), "", "");
     let mut c = daemon.client().await;
     let marker = b"PLAINTEXT-MARKER-7f3a9c1e-do-not-store";
-    put(&mut c, "company", "marked-key-name", marker, &[]).await.unwrap();
-    put(&mut c, "company", "marked-key-name", marker, &[]).await.unwrap();
-    assert_eq!(&get(&mut c, "company", "marked-key-name", "").await.unwrap().value[..], marker);
+    put_tagged(&mut c, "company", "marked-key-name", marker, &[]).await.unwrap();
+    put_tagged(&mut c, "company", "marked-key-name", marker, &[]).await.unwrap();
+    assert_eq!(&get_version(&mut c, "company", "marked-key-name", "").await.unwrap().value[..], marker);
     // Every byte SQLite wrote (database, WAL, shared memory): the name is
     // there, so these are the right files; the value is not.
     let mut stored = Vec::new();
@@ -302,7 +277,7 @@ async fn freshness_demands_and_provenance_over_grpc() {
     let daemon =
         Daemon::sqlite("cache:\n  negative-ttl: 1h\n  refresh-rate-limit: {requests-per-second: 0.01, burst: 3}\n", "");
     let mut c = daemon.client().await;
-    put(&mut c, "fresh", "k", b"v1", &[]).await.unwrap();
+    put_tagged(&mut c, "fresh", "k", b"v1", &[]).await.unwrap();
     let request = |max_age: Option<prost_types::Duration>, refresh: bool| GetSecretRequest {
         namespace: "fresh".into(),
         key: "k".into(),
@@ -336,7 +311,7 @@ async fn freshness_demands_and_provenance_over_grpc() {
     assert!(limited.message().contains("refresh-rate-limit"), "{}", limited.message());
 
     // A remembered NOT_FOUND is cleared by a put through secretd.
-    assert_eq!(get(&mut c, "fresh", "later", "").await.unwrap_err().code(), Code::NotFound);
-    put(&mut c, "fresh", "later", b"here", &[]).await.unwrap();
-    assert_eq!(&get(&mut c, "fresh", "later", "").await.unwrap().value[..], b"here");
+    assert_eq!(get_version(&mut c, "fresh", "later", "").await.unwrap_err().code(), Code::NotFound);
+    put_tagged(&mut c, "fresh", "later", b"here", &[]).await.unwrap();
+    assert_eq!(&get_version(&mut c, "fresh", "later", "").await.unwrap().value[..], b"here");
 }

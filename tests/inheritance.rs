@@ -8,8 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{admin_account, Auth, Client, Daemon};
-use secretd::proto::{BatchGetSecretsRequest, CreateTokenRequest, GetSecretRequest, PutSecretRequest, SecretRef};
+use common::{admin_account, create_token, put, Auth, Client, Daemon};
+use secretd::proto::{BatchGetSecretsRequest, SecretRef};
 use tonic::Code;
 
 /// `access` and `secret.isolation` of config/tls.yaml, verbatim, with one
@@ -29,36 +29,12 @@ fn shipped_rules() -> (String, String) {
     (block("access", &access), block("isolation", &isolation))
 }
 
-async fn put(c: &mut Client, ns: &str, key: &str, value: &str) {
-    let req = PutSecretRequest {
-        namespace: ns.into(),
-        key: key.into(),
-        value: value.as_bytes().to_vec().into(),
-        ..Default::default()
-    };
-    c.put_secret(req).await.unwrap();
-}
-
-async fn get(c: &mut Client, ns: &str, key: &str) -> Result<(String, String), Code> {
-    let req = GetSecretRequest { namespace: ns.into(), key: key.into(), ..Default::default() };
-    c.get_secret(req)
+/// The value read and the namespace it was found in, or the refusal's code.
+async fn read(c: &mut Client, ns: &str, key: &str) -> Result<(String, String), Code> {
+    common::get(c, ns, key)
         .await
-        .map(|r| {
-            let r = r.into_inner();
-            (String::from_utf8(r.value.to_vec()).unwrap(), r.namespace)
-        })
+        .map(|r| (String::from_utf8(r.value.to_vec()).unwrap(), r.namespace))
         .map_err(|s| s.code())
-}
-
-async fn token(d: &Daemon, name: &str, namespaces: &[&str]) -> String {
-    let req = CreateTokenRequest {
-        name: name.into(),
-        service: "WORKER".into(),
-        permissions: vec!["read".into()],
-        namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
-        ..Default::default()
-    };
-    d.admin().await.create_token(req).await.unwrap().into_inner().token
 }
 
 #[tokio::test]
@@ -75,23 +51,23 @@ async fn shipped_rules_decide_on_every_namespace_a_lookup_consults() {
         ("company.finance", "db", "finance-db"),
         ("company.team", "db", "team-db"),
     ] {
-        put(&mut admin, ns, key, value).await;
+        put(&mut admin, ns, key, value.as_bytes()).await.unwrap();
     }
     // The admin reads first, so every answer below is also in the cache.
-    assert_eq!(get(&mut admin, "company.finance.x", "db").await.unwrap().0, "finance-db");
-    assert_eq!(get(&mut admin, "company.etl.a", "root").await.unwrap().0, "company-root");
+    assert_eq!(read(&mut admin, "company.finance.x", "db").await.unwrap().0, "finance-db");
+    assert_eq!(read(&mut admin, "company.etl.a", "root").await.unwrap().0, "company-root");
 
-    let worker = token(&daemon, "worker", &[]).await;
-    let etl = token(&daemon, "etl", &["company.etl.*"]).await;
+    let worker = create_token(&daemon, "worker", "WORKER", &["read"], &[], 0).await;
+    let etl = create_token(&daemon, "etl", "WORKER", &["read"], &["company.etl.*"], 0).await;
     let mut worker = daemon.client_as(Auth::bearer(&worker)).await;
     let mut etl = daemon.client_as(Auth::bearer(&etl)).await;
     for _ in 0..2 {
         // WORKER may read main/company.*/* but not */company.finance/*.
-        assert_eq!(get(&mut worker, "company.finance.x", "db").await, Err(Code::NotFound));
-        assert_eq!(get(&mut worker, "company.finance", "db").await, Err(Code::PermissionDenied));
-        assert_eq!(get(&mut worker, "company.team.etl", "db").await, Ok(("team-db".into(), "company.team".into())));
+        assert_eq!(read(&mut worker, "company.finance.x", "db").await, Err(Code::NotFound));
+        assert_eq!(read(&mut worker, "company.finance", "db").await, Err(Code::PermissionDenied));
+        assert_eq!(read(&mut worker, "company.team.etl", "db").await, Ok(("team-db".into(), "company.team".into())));
         // A token for company.etl.* does not reach company/root through company.etl.a.
-        assert_eq!(get(&mut etl, "company.etl.a", "root").await, Err(Code::NotFound));
+        assert_eq!(read(&mut etl, "company.etl.a", "root").await, Err(Code::NotFound));
     }
     let batch = BatchGetSecretsRequest {
         refs: vec![
@@ -133,8 +109,8 @@ async fn access_explain_names_the_deciding_rule_for_each_namespace() {
     let (access, isolation) = shipped_rules();
     let top = format!("{}{access}", admin_account());
     let daemon = Daemon::configured(dir.path(), "server:\n  listen: 127.0.0.1:0\n", &isolation, "", &top);
-    let etl = token(&daemon, "etl", &["company.etl.*"]).await;
-    let worker = token(&daemon, "worker", &[]).await;
+    let etl = create_token(&daemon, "etl", "WORKER", &["read"], &["company.etl.*"], 0).await;
+    let worker = create_token(&daemon, "worker", "WORKER", &["read"], &[], 0).await;
     let token_file = dir.path().join("etl.token");
     std::fs::write(&token_file, &etl).unwrap();
     let explain = |args: &[&str]| {

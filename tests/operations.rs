@@ -6,27 +6,13 @@
 mod common;
 
 use std::{
-    io::{Read, Write},
     net::TcpStream,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{Auth, Daemon};
+use common::{free_port_pair, http_get, Auth, Daemon};
 use secretd::proto::{GetSecretRequest, PutSecretRequest};
-
-/// A plain HTTP/1.0 GET: status and body.
-fn http_get(base: &str, path: &str) -> (u16, String) {
-    let host = base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(host).expect("connect to the admin listener");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
-}
 
 /// The value of one sample line (`name{labels} value`), 0 if absent.
 fn sample(metrics: &str, line_start: &str) -> f64 {
@@ -143,17 +129,6 @@ impl Drop for Bao {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = a.local_addr().unwrap().port();
-        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port pair");
 }
 
 /// Two daemons on one OpenBao, stopped and restarted: one with stale

@@ -35,11 +35,9 @@ use std::{
     process::Command,
 };
 
-use common::{admin_account, pki::Pki, token_hash, Auth, Client, Daemon, ADMIN_TOKEN};
-use hyper_util::rt::TokioIo;
-use secretd::proto::{secret_broker_client::SecretBrokerClient, PutSecretRequest};
+use common::{admin_account, pki::Pki, token_hash, unix_channel, Auth, Client, Daemon, ADMIN_TOKEN};
+use secretd::proto::secret_broker_client::SecretBrokerClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
-use tower::service_fn;
 
 /// What the workers read: not ASCII, to show the value comes out byte for byte.
 const VALUE: &str = "s3cr3t value: ünïcödé ✓";
@@ -206,26 +204,9 @@ fn examples(stubs: &Path) -> Vec<Example> {
     found
 }
 
-async fn put(channel: Channel, ns: &str, key: &str) {
+async fn put_as_admin(channel: Channel, ns: &str, key: &str) {
     let mut admin: Client = SecretBrokerClient::with_interceptor(channel, Auth::bearer(ADMIN_TOKEN));
-    let req = PutSecretRequest {
-        namespace: ns.into(),
-        key: key.into(),
-        value: VALUE.as_bytes().to_vec().into(),
-        ..Default::default()
-    };
-    admin.put_secret(req).await.expect("the admin puts the secret");
-}
-
-async fn unix_channel(socket: &Path) -> Channel {
-    let path = socket.to_owned();
-    Endpoint::from_static("http://secretd.local")
-        .connect_with_connector(service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-        }))
-        .await
-        .expect("connect to the socket")
+    common::put(&mut admin, ns, key, VALUE.as_bytes()).await.expect("the admin puts the secret");
 }
 
 #[tokio::test]
@@ -239,8 +220,8 @@ async fn worker_clients_read_a_secret_over_a_unix_socket_with_a_token() {
     let server = format!("server:\n  listen: unix://{}\n", socket.display());
     let daemon = Daemon::configured(dir.path(), &server, "", "", &accounts());
     // Stored in company.team, read from company.team.etl: found in the parent.
-    put(unix_channel(&socket).await, "company.team", "db/password").await;
-    put(unix_channel(&socket).await, "other", "db/password").await;
+    put_as_admin(unix_channel(&socket).await, "company.team", "db/password").await;
+    put_as_admin(unix_channel(&socket).await, "other", "db/password").await;
 
     let addr = format!("unix://{}", socket.display());
     let token = worker_token();
@@ -285,7 +266,7 @@ async fn worker_clients_read_a_secret_over_tls_with_a_token_or_a_client_certific
         .ca_certificate(Certificate::from_pem(std::fs::read(&pki.ca).unwrap()))
         .domain_name("localhost");
     let endpoint = Endpoint::from_shared(format!("https://localhost:{port}")).unwrap().tls_config(tls).unwrap();
-    put(endpoint.connect().await.expect("connect over TLS"), "company.team", "db/password").await;
+    put_as_admin(endpoint.connect().await.expect("connect over TLS"), "company.team", "db/password").await;
 
     let (cert, key) = pki.client("etl-7", Some("spiffe://example.org/ns/etl/sa/worker"));
     let (cert_file, key_file) = (dir.path().join("worker.pem"), dir.path().join("worker.key"));

@@ -14,8 +14,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{admin_account, Client, Daemon};
-use secretd::proto::{DeleteSecretRequest, GetSecretRequest, ListSecretsRequest, PutSecretRequest, Source};
+use common::{admin_account, get, put, Client, Daemon};
+use secretd::proto::{DeleteSecretRequest, ListSecretsRequest, Source};
 use secretd_core::{SecretName, SecretStore};
 use tonic::Code;
 
@@ -37,17 +37,6 @@ fn start_example(example: &str, env: &[(&str, &str)]) -> (Daemon, tempfile::Temp
         env,
     );
     (daemon, temp)
-}
-
-async fn put(c: &mut Client, ns: &str, key: &str, value: &[u8]) -> Result<String, tonic::Status> {
-    let req =
-        PutSecretRequest { namespace: ns.into(), key: key.into(), value: value.to_vec().into(), ..Default::default() };
-    c.put_secret(req).await.map(|r| r.into_inner().version)
-}
-
-async fn get(c: &mut Client, ns: &str, key: &str) -> Result<secretd::proto::GetSecretResponse, tonic::Status> {
-    let req = GetSecretRequest { namespace: ns.into(), key: key.into(), ..Default::default() };
-    c.get_secret(req).await.map(|r| r.into_inner())
 }
 
 /// The same story on every backend: write, read from the backend then the

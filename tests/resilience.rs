@@ -31,7 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{admin_account, Client, Daemon};
+use common::{admin_account, free_port_pair, get, indent, put, Client, Daemon};
 use secretd::proto::{GetSecretRequest, GetSecretResponse, PutSecretRequest, Source};
 use secretd_core::{ErrorKind, SecretName, SecretStore, SecretValue, Tags};
 use tonic::Code;
@@ -127,38 +127,12 @@ async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bo
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
-fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = a.local_addr().unwrap().port();
-        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port pair");
-}
-
 fn age(response: &GetSecretResponse) -> Duration {
     response.age.map(|a| Duration::try_from(a).expect("a non-negative age")).unwrap_or_default()
 }
 
 fn source_name(source: i32) -> String {
     Source::try_from(source).map(|s| s.as_str_name().to_owned()).unwrap_or_else(|_| format!("unknown source {source}"))
-}
-
-async fn put(c: &mut Client, key: &str, value: &str) -> Result<String, tonic::Status> {
-    let req = PutSecretRequest {
-        namespace: NAMESPACE.into(),
-        key: key.into(),
-        value: value.as_bytes().to_vec().into(),
-        ..Default::default()
-    };
-    c.put_secret(req).await.map(|r| r.into_inner().version)
-}
-
-async fn get(c: &mut Client, key: &str) -> Result<GetSecretResponse, tonic::Status> {
-    let req = GetSecretRequest { namespace: NAMESPACE.into(), key: key.into(), ..Default::default() };
-    c.get_secret(req).await.map(|r| r.into_inner())
 }
 
 /// Starts a daemon on `secret_block` (the backend's part of `secret:`)
@@ -173,10 +147,6 @@ fn start_daemon(dir: &Path, secret_block: &str, cache: &str) -> Daemon {
     let path = dir.join("resilience.yaml");
     std::fs::write(&path, config).unwrap();
     Daemon::start(&["serve", "--config", path.to_str().unwrap()], dir)
-}
-
-fn indent(text: &str, by: usize) -> String {
-    text.lines().map(|l| format!("{}{l}\n", " ".repeat(by))).collect()
 }
 
 /// Clients on `n` connections of their own.
@@ -452,7 +422,7 @@ async fn stale_burst(clients: &[Client]) -> Tally {
             for call in (w..STALE_CALLS).step_by(CONCURRENCY) {
                 let i = call % KEYS;
                 let started = Instant::now();
-                let answer = get(&mut c, &key(i)).await;
+                let answer = get(&mut c, NAMESPACE, &key(i)).await;
                 tally.max_latency = tally.max_latency.max(started.elapsed());
                 tally.calls += 1;
                 match answer {
@@ -498,10 +468,12 @@ async fn outage_story(mut backend: Backend) {
     // Values through the daemon, each then read once from the backend.
     let warm = Instant::now();
     for i in 0..KEYS {
-        put(&mut c, &key(i), &old_value(i)).await.unwrap_or_else(|e| panic!("put {}: {e:?}", key(i)));
+        put(&mut c, NAMESPACE, &key(i), old_value(i).as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("put {}: {e:?}", key(i)));
     }
     for i in 0..KEYS {
-        let got = get(&mut c, &key(i)).await.unwrap_or_else(|e| panic!("get {}: {e:?}", key(i)));
+        let got = get(&mut c, NAMESPACE, &key(i)).await.unwrap_or_else(|e| panic!("get {}: {e:?}", key(i)));
         assert_eq!(got.value, old_value(i).as_bytes());
         assert_eq!(got.source, Source::Backend as i32, "the first read after a put comes from the backend");
     }
@@ -558,12 +530,12 @@ async fn outage_story(mut backend: Backend) {
     while breaker_state(&daemon) != Some(2.0) {
         assert!(Instant::now() < deadline, "the circuit breaker did not open: {:?}", breaker_state(&daemon));
         // Nothing is asserted of these: they only feed the breaker.
-        let _ = get(&mut c, &format!("never-cached-opening-{n}")).await;
+        let _ = get(&mut c, NAMESPACE, &format!("never-cached-opening-{n}")).await;
         n += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(OPEN_FOR + Duration::from_millis(200)).await;
-    let probe = get(&mut c, "never-cached-probe").await.expect_err("the backend is still down");
+    let probe = get(&mut c, NAMESPACE, "never-cached-probe").await.expect_err("the backend is still down");
     assert_eq!(probe.code(), Code::Unavailable, "{probe:?}");
     wait_until("a failed probe to open the breaker again", Duration::from_secs(2), || {
         breaker_state(&daemon) == Some(2.0)
@@ -572,7 +544,7 @@ async fn outage_story(mut backend: Backend) {
     let mut latencies = Vec::new();
     for n in 0..20 {
         let started = Instant::now();
-        let err = get(&mut c, &format!("never-cached-{n}")).await.expect_err("nothing cached, backend down");
+        let err = get(&mut c, NAMESPACE, &format!("never-cached-{n}")).await.expect_err("nothing cached, backend down");
         latencies.push(started.elapsed());
         assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     }
@@ -592,7 +564,9 @@ async fn outage_story(mut backend: Backend) {
     let mut sources = BTreeSet::new();
     while !pending.is_empty() && back.elapsed() < RECOVERY {
         for i in pending.clone() {
-            let got = get(&mut c, &key(i)).await.unwrap_or_else(|e| panic!("a cached key failed: {}: {e:?}", key(i)));
+            let got = get(&mut c, NAMESPACE, &key(i))
+                .await
+                .unwrap_or_else(|e| panic!("a cached key failed: {}: {e:?}", key(i)));
             if got.source == Source::Stale as i32 {
                 assert_eq!(got.value, old_value(i).as_bytes(), "a stale answer is the last value read");
                 continue;
@@ -683,7 +657,7 @@ async fn thousand_concurrent_misses_make_one_vault_call() {
     let mut c = clients[0].clone();
 
     // The write invalidates the daemon's cache: the next read is a miss.
-    put(&mut c, "db/password", "the-one-value").await.expect("put");
+    put(&mut c, NAMESPACE, "db/password", b"the-one-value").await.expect("put");
     let before = std::fs::read_to_string(&audit_log).expect("bao writes its audit log");
     assert!(
         audited(&before, "create", &data_path) + audited(&before, "update", &data_path) >= 1,
@@ -699,7 +673,7 @@ async fn thousand_concurrent_misses_make_one_vault_call() {
         let barrier = barrier.clone();
         calls.push(tokio::spawn(async move {
             barrier.wait().await;
-            get(&mut c, "db/password").await
+            get(&mut c, NAMESPACE, "db/password").await
         }));
     }
     let mut sources = std::collections::BTreeMap::new();

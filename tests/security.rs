@@ -6,50 +6,21 @@
 
 mod common;
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
-use common::{admin_account, pki::Pki, token_hash, Auth, Client, Daemon, ADMIN_TOKEN};
+use common::{
+    admin_account, audit_lines, create_token, get_value, pki::Pki, put, tls_channel, token_hash, unix_channel, Auth,
+    Daemon, ADMIN_TOKEN,
+};
 use hyper_util::rt::TokioIo;
 use secretd::proto::{
-    secret_broker_client::SecretBrokerClient, BatchGetSecretsRequest, CreateTokenRequest, GetSecretRequest,
-    ListSecretsRequest, PutSecretRequest, RevokeTokenRequest, SecretRef,
+    secret_broker_client::SecretBrokerClient, BatchGetSecretsRequest, ListSecretsRequest, RevokeTokenRequest, SecretRef,
 };
 use tonic::{
-    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
+    transport::{Channel, Endpoint},
     Code,
 };
 use tower::service_fn;
-
-async fn put(c: &mut Client, ns: &str, key: &str, value: &[u8]) -> Result<String, tonic::Status> {
-    let req =
-        PutSecretRequest { namespace: ns.into(), key: key.into(), value: value.to_vec().into(), ..Default::default() };
-    c.put_secret(req).await.map(|r| r.into_inner().version)
-}
-
-async fn get(c: &mut Client, ns: &str, key: &str) -> Result<Vec<u8>, tonic::Status> {
-    let req = GetSecretRequest { namespace: ns.into(), key: key.into(), ..Default::default() };
-    c.get_secret(req).await.map(|r| r.into_inner().value.to_vec())
-}
-
-async fn create_token(d: &Daemon, name: &str, service: &str, perms: &[&str], expires: i64) -> String {
-    let req = CreateTokenRequest {
-        name: name.into(),
-        service: service.into(),
-        permissions: perms.iter().map(|p| p.to_string()).collect(),
-        namespaces: vec![],
-        expires_in_seconds: expires,
-        ..Default::default()
-    };
-    d.admin().await.create_token(req).await.unwrap().into_inner().token
-}
-
-fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
-        .collect()
-}
 
 #[tokio::test]
 async fn tokens_valid_missing_malformed_expired_revoked() {
@@ -57,8 +28,8 @@ async fn tokens_valid_missing_malformed_expired_revoked() {
     let daemon = Daemon::sqlite_in(dir.path(), "", "");
     put(&mut daemon.client().await, "company", "db", b"v").await.unwrap();
 
-    let worker = create_token(&daemon, "worker-1", "WORKER", &["read"], 0).await;
-    assert_eq!(get(&mut daemon.client_as(Auth::bearer(&worker)).await, "company", "db").await.unwrap(), b"v");
+    let worker = create_token(&daemon, "worker-1", "WORKER", &["read"], &[], 0).await;
+    assert_eq!(get_value(&mut daemon.client_as(Auth::bearer(&worker)).await, "company", "db").await.unwrap(), b"v");
 
     for (what, auth) in [
         ("missing", Auth::none()),
@@ -67,32 +38,32 @@ async fn tokens_valid_missing_malformed_expired_revoked() {
         ("wrong scheme", Auth::raw("Token abc")),
         ("bad basic", Auth::raw("Basic !!!")),
     ] {
-        let err = get(&mut daemon.client_as(auth).await, "company", "db").await.unwrap_err();
+        let err = get_value(&mut daemon.client_as(auth).await, "company", "db").await.unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated, "{what}");
         assert_eq!(err.message(), "authentication required", "{what}: the message must not hint at the cause");
     }
 
     // Expiry is checked per call.
-    let short = create_token(&daemon, "short-lived", "WORKER", &["read"], 1).await;
-    assert!(get(&mut daemon.client_as(Auth::bearer(&short)).await, "company", "db").await.is_ok());
+    let short = create_token(&daemon, "short-lived", "WORKER", &["read"], &[], 1).await;
+    assert!(get_value(&mut daemon.client_as(Auth::bearer(&short)).await, "company", "db").await.is_ok());
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let err = get(&mut daemon.client_as(Auth::bearer(&short)).await, "company", "db").await.unwrap_err();
+    let err = get_value(&mut daemon.client_as(Auth::bearer(&short)).await, "company", "db").await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 
     // Revocation reaches a second replica sharing the state store within a second.
     let replica = Daemon::sqlite_in(dir.path(), "", "");
     let mut on_replica = replica.client_as(Auth::bearer(&worker)).await;
-    assert!(get(&mut on_replica, "company", "db").await.is_ok());
+    assert!(get_value(&mut on_replica, "company", "db").await.is_ok());
     daemon.admin().await.revoke_token(RevokeTokenRequest { name: "worker-1".into() }).await.unwrap();
-    let err = get(&mut daemon.client_as(Auth::bearer(&worker)).await, "company", "db").await.unwrap_err();
+    let err = get_value(&mut daemon.client_as(Auth::bearer(&worker)).await, "company", "db").await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "revoked on the replica that revoked it: at once");
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(get(&mut on_replica, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(get_value(&mut on_replica, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
 
     // Token management needs admin.
     let mut as_worker = secretd::proto::token_admin_client::TokenAdminClient::with_interceptor(
         daemon.channel().await,
-        Auth::bearer(&create_token(&daemon, "worker-2", "WORKER", &["read"], 0).await),
+        Auth::bearer(&create_token(&daemon, "worker-2", "WORKER", &["read"], &[], 0).await),
     );
     let err = as_worker.list_tokens(secretd::proto::ListTokensRequest {}).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -109,13 +80,13 @@ async fn isolation_refuses_denied_services_even_on_cached_secrets() {
     let daemon = Daemon::sqlite_in(dir.path(), "isolation:\n  enabled: true\n  denied-services: [EXECUTOR]", "");
     let mut admin = daemon.client().await;
     put(&mut admin, "company", "db", b"cached").await.unwrap();
-    let worker = create_token(&daemon, "w", "WORKER", &["read", "list"], 0).await;
-    let executor = create_token(&daemon, "e", "EXECUTOR", &["read", "list", "write"], 0).await;
+    let worker = create_token(&daemon, "w", "WORKER", &["read", "list"], &[], 0).await;
+    let executor = create_token(&daemon, "e", "EXECUTOR", &["read", "list", "write"], &[], 0).await;
     let mut w = daemon.client_as(Auth::bearer(&worker)).await;
-    assert_eq!(get(&mut w, "company", "db").await.unwrap(), b"cached");
+    assert_eq!(get_value(&mut w, "company", "db").await.unwrap(), b"cached");
     let mut e = daemon.client_as(Auth::bearer(&executor)).await;
     for key in ["db", "does-not-exist"] {
-        let err = get(&mut e, "company", key).await.unwrap_err();
+        let err = get_value(&mut e, "company", key).await.unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{key}");
         assert!(err.message().contains("denied-services"), "{}", err.message());
     }
@@ -149,15 +120,15 @@ async fn access_rules_allow_and_deny_globs() {
     for (ns, key) in [("company.team", "db"), ("company.team", "root-pw"), ("company.finance", "db"), ("other", "db")] {
         put(&mut admin, ns, key, b"v").await.unwrap();
     }
-    let worker = create_token(&daemon, "w", "WORKER", &["read", "list"], 0).await;
+    let worker = create_token(&daemon, "w", "WORKER", &["read", "list"], &[], 0).await;
     let mut w = daemon.client_as(Auth::bearer(&worker)).await;
-    assert!(get(&mut w, "company.team", "db").await.is_ok());
+    assert!(get_value(&mut w, "company.team", "db").await.is_ok());
     for (ns, key) in [("company.team", "root-pw"), ("company.finance", "db"), ("other", "db"), ("other", "absent")] {
-        let err = get(&mut w, ns, key).await.unwrap_err();
+        let err = get_value(&mut w, ns, key).await.unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{ns}/{key}");
     }
-    let scheduler = create_token(&daemon, "s", "SCHEDULER", &["read"], 0).await;
-    let err = get(&mut daemon.client_as(Auth::bearer(&scheduler)).await, "company.team", "db").await.unwrap_err();
+    let scheduler = create_token(&daemon, "s", "SCHEDULER", &["read"], &[], 0).await;
+    let err = get_value(&mut daemon.client_as(Auth::bearer(&scheduler)).await, "company.team", "db").await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "default-access: deny");
 }
 
@@ -188,7 +159,7 @@ async fn basic_auth_admin_and_password_rules() {
     let mut operator = daemon.client_as(basic("operator:Correct-Horse-Battery-9")).await;
     put(&mut operator, "company", "db", b"v").await.unwrap();
     for wrong in ["operator:wrong", "someone:Correct-Horse-Battery-9", "operator"] {
-        let err = get(&mut daemon.client_as(basic(wrong)).await, "company", "db").await.unwrap_err();
+        let err = get_value(&mut daemon.client_as(basic(wrong)).await, "company", "db").await.unwrap_err();
         assert_eq!(err.code(), Code::Unauthenticated, "{wrong}");
     }
     // A password that breaks the rule stops the daemon at start, naming the field.
@@ -242,31 +213,31 @@ async fn repeated_basic_auth_failures_lock_out_that_user_at_that_address_only() 
     };
     let mut attacker = from("127.0.0.2", basic("operator", "guess")).await;
     for _ in 0..5 {
-        assert_eq!(get(&mut attacker, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
+        assert_eq!(get_value(&mut attacker, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
     }
     for _ in 0..3 {
-        assert_eq!(get(&mut attacker, "company", "db").await.unwrap_err().code(), Code::ResourceExhausted);
+        assert_eq!(get_value(&mut attacker, "company", "db").await.unwrap_err().code(), Code::ResourceExhausted);
     }
     // The right password from there waits out the penalty too, or the
     // limiter would tell a right guess from a wrong one ...
     let mut operator_there = from("127.0.0.2", basic("operator", "right-password")).await;
-    assert_eq!(get(&mut operator_there, "company", "db").await.unwrap_err().code(), Code::ResourceExhausted);
+    assert_eq!(get_value(&mut operator_there, "company", "db").await.unwrap_err().code(), Code::ResourceExhausted);
     // ... but bad tokens from that address are no guesses worth counting,
     let mut bad_tokens = from("127.0.0.2", Auth::bearer(&format!("sdt_{}", "g".repeat(43)))).await;
     for _ in 0..20 {
-        assert_eq!(get(&mut bad_tokens, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
+        assert_eq!(get_value(&mut bad_tokens, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
     }
     // and a valid token behind the same address is served at once.
     let mut neighbour = from("127.0.0.2", Auth::bearer(ADMIN_TOKEN)).await;
-    assert_eq!(get(&mut neighbour, "company", "db").await.unwrap(), b"v");
+    assert_eq!(get_value(&mut neighbour, "company", "db").await.unwrap(), b"v");
     let mut other_user = from("127.0.0.2", basic("someone-else", "guess")).await;
-    assert_eq!(get(&mut other_user, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(get_value(&mut other_user, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
     let mut operator_here = from("127.0.0.1", basic("operator", "right-password")).await;
-    assert_eq!(get(&mut operator_here, "company", "db").await.unwrap(), b"v");
+    assert_eq!(get_value(&mut operator_here, "company", "db").await.unwrap(), b"v");
     let started = std::time::Instant::now();
     let mut good = daemon.client().await;
     for _ in 0..20 {
-        assert_eq!(get(&mut good, "company", "db").await.unwrap(), b"v");
+        assert_eq!(get_value(&mut good, "company", "db").await.unwrap(), b"v");
     }
     assert!(started.elapsed() < Duration::from_secs(2));
 }
@@ -278,21 +249,6 @@ fn tls_server_block(pki: &Pki, client_auth: &str) -> String {
         pki.server_key.display(),
         pki.ca.display()
     )
-}
-
-async fn tls_channel(
-    daemon: &Daemon,
-    pki: &Pki,
-    identity: Option<(String, String)>,
-) -> Result<Channel, tonic::transport::Error> {
-    let port = daemon.addr.rsplit(':').next().unwrap();
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(std::fs::read(&pki.ca).unwrap()))
-        .domain_name("localhost");
-    if let Some((cert, key)) = identity {
-        tls = tls.identity(Identity::from_pem(cert, key));
-    }
-    Endpoint::from_shared(format!("https://localhost:{port}")).unwrap().tls_config(tls).unwrap().connect().await
 }
 
 fn cert_rules() -> String {
@@ -309,7 +265,7 @@ async fn mutual_tls_want() {
     let daemon = Daemon::configured(dir.path(), &tls_server_block(&pki, "want"), "", "", &cert_rules());
     assert!(daemon.addr.starts_with("https://"), "{}", daemon.addr);
     let mut admin = SecretBrokerClient::with_interceptor(
-        tls_channel(&daemon, &pki, None).await.unwrap(),
+        tls_channel(&daemon, &pki.ca, None).await.unwrap(),
         Auth::bearer(ADMIN_TOKEN),
     );
     put(&mut admin, "company", "db", b"over tls").await.unwrap();
@@ -317,18 +273,21 @@ async fn mutual_tls_want() {
     // A mapped certificate is enough on its own.
     let cert = pki.client("worker-7", Some("spiffe://example.org/ns/etl/sa/worker"));
     let mut by_cert =
-        SecretBrokerClient::with_interceptor(tls_channel(&daemon, &pki, Some(cert)).await.unwrap(), Auth::none());
-    assert_eq!(get(&mut by_cert, "company", "db").await.unwrap(), b"over tls");
+        SecretBrokerClient::with_interceptor(tls_channel(&daemon, &pki.ca, Some(cert)).await.unwrap(), Auth::none());
+    assert_eq!(get_value(&mut by_cert, "company", "db").await.unwrap(), b"over tls");
     assert_eq!(put(&mut by_cert, "company", "x", b"v").await.unwrap_err().code(), Code::PermissionDenied);
 
     // Without a certificate, want still demands a token.
-    let mut bare = SecretBrokerClient::with_interceptor(tls_channel(&daemon, &pki, None).await.unwrap(), Auth::none());
-    assert_eq!(get(&mut bare, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
+    let mut bare =
+        SecretBrokerClient::with_interceptor(tls_channel(&daemon, &pki.ca, None).await.unwrap(), Auth::none());
+    assert_eq!(get_value(&mut bare, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
     // An unmapped certificate is no credential either.
     let stranger = pki.client("stranger", Some("spiffe://example.org/ns/web/sa/x"));
-    let mut unmapped =
-        SecretBrokerClient::with_interceptor(tls_channel(&daemon, &pki, Some(stranger)).await.unwrap(), Auth::none());
-    assert_eq!(get(&mut unmapped, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
+    let mut unmapped = SecretBrokerClient::with_interceptor(
+        tls_channel(&daemon, &pki.ca, Some(stranger)).await.unwrap(),
+        Auth::none(),
+    );
+    assert_eq!(get_value(&mut unmapped, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
 }
 
 #[tokio::test]
@@ -356,11 +315,11 @@ async fn tls_from_a_pkcs12_keystore() {
         &[("E2E_KEYSTORE_PASSWORD", "changeit")],
     );
     let mut admin = SecretBrokerClient::with_interceptor(
-        tls_channel(&daemon, &pki, None).await.unwrap(),
+        tls_channel(&daemon, &pki.ca, None).await.unwrap(),
         Auth::bearer(ADMIN_TOKEN),
     );
     put(&mut admin, "company", "db", b"p12").await.unwrap();
-    assert_eq!(get(&mut admin, "company", "db").await.unwrap(), b"p12");
+    assert_eq!(get_value(&mut admin, "company", "db").await.unwrap(), b"p12");
     drop(daemon);
     // A wrong password stops the daemon with a message that names the setting.
     let out = std::process::Command::new(common::bin())
@@ -385,19 +344,19 @@ async fn mutual_tls_need() {
     let daemon = Daemon::configured(dir.path(), &tls_server_block(&pki, "need"), "", "", &cert_rules());
     let cert = pki.client("worker-7", Some("spiffe://example.org/ns/etl/sa/worker"));
     let mut admin = SecretBrokerClient::with_interceptor(
-        tls_channel(&daemon, &pki, Some(cert.clone())).await.unwrap(),
+        tls_channel(&daemon, &pki.ca, Some(cert.clone())).await.unwrap(),
         Auth::bearer(ADMIN_TOKEN),
     );
     put(&mut admin, "company", "db", b"v").await.unwrap();
     let mut worker =
-        SecretBrokerClient::with_interceptor(tls_channel(&daemon, &pki, Some(cert)).await.unwrap(), Auth::none());
-    assert_eq!(get(&mut worker, "company", "db").await.unwrap(), b"v");
+        SecretBrokerClient::with_interceptor(tls_channel(&daemon, &pki.ca, Some(cert)).await.unwrap(), Auth::none());
+    assert_eq!(get_value(&mut worker, "company", "db").await.unwrap(), b"v");
     // No certificate: the handshake fails, whatever token comes with it.
-    match tls_channel(&daemon, &pki, None).await {
+    match tls_channel(&daemon, &pki.ca, None).await {
         Err(_) => {}
         Ok(channel) => {
             let mut c = SecretBrokerClient::with_interceptor(channel, Auth::bearer(ADMIN_TOKEN));
-            assert!(get(&mut c, "company", "db").await.is_err(), "need admitted a caller without a certificate");
+            assert!(get_value(&mut c, "company", "db").await.is_err(), "need admitted a caller without a certificate");
         }
     }
     // Plain text to a TLS port goes nowhere.
@@ -405,7 +364,7 @@ async fn mutual_tls_need() {
     let plain = Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await;
     if let Ok(channel) = plain {
         let mut c = SecretBrokerClient::with_interceptor(channel, Auth::bearer(ADMIN_TOKEN));
-        assert!(get(&mut c, "company", "db").await.is_err());
+        assert!(get_value(&mut c, "company", "db").await.is_err());
     }
 }
 
@@ -428,7 +387,7 @@ async fn unix_socket_peers_are_identified_by_the_kernel() {
     // No token: the kernel vouches for our uid.
     let mut peer = SecretBrokerClient::with_interceptor(channel, Auth::none());
     put(&mut peer, "company", "db", b"via socket").await.unwrap();
-    assert_eq!(get(&mut peer, "company", "db").await.unwrap(), b"via socket");
+    assert_eq!(get_value(&mut peer, "company", "db").await.unwrap(), b"via socket");
     drop(daemon);
 
     // A peer no rule names gets nothing without a token.
@@ -440,19 +399,8 @@ async fn unix_socket_peers_are_identified_by_the_kernel() {
     let daemon = Daemon::configured(dir.path(), &server, "", "", &top);
     let channel = unix_channel(&socket).await;
     let mut stranger = SecretBrokerClient::with_interceptor(channel, Auth::none());
-    assert_eq!(get(&mut stranger, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(get_value(&mut stranger, "company", "db").await.unwrap_err().code(), Code::Unauthenticated);
     drop(daemon);
-}
-
-async fn unix_channel(socket: &Path) -> Channel {
-    let path = socket.to_owned();
-    Endpoint::from_static("http://secretd.local")
-        .connect_with_connector(service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-        }))
-        .await
-        .unwrap()
 }
 
 /// This process's uid, from the owner of a file it creates.
@@ -484,8 +432,8 @@ async fn audit_records_every_decision_and_nothing_secret() {
     let mut admin = daemon.client().await;
     let mut said: Vec<String> = Vec::new();
     put(&mut admin, "company.team", "db", PLANTED).await.unwrap();
-    assert_eq!(get(&mut admin, "company.team", "db").await.unwrap(), PLANTED);
-    assert_eq!(get(&mut admin, "company.team.etl", "db").await.unwrap(), PLANTED);
+    assert_eq!(get_value(&mut admin, "company.team", "db").await.unwrap(), PLANTED);
+    assert_eq!(get_value(&mut admin, "company.team.etl", "db").await.unwrap(), PLANTED);
     let batch = admin
         .batch_get_secrets(BatchGetSecretsRequest {
             refs: vec![
@@ -508,9 +456,9 @@ async fn audit_records_every_decision_and_nothing_secret() {
         }
     }
     let mut denied = daemon.client_as(Auth::bearer(PLANTED_TOKEN)).await;
-    said.push(get(&mut denied, "company.team", "db").await.unwrap_err().message().to_owned());
+    said.push(get_value(&mut denied, "company.team", "db").await.unwrap_err().message().to_owned());
     let mut wrong = daemon.client_as(Auth::bearer(&PLANTED_TOKEN.replace('P', "Q"))).await;
-    said.push(get(&mut wrong, "company.team", "db").await.unwrap_err().message().to_owned());
+    said.push(get_value(&mut wrong, "company.team", "db").await.unwrap_err().message().to_owned());
     // Values in refused requests must not come back in the error either.
     let mut too_big = PLANTED.to_vec();
     too_big.extend_from_slice(&[b'x'; 100]);
@@ -568,7 +516,7 @@ async fn a_renewed_server_certificate_is_served_without_a_restart() {
     let pki = Pki::new(dir.path());
     let daemon = Daemon::configured(dir.path(), &tls_server_block(&pki, "none"), "", "", &common::admin_account());
     let mut before = SecretBrokerClient::with_interceptor(
-        tls_channel(&daemon, &pki, None).await.unwrap(),
+        tls_channel(&daemon, &pki.ca, None).await.unwrap(),
         Auth::bearer(ADMIN_TOKEN),
     );
     put(&mut before, "renewal", "k", b"v").await.unwrap();
@@ -581,10 +529,10 @@ async fn a_renewed_server_certificate_is_served_without_a_restart() {
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
 
     let mut after = SecretBrokerClient::with_interceptor(
-        tls_channel(&daemon, &renewed, None).await.expect("the renewed certificate is served"),
+        tls_channel(&daemon, &renewed.ca, None).await.expect("the renewed certificate is served"),
         Auth::bearer(ADMIN_TOKEN),
     );
-    assert_eq!(get(&mut after, "renewal", "k").await.unwrap(), b"v");
-    assert!(tls_channel(&daemon, &pki, None).await.is_err(), "the old CA still validates the served certificate");
+    assert_eq!(get_value(&mut after, "renewal", "k").await.unwrap(), b"v");
+    assert!(tls_channel(&daemon, &pki.ca, None).await.is_err(), "the old CA still validates the served certificate");
     assert!(daemon.log_text().contains("TLS certificate files changed"));
 }

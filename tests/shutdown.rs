@@ -13,7 +13,7 @@ use secretd::{
     cache::SecretCache,
     config::load_str,
     policy::Policy,
-    proto::{secret_broker_client::SecretBrokerClient, GetSecretRequest},
+    proto::GetSecretRequest,
     server::{Listener, RunOptions},
 };
 use secretd_core::{
@@ -89,11 +89,6 @@ async fn start(delay: Duration, grace: Duration) -> Running {
     Running { addr, stop, server }
 }
 
-async fn client(addr: &str) -> Result<common::Client, tonic::transport::Error> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await?;
-    Ok(SecretBrokerClient::with_interceptor(channel, common::Auth::bearer(common::ADMIN_TOKEN)))
-}
-
 fn slow_request() -> GetSecretRequest {
     GetSecretRequest { namespace: "team".into(), key: "slow".into(), ..Default::default() }
 }
@@ -101,7 +96,8 @@ fn slow_request() -> GetSecretRequest {
 #[tokio::test]
 async fn in_flight_calls_finish_and_new_ones_are_refused() {
     let running = start(Duration::from_millis(1500), Duration::from_secs(10)).await;
-    let mut c = client(&running.addr).await.unwrap();
+    let mut c =
+        common::connect(&format!("http://{}", running.addr), common::Auth::bearer(common::ADMIN_TOKEN)).await.unwrap();
     let in_flight = tokio::spawn(async move { c.get_secret(slow_request()).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -109,10 +105,11 @@ async fn in_flight_calls_finish_and_new_ones_are_refused() {
     running.stop.send(()).unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The listener is closed: a new caller cannot get in.
-    let refused = match client(&running.addr).await {
-        Err(_) => true,
-        Ok(mut late) => late.get_secret(slow_request()).await.is_err(),
-    };
+    let refused =
+        match common::connect(&format!("http://{}", running.addr), common::Auth::bearer(common::ADMIN_TOKEN)).await {
+            Err(_) => true,
+            Ok(mut late) => late.get_secret(slow_request()).await.is_err(),
+        };
     assert!(refused, "a call after the signal was accepted");
 
     let answer = in_flight.await.unwrap().expect("the call in flight finished normally");
@@ -124,7 +121,8 @@ async fn in_flight_calls_finish_and_new_ones_are_refused() {
 #[tokio::test]
 async fn the_grace_period_bounds_the_drain() {
     let running = start(Duration::from_secs(30), Duration::from_millis(500)).await;
-    let mut c = client(&running.addr).await.unwrap();
+    let mut c =
+        common::connect(&format!("http://{}", running.addr), common::Auth::bearer(common::ADMIN_TOKEN)).await.unwrap();
     let in_flight = tokio::spawn(async move { c.get_secret(slow_request()).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();

@@ -7,10 +7,9 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{token_hash, Auth, Client, Daemon, ADMIN_TOKEN};
+use common::{get_in, put_in, token_hash, Auth, Daemon, ADMIN_TOKEN};
 use secretd::proto::{
-    token_admin_client::TokenAdminClient, CreateTokenRequest, GetSecretRequest, ListTokensRequest, PutSecretRequest,
-    RevokeTokenRequest,
+    token_admin_client::TokenAdminClient, CreateTokenRequest, GetSecretRequest, ListTokensRequest, RevokeTokenRequest,
 };
 use tonic::Code;
 
@@ -68,22 +67,6 @@ async fn mint(admin: &mut Admin, req: CreateTokenRequest) -> Result<String, toni
     admin.create_token(req).await.map(|r| r.into_inner().token)
 }
 
-async fn put(c: &mut Client, tenant: &str, ns: &str, key: &str) -> Result<(), tonic::Status> {
-    let req = PutSecretRequest {
-        tenant: tenant.into(),
-        namespace: ns.into(),
-        key: key.into(),
-        value: b"v".to_vec().into(),
-        ..Default::default()
-    };
-    c.put_secret(req).await.map(drop)
-}
-
-async fn get(c: &mut Client, tenant: &str, ns: &str, key: &str) -> Result<(), tonic::Status> {
-    let req = GetSecretRequest { tenant: tenant.into(), namespace: ns.into(), key: key.into(), ..Default::default() };
-    c.get_secret(req).await.map(drop)
-}
-
 fn assert_denied(result: Result<String, tonic::Status>, what: &str, says: &str) {
     match result {
         Ok(_) => panic!("{what}: minted, but must be refused"),
@@ -100,8 +83,8 @@ fn assert_denied(result: Result<String, tonic::Status>, what: &str, says: &str) 
 async fn a_token_mints_nothing_wider_than_itself() {
     let dir = tempfile::tempdir().unwrap();
     let d = daemon(dir.path());
-    put(&mut d.client().await, "", "company", "root").await.unwrap();
-    put(&mut d.client().await, "", "company.team", "db").await.unwrap();
+    put_in(&mut d.client().await, "", "company", "root", b"v").await.unwrap();
+    put_in(&mut d.client().await, "", "company.team", "db", b"v").await.unwrap();
 
     let mut root = d.admin().await;
     let team_admin = mint(&mut root, request("team-admin", &["read", "admin"], &["company.team"], 3600)).await.unwrap();
@@ -110,7 +93,7 @@ async fn a_token_mints_nothing_wider_than_itself() {
     // The escalation the review found: no namespace limit, reading company/root.
     let unlimited = mint(&mut team, request("wide", &["read"], &[], 0)).await;
     if let Ok(token) = &unlimited {
-        let read = get(&mut d.client_as(Auth::bearer(token)).await, "", "company", "root").await;
+        let read = get_in(&mut d.client_as(Auth::bearer(token)).await, "", "company", "root").await;
         panic!("a company.team token minted an unlimited one (reading company/root: {read:?})");
     }
     assert_denied(unlimited, "no namespace limit", "namespace");
@@ -138,13 +121,13 @@ async fn a_token_mints_nothing_wider_than_itself() {
     // Inside its limits it mints, and the new token reaches what it was given only.
     let worker = mint(&mut team, request("team-worker", &["read"], &["company.team"], 1800)).await.unwrap();
     let mut w = d.client_as(Auth::bearer(&worker)).await;
-    get(&mut w, "", "company.team", "db").await.unwrap();
-    assert_eq!(get(&mut w, "", "company", "root").await.unwrap_err().code(), Code::PermissionDenied);
+    get_in(&mut w, "", "company.team", "db").await.unwrap();
+    assert_eq!(get_in(&mut w, "", "company", "root").await.unwrap_err().code(), Code::PermissionDenied);
     // `admin` holds every permission, so it may grant `write`: inside its own namespaces only.
     let writer = mint(&mut team, request("team-writer", &["write"], &["company.team"], 60)).await.unwrap();
     let mut w = d.client_as(Auth::bearer(&writer)).await;
-    put(&mut w, "", "company.team", "new").await.unwrap();
-    assert_eq!(put(&mut w, "", "company", "root").await.unwrap_err().code(), Code::PermissionDenied);
+    put_in(&mut w, "", "company.team", "new", b"v").await.unwrap();
+    assert_eq!(put_in(&mut w, "", "company", "root", b"v").await.unwrap_err().code(), Code::PermissionDenied);
 }
 
 /// A token never takes the name of a principal of the configuration, since
@@ -171,7 +154,7 @@ async fn config_principal_names_are_reserved() {
 async fn a_limited_admin_revokes_only_inside_its_reach() {
     let dir = tempfile::tempdir().unwrap();
     let d = daemon(dir.path());
-    put(&mut d.client().await, "", "company.other", "k").await.unwrap();
+    put_in(&mut d.client().await, "", "company.other", "k", b"v").await.unwrap();
     let mut root = d.admin().await;
     let team_admin = mint(&mut root, request("team-admin", &["read", "admin"], &["company.team"], 0)).await.unwrap();
     let outsider = mint(&mut root, request("outsider", &["read"], &["company.other"], 0)).await.unwrap();
@@ -184,7 +167,7 @@ async fn a_limited_admin_revokes_only_inside_its_reach() {
         assert_eq!(err.code(), Code::PermissionDenied, "{name}: {err:?}");
         assert!(err.message().contains(name), "{}", err.message());
     }
-    get(&mut d.client_as(Auth::bearer(&outsider)).await, "", "company.other", "k").await.unwrap();
+    get_in(&mut d.client_as(Auth::bearer(&outsider)).await, "", "company.other", "k").await.unwrap();
     team.revoke_token(RevokeTokenRequest { name: "inside".into() }).await.unwrap();
     let err = team.revoke_token(RevokeTokenRequest { name: "no-such-token".into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -206,26 +189,26 @@ async fn tenants_limit_tokens_and_config_principals() {
     let d = daemon(dir.path());
     let mut op = d.client_as(operator()).await;
     for tenant in ["main", "acme"] {
-        put(&mut op, tenant, "company.team", "db").await.unwrap();
+        put_in(&mut op, tenant, "company.team", "db", b"v").await.unwrap();
     }
     let mut root = d.admin().await;
     let main_only = mint(&mut root, request("main-worker", &["read"], &["company.*"], 0)).await.unwrap();
     let mut w = d.client_as(Auth::bearer(&main_only)).await;
-    get(&mut w, "main", "company.team", "db").await.unwrap();
-    get(&mut w, "", "company.team", "db").await.unwrap();
-    let err = get(&mut w, "acme", "company.team", "db").await.unwrap_err();
+    get_in(&mut w, "main", "company.team", "db").await.unwrap();
+    get_in(&mut w, "", "company.team", "db").await.unwrap();
+    let err = get_in(&mut w, "acme", "company.team", "db").await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "a main token read tenant acme: {err:?}");
     let mut etl = d.client_as(Auth::bearer(ETL_TOKEN)).await;
-    get(&mut etl, "main", "company.team", "db").await.unwrap();
-    assert_eq!(get(&mut etl, "acme", "company.team", "db").await.unwrap_err().code(), Code::PermissionDenied);
+    get_in(&mut etl, "main", "company.team", "db").await.unwrap();
+    assert_eq!(get_in(&mut etl, "acme", "company.team", "db").await.unwrap_err().code(), Code::PermissionDenied);
 
     // The operator mints for another tenant; the test admin, limited to main, cannot.
     let mut op_admin = admin_as(&d, operator()).await;
     let acme = CreateTokenRequest { tenants: vec!["acme".into()], ..request("acme-worker", &["read"], &[], 0) };
     let acme = mint(&mut op_admin, acme).await.unwrap();
     let mut a = d.client_as(Auth::bearer(&acme)).await;
-    get(&mut a, "acme", "company.team", "db").await.unwrap();
-    assert_eq!(get(&mut a, "main", "company.team", "db").await.unwrap_err().code(), Code::PermissionDenied);
+    get_in(&mut a, "acme", "company.team", "db").await.unwrap();
+    assert_eq!(get_in(&mut a, "main", "company.team", "db").await.unwrap_err().code(), Code::PermissionDenied);
     for tenants in [vec!["acme"], vec!["*"], vec!["main", "acme-*"]] {
         let req = CreateTokenRequest {
             tenants: tenants.iter().map(|t| t.to_string()).collect(),
@@ -249,7 +232,7 @@ async fn absurd_expiries_are_invalid_arguments() {
     const TEN_YEARS: i64 = 10 * 365 * 24 * 3600;
     let dir = tempfile::tempdir().unwrap();
     let d = daemon(dir.path());
-    put(&mut d.client().await, "", "company", "k").await.unwrap();
+    put_in(&mut d.client().await, "", "company", "k", b"v").await.unwrap();
     let mut root = d.admin().await;
     let mut wrong = Vec::new();
     for (i, seconds) in [i64::MAX, i64::MAX / 1000, 100_000_000_000_000_000, TEN_YEARS + 1].into_iter().enumerate() {
@@ -257,7 +240,7 @@ async fn absurd_expiries_are_invalid_arguments() {
             Err(e) if e.code() == Code::InvalidArgument && e.message().contains("10 years") => {}
             Err(e) => wrong.push(format!("{seconds}: {:?} {}", e.code(), e.message())),
             Ok(token) => {
-                let works = get(&mut d.client_as(Auth::bearer(&token)).await, "", "company", "k").await.is_ok();
+                let works = get_in(&mut d.client_as(Auth::bearer(&token)).await, "", "company", "k").await.is_ok();
                 wrong.push(format!("{seconds}: minted (and the token works: {works})"));
             }
         }
@@ -274,7 +257,7 @@ async fn absurd_expiries_are_invalid_arguments() {
     let expected = SystemTime::now() + Duration::from_secs(TEN_YEARS as u64);
     let expected = expected.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
     assert!((expires_at.seconds - expected).abs() < 60, "{expires_at:?} vs {expected}");
-    get(&mut d.client_as(Auth::bearer(&created.token)).await, "", "company", "k").await.unwrap();
+    get_in(&mut d.client_as(Auth::bearer(&created.token)).await, "", "company", "k").await.unwrap();
     let listed = root.list_tokens(ListTokensRequest {}).await.unwrap().into_inner().tokens;
     let stored = listed.iter().find(|t| t.name == "decade").unwrap().expires_at.unwrap();
     assert_eq!(stored.seconds, expires_at.seconds, "the stored expiry is the one answered");
@@ -306,7 +289,7 @@ async fn a_limited_admin_mints_only_tokens_the_rules_treat_like_itself() {
     let mut same = request("team-reader", &["read"], &["company.team"], 0);
     same.service = "TEAM_ADMIN".into();
     let reader = mint(&mut limited, same).await.unwrap();
-    put(&mut daemon.client().await, "", "company.team", "root-pw").await.unwrap();
+    put_in(&mut daemon.client().await, "", "company.team", "root-pw", b"v").await.unwrap();
     let got = daemon
         .client_as(Auth::bearer(&reader))
         .await

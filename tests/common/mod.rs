@@ -7,7 +7,12 @@
 
 #![allow(dead_code)]
 
+pub mod calls;
 pub mod pki;
+
+// Not every test binary uses the calls; each one compiles this module.
+#[allow(unused_imports)]
+pub use calls::*;
 
 use std::{
     io::{BufRead, BufReader},
@@ -224,6 +229,6 @@ impl Drop for Daemon {
     }
 }
 
-fn indent(text: &str, by: usize) -> String {
+pub fn indent(text: &str, by: usize) -> String {
     text.lines().map(|l| format!("{}{l}\n", " ".repeat(by))).collect()
 }

@@ -9,11 +9,17 @@
 #
 #   scripts/bench.sh [concurrency] [requests] [connections] [rounds]
 #   AUDIT_SINK=off scripts/bench.sh     # the same without the audit trail
+#   scripts/bench.sh migrate            # secretd migrate, 10,000 secrets (scripts/bench-migrate.sh)
+#   scripts/bench.sh rekey [count]      # secretd rekey, 10,000 secrets (scripts/bench-rekey.sh)
 #
 # Client and servers share this machine's cores; loopback only; every server
 # started here is stopped by PID at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case ${1:-} in
+    migrate) exec scripts/bench-migrate.sh ;;
+    rekey) shift; exec scripts/bench-rekey.sh "$@" ;;
+esac
 C=${1:-50}
 N=${2:-200000}
 K=${3:-4}

@@ -451,10 +451,7 @@ impl SecretStore for AwsStore {
             }
         }
         items.sort_by(|a, b| a.name.key.cmp(&b.name.key));
-        let size = page.size.max(1);
-        let next_token = (items.len() > size).then(|| secretd_core::key_page_token(&items[size - 1].name.key));
-        items.truncate(size);
-        Ok(Page { items, next_token })
+        Ok(Page::cut(items, page.size, |last| secretd_core::key_page_token(&last.name.key)))
     }
 
     async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
@@ -489,10 +486,7 @@ impl SecretStore for AwsStore {
             }
         }
         items.sort_by(|a, b| a.name.cmp(&b.name));
-        let size = page.size.max(1);
-        let next_token = (items.len() > size).then(|| secretd_core::name_page_token(&items[size - 1].name));
-        items.truncate(size);
-        Ok(Page { items, next_token })
+        Ok(Page::cut(items, page.size, |last| secretd_core::name_page_token(&last.name)))
     }
 
     async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {

@@ -114,6 +114,18 @@ pub struct Page {
     pub next_token: Option<String>,
 }
 
+impl Page {
+    /// The page of `items` (in page order, read one past `size` so that an
+    /// extra item says another page follows), with the token `token` makes
+    /// of the page's last item.
+    pub fn cut(mut items: Vec<SecretMetadata>, size: usize, token: impl Fn(&SecretMetadata) -> String) -> Page {
+        let size = size.max(1);
+        let next_token = (items.len() > size).then(|| token(&items[size - 1]));
+        items.truncate(size);
+        Page { items, next_token }
+    }
+}
+
 /// A place secrets live. One implementation per backend; the broker adds
 /// authentication, policy and caching in front, so a store only speaks to
 /// its server and maps names, tags and errors.

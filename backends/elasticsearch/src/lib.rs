@@ -748,13 +748,7 @@ impl SecretStore for ElasticsearchStore {
                 break;
             }
         }
-        let next_token = if items.len() > size {
-            items.truncate(size);
-            items.last().map(|m| secretd_core::key_page_token(&m.name.key))
-        } else {
-            None
-        };
-        Ok(Page { items, next_token })
+        Ok(Page::cut(items, size, |last| secretd_core::key_page_token(&last.name.key)))
     }
 
     async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
@@ -805,13 +799,7 @@ impl SecretStore for ElasticsearchStore {
                 break;
             }
         }
-        let next_token = if items.len() > size {
-            items.truncate(size);
-            items.last().map(|m| secretd_core::name_page_token(&m.name))
-        } else {
-            None
-        };
-        Ok(Page { items, next_token })
+        Ok(Page::cut(items, size, |last| secretd_core::name_page_token(&last.name)))
     }
 
     async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {

@@ -665,13 +665,7 @@ impl SecretStore for SqlStore {
                 break;
             }
         }
-        let next_token = if items.len() > size {
-            items.truncate(size);
-            items.last().map(|m| secretd_core::key_page_token(&m.name.key))
-        } else {
-            None
-        };
-        Ok(Page { items, next_token })
+        Ok(Page::cut(items, size, |last| secretd_core::key_page_token(&last.name.key)))
     }
 
     async fn scan(&self, selection: &ScanSelection, page: &PageRequest) -> Result<Page, StoreError> {
@@ -715,13 +709,7 @@ impl SecretStore for SqlStore {
                 updated_at: from_millis(updated),
             });
         }
-        let next_token = if items.len() > size {
-            items.truncate(size);
-            items.last().map(|m| secretd_core::name_page_token(&m.name))
-        } else {
-            None
-        };
-        Ok(Page { items, next_token })
+        Ok(Page::cut(items, size, |last| secretd_core::name_page_token(&last.name)))
     }
 
     async fn versions(&self, name: &SecretName) -> Result<Vec<Version>, StoreError> {

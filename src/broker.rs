@@ -7,6 +7,11 @@
 //! validated first so that the policy and the cache only ever see valid
 //! names. The gRPC layer (`server`) only converts messages; this module
 //! holds the behaviour, so tests can drive it without a network.
+//!
+//! A `subkey` read is a read of the secret in every step (policy, cache,
+//! backend); only its answer is cut down to one member, last ([`subkey`]).
+
+pub(crate) mod subkey;
 
 use std::sync::Arc;
 
@@ -25,6 +30,7 @@ use crate::{
     routes::{Route, Routes},
     status::{self, from_store_error},
 };
+use subkey::Subkey;
 
 /// Request limits from `secret.*`.
 #[derive(Debug, Clone, Copy)]
@@ -106,12 +112,14 @@ pub struct ListQuery<'a> {
     pub page_token: &'a str,
 }
 
-/// One reference of a batch: tenant, namespace, key, version (empty = latest).
+/// One reference of a batch: tenant, namespace, key, version (empty = latest),
+/// subkey (empty = the whole value).
 pub struct Ref<'a> {
     pub tenant: &'a str,
     pub namespace: &'a str,
     pub key: &'a str,
     pub version: &'a str,
+    pub subkey: &'a str,
 }
 
 pub struct Broker {
@@ -204,6 +212,7 @@ impl Broker {
     ) -> Result<Resolved, Status> {
         let name = self.parse_name(r.tenant, r.namespace, r.key)?;
         let version = parse_version(r.version)?;
+        let subkey = Subkey::parse(r.subkey).map_err(|e| status::invalid_request(e.to_string()))?;
         let readable = self.authorize_lookup(caller, &name, trail)?;
         // A value refused for its age costs a backend read like `refresh`
         // does, so both spend the same per-caller allowance.
@@ -248,7 +257,11 @@ impl Broker {
             }
             trail.found_in = Some(found.namespace.clone());
         }
-        Ok(Resolved { secret: answer.secret, origin: answer.origin, age: answer.age })
+        let secret = match subkey {
+            None => answer.secret,
+            Some(subkey) => Arc::new(member_of(&answer.secret, &subkey)?),
+        };
+        Ok(Resolved { secret, origin: answer.origin, age: answer.age })
     }
 
     /// The policy's decision on every namespace a read of `name` may
@@ -660,6 +673,15 @@ fn route_isolation(route: &Route, caller: &Caller) -> Result<(), crate::policy::
     Ok(())
 }
 
+/// The secret as `served`, its value cut down to the member `subkey`. The
+/// cached entry keeps the whole value, for the next subkey.
+fn member_of(served: &Served, subkey: &Subkey) -> Result<Served, Status> {
+    let value = subkey::member(&served.value, subkey)
+        .map_err(|e| status::no_such_member(&served.metadata.name, subkey.as_str(), e))?;
+    let secret = Secret { metadata: served.metadata.clone(), value };
+    Ok(Served::new(secret, served.backend.clone()))
+}
+
 fn invalid(e: StoreError) -> Status {
     status::invalid_input(&e)
 }
@@ -709,7 +731,7 @@ mod tests {
     }
 
     fn r<'a>(ns: &'a str, key: &'a str) -> Ref<'a> {
-        Ref { tenant: "", namespace: ns, key, version: "" }
+        Ref { tenant: "", namespace: ns, key, version: "", subkey: "" }
     }
 
     fn caller(name: &str, service: &str) -> Caller {
@@ -764,10 +786,10 @@ mod tests {
             broker.put(&me, r("company", "k"), v(value), Tags::new(), "", &mut Trail::default()).await.unwrap();
         }
         broker.put(&me, r("company.team", "k"), v(b"c1"), Tags::new(), "", &mut Trail::default()).await.unwrap();
-        let pinned = |version| Ref { tenant: "", namespace: "company.team", key: "k", version };
+        let pinned = |version| Ref { tenant: "", namespace: "company.team", key: "k", version, subkey: "" };
         assert_eq!(broker.get(&me, pinned("1"), &mut Trail::default()).await.unwrap().secret.value.expose(), b"c1");
         assert_eq!(broker.get(&me, pinned("3"), &mut Trail::default()).await.unwrap_err().code(), Code::NotFound);
-        let deeper = Ref { tenant: "", namespace: "company.other", key: "k", version: "2" };
+        let deeper = Ref { tenant: "", namespace: "company.other", key: "k", version: "2", subkey: "" };
         assert_eq!(broker.get(&me, deeper, &mut Trail::default()).await.unwrap().secret.value.expose(), b"p2");
     }
 
@@ -892,7 +914,7 @@ mod inheritance_policy {
     }
 
     fn r<'a>(ns: &'a str, key: &'a str) -> Ref<'a> {
-        Ref { tenant: "", namespace: ns, key, version: "" }
+        Ref { tenant: "", namespace: ns, key, version: "", subkey: "" }
     }
 
     fn ops() -> Caller {
@@ -1075,7 +1097,7 @@ mod inheritance_policy {
         let put = broker.put(&me, r(deep, "k"), SecretValue::from_slice(b"x"), Tags::new(), "", &mut trail);
         assert_eq!(put.await.unwrap_err().code(), Code::InvalidArgument, "nothing is written where no read may reach");
         // 3 refs × 4 namespaces × 2 (pinned) = 24 > 20.
-        let pinned = |_| Ref { tenant: "", namespace: "a.b.c.d", key: "k", version: "1" };
+        let pinned = |_| Ref { tenant: "", namespace: "a.b.c.d", key: "k", version: "1", subkey: "" };
         let err = broker.batch_get(&me, (0..3).map(pinned).collect()).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
         assert!(err.message().contains("secret.max-backend-reads-per-call"), "{}", err.message());

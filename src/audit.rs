@@ -58,6 +58,10 @@ pub struct AuditRecord {
     pub found_in: Option<String>,
     pub key: Option<String>,
     pub version: Option<String>,
+    /// The member of a JSON-object value a read asked for (absent when it
+    /// asked for the whole value). The read is a read of the secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subkey: Option<String>,
     /// `allow`, `deny`, `invalid`, `unauthenticated`, or `abandoned` (the
     /// caller went away before the call ended).
     pub decision: &'static str,
@@ -165,6 +169,7 @@ impl AuditLog {
             namespace: None,
             key: None,
             version: None,
+            subkey: None,
             decision: "abandoned",
             reason: Some("the caller went away before the call ended".into()),
             cache_hit: None,

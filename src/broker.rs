@@ -7,6 +7,11 @@
 //! validated first so that the policy and the cache only ever see valid
 //! names. The gRPC layer (`server`) only converts messages; this module
 //! holds the behaviour, so tests can drive it without a network.
+//!
+//! A `subkey` read is a read of the secret in every step (policy, cache,
+//! backend); only its answer is cut down to one member, last ([`subkey`]).
+
+pub(crate) mod subkey;
 
 use std::sync::Arc;
 
@@ -25,6 +30,7 @@ use crate::{
     routes::{Route, Routes},
     status::{self, from_store_error},
 };
+use subkey::Subkey;
 
 /// Request limits from `secret.*`.
 #[derive(Debug, Clone, Copy)]
@@ -106,12 +112,14 @@ pub struct ListQuery<'a> {
     pub page_token: &'a str,
 }
 
-/// One reference of a batch: tenant, namespace, key, version (empty = latest).
+/// One reference of a batch: tenant, namespace, key, version (empty = latest),
+/// subkey (empty = the whole value).
 pub struct Ref<'a> {
     pub tenant: &'a str,
     pub namespace: &'a str,
     pub key: &'a str,
     pub version: &'a str,
+    pub subkey: &'a str,
 }
 
 pub struct Broker {
@@ -204,6 +212,7 @@ impl Broker {
     ) -> Result<Resolved, Status> {
         let name = self.parse_name(r.tenant, r.namespace, r.key)?;
         let version = parse_version(r.version)?;
+        let subkey = Subkey::parse(r.subkey).map_err(|e| status::invalid_request(e.to_string()))?;
         let readable = self.authorize_lookup(caller, &name, trail)?;
         // A value refused for its age costs a backend read like `refresh`
         // does, so both spend the same per-caller allowance.
@@ -248,7 +257,11 @@ impl Broker {
             }
             trail.found_in = Some(found.namespace.clone());
         }
-        Ok(Resolved { secret: answer.secret, origin: answer.origin, age: answer.age })
+        let secret = match subkey {
+            None => answer.secret,
+            Some(subkey) => Arc::new(member_of(&answer.secret, &subkey)?),
+        };
+        Ok(Resolved { secret, origin: answer.origin, age: answer.age })
     }
 
     /// The policy's decision on every namespace a read of `name` may
@@ -660,6 +673,15 @@ fn route_isolation(route: &Route, caller: &Caller) -> Result<(), crate::policy::
     Ok(())
 }
 
+/// The secret as `served`, its value cut down to the member `subkey`. The
+/// cached entry keeps the whole value, for the next subkey.
+fn member_of(served: &Served, subkey: &Subkey) -> Result<Served, Status> {
+    let value = subkey::member(&served.value, subkey)
+        .map_err(|e| status::no_such_member(&served.metadata.name, subkey.as_str(), e))?;
+    let secret = Secret { metadata: served.metadata.clone(), value };
+    Ok(Served::new(secret, served.backend.clone()))
+}
+
 fn invalid(e: StoreError) -> Status {
     status::invalid_input(&e)
 }
@@ -709,7 +731,7 @@ mod tests {
     }
 
     fn r<'a>(ns: &'a str, key: &'a str) -> Ref<'a> {
-        Ref { tenant: "", namespace: ns, key, version: "" }
+        Ref { tenant: "", namespace: ns, key, version: "", subkey: "" }
     }
 
     fn caller(name: &str, service: &str) -> Caller {
@@ -764,10 +786,10 @@ mod tests {
             broker.put(&me, r("company", "k"), v(value), Tags::new(), "", &mut Trail::default()).await.unwrap();
         }
         broker.put(&me, r("company.team", "k"), v(b"c1"), Tags::new(), "", &mut Trail::default()).await.unwrap();
-        let pinned = |version| Ref { tenant: "", namespace: "company.team", key: "k", version };
+        let pinned = |version| Ref { tenant: "", namespace: "company.team", key: "k", version, subkey: "" };
         assert_eq!(broker.get(&me, pinned("1"), &mut Trail::default()).await.unwrap().secret.value.expose(), b"c1");
         assert_eq!(broker.get(&me, pinned("3"), &mut Trail::default()).await.unwrap_err().code(), Code::NotFound);
-        let deeper = Ref { tenant: "", namespace: "company.other", key: "k", version: "2" };
+        let deeper = Ref { tenant: "", namespace: "company.other", key: "k", version: "2", subkey: "" };
         assert_eq!(broker.get(&me, deeper, &mut Trail::default()).await.unwrap().secret.value.expose(), b"p2");
     }
 
@@ -842,6 +864,141 @@ mod tests {
         assert_eq!(broker.get(&worker, r("a", "k"), &mut Trail::default()).await.unwrap().secret.value.expose(), b"x");
     }
 
+    fn member<'a>(ns: &'a str, key: &'a str, subkey: &'a str) -> Ref<'a> {
+        Ref { subkey, ..r(ns, key) }
+    }
+
+    fn text(resolved: &Resolved) -> &str {
+        std::str::from_utf8(resolved.secret.value.expose()).unwrap()
+    }
+
+    const DOC: &str = r#"{"DATABASE_PASSWORD": "pa\"ss", "port": 5432, "opts": {"ssl": true}, "hosts": ["a", "b"], "on": false, "none": null}"#;
+
+    /// A broker whose values may be as large as `DOC`, over a counting store.
+    fn subkey_broker() -> (Broker, Arc<CountingStore>) {
+        let memory: Arc<dyn SecretStore> = Arc::new(MemoryStore::new());
+        let counting = Arc::new(CountingStore::new(memory, Duration::ZERO));
+        let isolation = IsolationConfig { enabled: true, denied_services: vec!["EXECUTOR".into()] };
+        let broker = broker_with(counting.clone(), isolation);
+        let broker = Broker { limits: Limits { max_value_size: 1024, ..broker.limits }, ..broker };
+        (broker, counting)
+    }
+
+    #[tokio::test]
+    async fn subkeys_answer_one_member_from_one_backend_read() {
+        let (broker, counting) = subkey_broker();
+        let me = caller("me", "WORKER");
+        let tags: Tags = [("team", "db")].into_iter().collect();
+        let version = broker.put(&me, r("company", "db"), v(DOC.as_bytes()), tags, "", &mut Trail::default()).await;
+        let version = version.unwrap();
+        let mut after_first_read = None;
+        let cases = [
+            ("DATABASE_PASSWORD", "pa\"ss"),
+            ("port", "5432"),
+            ("opts", r#"{"ssl": true}"#),
+            ("hosts", r#"["a", "b"]"#),
+            ("on", "false"),
+            ("none", "null"),
+        ];
+        for (i, (subkey, want)) in cases.into_iter().enumerate() {
+            let mut trail = Trail::default();
+            let got = broker.get(&me, member("company.team", "db", subkey), &mut trail).await.unwrap();
+            assert_eq!(text(&got), want, "{subkey}");
+            // The answer is the secret's, found in the parent namespace.
+            assert_eq!(got.secret.metadata.version, version);
+            assert_eq!(got.secret.metadata.tags.get("team"), Some("db"));
+            assert_eq!(got.secret.metadata.name.namespace.as_str(), "company");
+            assert_eq!(&*got.secret.backend, DEFAULT_BACKEND_NAME);
+            assert_eq!(got.origin, if i == 0 { Origin::Backend } else { Origin::Cache }, "{subkey}");
+            assert_eq!(trail.allowed, Some(true));
+            after_first_read.get_or_insert(counting.gets());
+        }
+        let after_first_read = after_first_read.unwrap();
+        // The whole value is the same cache entry.
+        let whole = broker.get(&me, r("company.team", "db"), &mut Trail::default()).await.unwrap();
+        assert_eq!((text(&whole), whole.origin), (DOC, Origin::Cache));
+        // (The first read asked company.team, then company.)
+        assert_eq!(counting.gets(), after_first_read, "one backend read serves every subkey and the whole value");
+        // And a batch of several subkeys still costs no read.
+        let refs = vec![member("company.team", "db", "port"), member("company.team", "db", "DATABASE_PASSWORD")];
+        let batch = broker.batch_get(&me, refs).await.unwrap();
+        assert_eq!(text(batch[0].0.as_ref().unwrap()), "5432");
+        assert_eq!(text(batch[1].0.as_ref().unwrap()), "pa\"ss");
+        assert_eq!(counting.gets(), after_first_read);
+    }
+
+    #[tokio::test]
+    async fn subkey_errors_name_the_member_never_the_value() {
+        let (broker, _) = subkey_broker();
+        let me = caller("me", "WORKER");
+        for (key, value) in [
+            ("doc", DOC),
+            ("plain", "hunter2-plain"),
+            ("broken", r#"{"a": "hunter2-broken""#),
+            ("list", r#"["hunter2"]"#),
+        ] {
+            broker.put(&me, r("a", key), v(value.as_bytes()), Tags::new(), "", &mut Trail::default()).await.unwrap();
+        }
+        let cases = [
+            ("doc", "missing", Code::NotFound),
+            ("doc", "port\u{1}", Code::InvalidArgument),
+            ("plain", "a", Code::FailedPrecondition),
+            ("broken", "a", Code::FailedPrecondition),
+            ("list", "a", Code::FailedPrecondition),
+        ];
+        for (key, subkey, code) in cases {
+            let err = broker.get(&me, member("a", key, subkey), &mut Trail::default()).await.unwrap_err();
+            assert_eq!(err.code(), code, "{key}/{subkey}: {}", err.message());
+            for leak in ["hunter2", "pa\"ss", "5432"] {
+                assert!(!err.message().contains(leak), "{key}/{subkey}: {}", err.message());
+            }
+        }
+        let missing = broker.get(&me, member("a", "doc", "missing"), &mut Trail::default()).await.unwrap_err();
+        assert_eq!(missing.message(), r#"secret main/a/doc has no member "missing""#);
+        let plain = broker.get(&me, member("a", "plain", "a"), &mut Trail::default()).await.unwrap_err();
+        assert!(plain.message().contains("not a JSON object"), "{}", plain.message());
+        let long = "k".repeat(256);
+        let err = broker.get(&me, member("a", "doc", &long), &mut Trail::default()).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains("subkey"), "{}", err.message());
+        // A missing secret stays NOT_FOUND for the secret, whatever the subkey.
+        let absent = broker.get(&me, member("a", "absent", "x"), &mut Trail::default()).await.unwrap_err();
+        assert_eq!(absent.code(), Code::NotFound);
+        assert!(absent.message().contains("secret main/a/absent not found"), "{}", absent.message());
+        // Each batch item has its own code.
+        let refs = vec![member("a", "doc", "port"), member("a", "doc", "nope"), member("a", "plain", "x")];
+        let codes: Vec<_> = broker
+            .batch_get(&me, refs)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(answer, _)| answer.map(|a| text(&a).to_owned()).map_err(|e| e.code()))
+            .collect();
+        assert_eq!(codes, [Ok("5432".to_owned()), Err(Code::NotFound), Err(Code::FailedPrecondition)]);
+    }
+
+    #[tokio::test]
+    async fn a_denied_subkey_read_is_refused_before_the_value_is_looked_at() {
+        let (broker, counting) = subkey_broker();
+        let worker = caller("w", "WORKER");
+        let executor = caller("e", "EXECUTOR");
+        broker.put(&worker, r("a", "plain"), v(b"not json"), Tags::new(), "", &mut Trail::default()).await.unwrap();
+        broker.put(&worker, r("a", "doc"), v(DOC.as_bytes()), Tags::new(), "", &mut Trail::default()).await.unwrap();
+        broker.get(&worker, member("a", "doc", "port"), &mut Trail::default()).await.unwrap();
+        let gets = counting.gets();
+        // Neither the shape of the value nor the existence of a member
+        // shows through a denial, cached or not.
+        for (key, subkey) in [("doc", "port"), ("doc", "missing"), ("plain", "x"), ("absent", "x")] {
+            let mut trail = Trail::default();
+            let err = broker.get(&executor, member("a", key, subkey), &mut trail).await.unwrap_err();
+            assert_eq!(err.code(), Code::PermissionDenied, "{key}/{subkey}");
+            assert_eq!(trail.allowed, Some(false));
+        }
+        let batch = broker.batch_get(&executor, vec![member("a", "doc", "port")]).await.unwrap();
+        assert_eq!(batch[0].0.as_ref().unwrap_err().code(), Code::PermissionDenied);
+        assert_eq!(counting.gets(), gets, "a denied call reached the backend");
+    }
+
     #[tokio::test]
     async fn batch_answers_each_item_in_order() {
         let broker = broker_with(Arc::new(MemoryStore::new()), IsolationConfig::default());
@@ -892,7 +1049,7 @@ mod inheritance_policy {
     }
 
     fn r<'a>(ns: &'a str, key: &'a str) -> Ref<'a> {
-        Ref { tenant: "", namespace: ns, key, version: "" }
+        Ref { tenant: "", namespace: ns, key, version: "", subkey: "" }
     }
 
     fn ops() -> Caller {
@@ -1075,7 +1232,7 @@ mod inheritance_policy {
         let put = broker.put(&me, r(deep, "k"), SecretValue::from_slice(b"x"), Tags::new(), "", &mut trail);
         assert_eq!(put.await.unwrap_err().code(), Code::InvalidArgument, "nothing is written where no read may reach");
         // 3 refs × 4 namespaces × 2 (pinned) = 24 > 20.
-        let pinned = |_| Ref { tenant: "", namespace: "a.b.c.d", key: "k", version: "1" };
+        let pinned = |_| Ref { tenant: "", namespace: "a.b.c.d", key: "k", version: "1", subkey: "" };
         let err = broker.batch_get(&me, (0..3).map(pinned).collect()).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
         assert!(err.message().contains("secret.max-backend-reads-per-call"), "{}", err.message());

@@ -71,6 +71,9 @@ enum Command {
         /// Read the backend, not the cache (rate limited per caller).
         #[arg(long)]
         refresh: bool,
+        /// Print only this member of a JSON-object value: a string as its text, anything else as JSON.
+        #[arg(long)]
+        subkey: Option<String>,
     },
     /// Write a new version of a secret. The value comes from VALUE, --from-file, or stdin.
     Put {
@@ -363,7 +366,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             println!("{}: ok", file.display());
             Ok(())
         }
-        Command::Get { target, version, max_age, refresh } => {
+        Command::Get { target, version, max_age, refresh, subkey } => {
             let mut client = connect(&target.conn).await?;
             let max_age = max_age.map(prost_types::Duration::try_from).transpose().context("--max-age is too long")?;
             let response = client
@@ -374,6 +377,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     version: version.unwrap_or_default(),
                     max_age,
                     refresh,
+                    subkey: subkey.unwrap_or_default(),
                 })
                 .await
                 .map_err(status_error)?

@@ -399,7 +399,7 @@ mod broker_tests {
     }
 
     fn r<'a>(tenant: &'a str, ns: &'a str, key: &'a str) -> Ref<'a> {
-        Ref { tenant, namespace: ns, key, version: "" }
+        Ref { tenant, namespace: ns, key, version: "", subkey: "" }
     }
 
     async fn seed(store: &dyn SecretStore, tenant: &str, ns: &str, key: &str, value: &str) {

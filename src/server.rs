@@ -65,6 +65,7 @@ struct Aim<'a> {
     namespace: Option<&'a str>,
     key: Option<&'a str>,
     version: Option<&'a str>,
+    subkey: Option<&'a str>,
 }
 
 impl Services {
@@ -100,6 +101,7 @@ impl Services {
                     backend: None,
                     key: None,
                     version: None,
+                    subkey: None,
                     decision: "unauthenticated",
                     reason: Some(reason.into()),
                     cache_hit: None,
@@ -143,6 +145,7 @@ impl Services {
             backend: trail.backend.clone(),
             key: aim.key.map(str::to_owned),
             version: aim.version.filter(|v| !v.is_empty()).map(str::to_owned),
+            subkey: aim.subkey.filter(|s| !s.is_empty()).map(str::to_owned),
             decision,
             reason: trail.reason.clone(),
             cache_hit: trail.cache_hit,
@@ -271,7 +274,13 @@ impl SecretBroker for Services {
         let (caller, mut slot) = self.caller(&request, "GetSecret").await?;
         let context = call_context(&request);
         let req = request.get_ref();
-        let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: &req.version };
+        let r = Ref {
+            tenant: &req.tenant,
+            namespace: &req.namespace,
+            key: &req.key,
+            version: &req.version,
+            subkey: &req.subkey,
+        };
         let mut trail = Trail::default();
         let result = match freshness(req) {
             Ok(freshness) => context.scope(self.broker.get_with(&caller, r, freshness, &mut trail)).await,
@@ -282,6 +291,7 @@ impl SecretBroker for Services {
             namespace: Some(&req.namespace),
             key: Some(&req.key),
             version: Some(&req.version),
+            subkey: Some(&req.subkey),
         };
         self.audit(&mut slot, &caller, "GetSecret", aim, &trail, status::outcome_code(&result));
         Ok(Response::new(to_response(&result?)))
@@ -296,7 +306,13 @@ impl SecretBroker for Services {
         let refs = &request.get_ref().refs;
         let asked = refs
             .iter()
-            .map(|r| Ref { tenant: &r.tenant, namespace: &r.namespace, key: &r.key, version: &r.version })
+            .map(|r| Ref {
+                tenant: &r.tenant,
+                namespace: &r.namespace,
+                key: &r.key,
+                version: &r.version,
+                subkey: &r.subkey,
+            })
             .collect();
         let answers = match context.scope(self.broker.batch_get(&caller, asked)).await {
             Ok(answers) => answers,
@@ -312,6 +328,7 @@ impl SecretBroker for Services {
                 namespace: Some(&r.namespace),
                 key: Some(&r.key),
                 version: Some(&r.version),
+                subkey: Some(&r.subkey),
             };
             self.audit(&mut slot, &caller, "BatchGetSecrets", aim, &trail, status::outcome_code(&answer));
             results.push(proto::BatchGetResult {
@@ -366,12 +383,17 @@ impl SecretBroker for Services {
         let req = request.into_inner();
         // The request buffer itself is tonic's; the copy we keep is wiped on drop.
         let value = SecretValue::from_slice(&req.value);
-        let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: "" };
+        let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: "", subkey: "" };
         let mut trail = Trail::default();
         let put = self.broker.put(&caller, r, value, to_tags(req.tags), &req.description, &mut trail);
         let result = context.scope(put).await;
-        let aim =
-            Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
+        let aim = Aim {
+            tenant: Some(&req.tenant),
+            namespace: Some(&req.namespace),
+            key: Some(&req.key),
+            version: None,
+            subkey: None,
+        };
         self.audit(&mut slot, &caller, "PutSecret", aim, &trail, status::outcome_code(&result));
         Ok(Response::new(proto::PutSecretResponse { version: result?.to_string() }))
     }
@@ -383,11 +405,16 @@ impl SecretBroker for Services {
         let (caller, mut slot) = self.caller(&request, "DeleteSecret").await?;
         let context = call_context(&request);
         let req = request.get_ref();
-        let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: "" };
+        let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: "", subkey: "" };
         let mut trail = Trail::default();
         let result = context.scope(self.broker.delete(&caller, r, &mut trail)).await;
-        let aim =
-            Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
+        let aim = Aim {
+            tenant: Some(&req.tenant),
+            namespace: Some(&req.namespace),
+            key: Some(&req.key),
+            version: None,
+            subkey: None,
+        };
         self.audit(&mut slot, &caller, "DeleteSecret", aim, &trail, status::outcome_code(&result));
         result?;
         Ok(Response::new(proto::DeleteSecretResponse {}))
@@ -517,8 +544,13 @@ impl AccessAdmin for Services {
             },
             Err(_) => admin_trail(&result),
         };
-        let aim =
-            Aim { tenant: Some(&req.tenant), namespace: Some(&req.namespace), key: Some(&req.key), version: None };
+        let aim = Aim {
+            tenant: Some(&req.tenant),
+            namespace: Some(&req.namespace),
+            key: Some(&req.key),
+            version: None,
+            subkey: None,
+        };
         self.audit(&mut slot, &admin, "ExplainAccess", aim, &trail, status::outcome_code(&result));
         let (principal, explained) = result?;
         Ok(Response::new(proto::ExplainAccessResponse {

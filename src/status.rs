@@ -10,7 +10,7 @@
 use secretd_core::{ErrorKind, StoreError};
 use tonic::{Code, Status};
 
-use crate::auth::state::StateError;
+use crate::{auth::state::StateError, broker::subkey::MemberError};
 
 pub fn code_for(kind: ErrorKind) -> Code {
     match kind {
@@ -194,6 +194,26 @@ pub fn read_only_backend(backend: &str) -> Status {
         "backend {backend} is read-only: secretd sends it no writes (change the secret where it is managed, or set \
          read-only: false)"
     ))
+}
+
+/// A `subkey` read whose secret has no such member. The code tells a
+/// missing member (NOT_FOUND: the secret is there, the name the caller gave
+/// is not) from a value that cannot have members (FAILED_PRECONDITION: the
+/// secret must change, not the call). The message names the member, which
+/// the caller gave, and never quotes the value.
+pub fn no_such_member(secret: &secretd_core::SecretName, subkey: &str, error: MemberError) -> Status {
+    match error {
+        MemberError::Missing => Status::not_found(format!("secret {secret} has no member {subkey:?}")),
+        MemberError::NotAnObject => {
+            Status::failed_precondition(format!("secret {secret} is not a JSON object, so it has no member {subkey:?}"))
+        }
+        MemberError::Duplicate => Status::failed_precondition(format!(
+            "secret {secret} has member {subkey:?} more than once; which one is meant is ambiguous"
+        )),
+        MemberError::NotText => Status::failed_precondition(format!(
+            "member {subkey:?} of secret {secret} is a JSON string that is not valid Unicode"
+        )),
+    }
 }
 
 #[cfg(test)]

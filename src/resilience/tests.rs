@@ -74,7 +74,7 @@ fn caller(name: &str) -> Caller {
 }
 
 fn r(key: &str) -> Ref<'_> {
-    Ref { tenant: "", namespace: "team", key, version: "" }
+    Ref { tenant: "", namespace: "team", key, version: "", subkey: "" }
 }
 
 impl Rig {

@@ -176,3 +176,9 @@ pub fn http_get(base: &str, path: &str) -> (u16, String) {
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
+
+/// Reads one member (`subkey`) of the newest version of `ns/key`.
+pub async fn get_subkey(c: &mut Client, ns: &str, key: &str, subkey: &str) -> Result<GetSecretResponse, tonic::Status> {
+    let req = GetSecretRequest { namespace: ns.into(), key: key.into(), subkey: subkey.into(), ..Default::default() };
+    c.get_secret(req).await.map(|r| r.into_inner())
+}

@@ -439,4 +439,61 @@ mod tests {
             load("secret:\n  type: jdbc\n  isolation:\n    denied-services: [executor]\n").unwrap_err().to_string();
         assert!(err.contains("secret.isolation.denied-services"), "{err}");
     }
+
+    #[test]
+    fn platform_file_errors_name_the_platform_keys() {
+        let err = load("kestra:\n  secret:\n    type: aws-secret-manager\n    aws-secret-manager:\n      region: \"\"\n      prefix: \"a b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kestra.secret.aws-secret-manager.region: must not be empty"), "{err}");
+        assert!(err.contains("kestra.secret.aws-secret-manager.prefix: holds a character"), "{err}");
+        let err =
+            load("kestra:\n  secret:\n    type: jdbc\n    jdbc: {secret: x, url: \"sqlite://x\"}\n    pasword: x\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.starts_with("test.yaml: kestra.secret: unknown field `pasword`"), "{err}");
+        let err = load("kestra:\n  secret:\n    type: memory\n    cache: {expire-after-write: P1M}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("test.yaml: kestra.secret.cache.expire-after-write: uses months or years"), "{err}");
+        let err = load(
+            "kestra:\n  secret:\n    type: vault\n    vault:\n      address: http://v\n      kubernetes: {role: r}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "test.yaml: kestra.secret.vault.kubernetes: is not supported by secretd yet");
+    }
+
+    #[test]
+    fn platform_file_loads_with_iso_durations_and_its_datasource() {
+        let config = load(
+            "datasources:\n  postgres: {url: \"jdbc:postgresql://db:5432/kestra\", username: kestra, password: \"${JDBC_SECRET}\"}\n\
+             kestra:\n  secret:\n    type: jdbc\n    jdbc: {secret: \"${JDBC_SECRET}\"}\n    cache: {enabled: true, maximum-size: 10, expire-after-write: PT15M}\n  \
+             server: {termination-grace-period: PT1M}\n  repository: {type: postgres}\n",
+        )
+        .unwrap();
+        assert_eq!(config.secret.cache.expire_after_write.as_secs(), 900);
+        assert_eq!(config.server.termination_grace_period.as_secs(), 60);
+        let url = config.secret.jdbc.as_ref().unwrap().url.expose_secret().to_owned();
+        assert_eq!(url, format!("postgres://kestra:{SECRET}@db:5432/kestra"));
+        assert!(!format!("{config:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn platform_file_errors_quote_no_value() {
+        let canary = "Zq7CanaryXw93kLt";
+        let cases = [
+            format!("kestra:\n  secret:\n    type: azure-key-vault\n    azure-key-vault: {{vault-name: \"{canary}/x\"}}\n"),
+            format!("datasources:\n  h2: {{url: \"jdbc:h2:{canary}\"}}\nkestra:\n  secret: {{type: jdbc, jdbc: {{}}}}\n"),
+            format!("datasources:\n  p: {{url: \"{canary}\"}}\nkestra:\n  secret: {{type: jdbc, jdbc: {{}}}}\n"),
+            format!("kestra:\n  secret:\n    type: vault\n    vault: {{address: a, connect-timeout: 1s, read-timeout: \"{canary}\"}}\n"),
+            format!("micronaut:\n  server:\n    ssl: {{port: \"{canary}\"}}\nkestra: {{secret: {{type: memory}}}}\n"),
+            format!("kestra:\n  server:\n    liveness: {{interval: \"{canary}\"}}\n  secret: {{type: memory}}\n"),
+        ];
+        for text in cases {
+            let err = load(&text).unwrap_err().to_string();
+            assert!(!err.contains(canary), "the error quotes the input: {err}\n--- from:\n{text}");
+            assert!(err.starts_with("test.yaml: "), "{err}");
+        }
+    }
 }

@@ -38,13 +38,22 @@ fn refuse<T>(field: impl Into<String>, reason: &'static str) -> Result<T, Platfo
 }
 
 /// The native tree, where its parts came from, and what was left out.
-#[derive(Debug)]
+/// Its `Debug` shows paths only: the tree holds credentials as written.
 pub struct Converted {
     pub native: Value,
     /// Native path → platform path, for every value the conversion moved.
     origins: Vec<(String, String)>,
     /// Platform keys secretd has no use for, by dotted path.
     pub ignored: Vec<String>,
+}
+
+impl std::fmt::Debug for Converted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Converted")
+            .field("origins", &self.origins)
+            .field("ignored", &self.ignored)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Converted {
@@ -76,16 +85,13 @@ pub fn convert(root: Value) -> Result<Converted, PlatformError> {
     let mut kestra = None;
     let mut micronaut = None;
     for (key, value) in root {
-        let Some(name) = key.as_str().map(str::to_owned) else {
-            out.ignored.push("(a key that is not text)".into());
-            continue;
-        };
+        let name = key_name(&key);
         match name.as_str() {
             "kestra" => kestra = Some(value),
             "micronaut" => micronaut = Some(value),
             "datasources" => datasources = Some(value),
             native if NATIVE_ROOT_KEYS.contains(&native) => {
-                out.native.insert(Value::String(name), value);
+                out.native.insert(key, value);
             }
             _ => out.ignored.push(name),
         }
@@ -165,8 +171,20 @@ struct Context {
     used_datasources: bool,
 }
 
+/// A key as paths and the ignored list name it. Keys are named only when
+/// shaped like a setting name (the platform's are kebab-case or camelCase):
+/// a key shaped like anything else may be a value typed in the wrong place.
 fn key_name(key: &Value) -> String {
-    key.as_str().map_or_else(|| "(a key that is not text)".to_owned(), str::to_owned)
+    match key.as_str() {
+        Some(name)
+            if (1..=64).contains(&name.len())
+                && name.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            name.to_owned()
+        }
+        _ => "(a key not shown)".to_owned(),
+    }
 }
 
 fn mapping(value: Value, at: &str) -> Result<Mapping, PlatformError> {
@@ -791,6 +809,14 @@ mod tests {
         assert_eq!((field.as_str(), reason), ("micronaut.server.ssl.trustStore", NOT_SUPPORTED));
         let out = converted("kestra:\n  server:\n    basic-auth: {enabled: false, username: a, password: b}\n");
         assert_eq!(out.native, native("{}"));
+    }
+
+    #[test]
+    fn keys_not_shaped_like_settings_are_not_named() {
+        let canary = "Zq7Canary Xw93kLt";
+        let out = converted(&format!("kestra:\n  \"{canary}\": x\n  secret: {{type: memory}}\n\"{canary}\": y\n"));
+        assert_eq!(out.ignored, ["(a key not shown)", "kestra.(a key not shown)"]);
+        assert!(!format!("{out:?}").contains("Zq7"), "{out:?}");
     }
 
     #[test]

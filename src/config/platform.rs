@@ -128,6 +128,11 @@ pub fn convert(root: Value) -> Result<Converted, PlatformError> {
     if let Some(micronaut) = micronaut {
         micronaut_settings(&mut out, micronaut)?;
     }
+    // The platform runs without `kestra.secret` (its secrets then come from
+    // its environment); secretd has nothing to serve without a backend.
+    if !out.native.contains_key("secret") {
+        return refuse("kestra.secret", "is required: it names the backend secretd serves secrets from");
+    }
     if context.datasources.is_some() && !context.used_datasources {
         out.ignored.push("datasources".into());
     }
@@ -807,8 +812,13 @@ mod tests {
             "micronaut:\n  server:\n    ssl:\n      trustStore: {path: \"file:/t.jks\", type: JKS}\nkestra: {secret: {type: memory}}\n",
         );
         assert_eq!((field.as_str(), reason), ("micronaut.server.ssl.trustStore", NOT_SUPPORTED));
-        let out = converted("kestra:\n  server:\n    basic-auth: {enabled: false, username: a, password: b}\n");
-        assert_eq!(out.native, native("{}"));
+        let out = converted(
+            "kestra:\n  server:\n    basic-auth: {enabled: false, username: a, password: b}\n  secret: {type: memory}\n",
+        );
+        assert_eq!(out.native, native("secret: {type: memory}\n"));
+        let (field, reason) = refused("kestra:\n  repository: {type: postgres}\n");
+        assert_eq!(field, "kestra.secret");
+        assert!(reason.starts_with("is required"), "{reason}");
     }
 
     #[test]

@@ -14,7 +14,8 @@ use std::{
     process::{Command, Output},
 };
 
-use common::{admin_account, get_value, put, Daemon};
+use common::{admin_account, get_value, pki::Pki, put, tls_channel, Auth, Daemon, ADMIN_TOKEN};
+use secretd::proto::secret_broker_client::SecretBrokerClient;
 use secretd_core::{SecretName, SecretStore};
 
 fn env(var: &str) -> Option<String> {
@@ -233,4 +234,44 @@ async fn daemon_serves_the_vault_example_against_openbao() {
     let direct = secretd_vault::VaultStore::connect(options).await.unwrap();
     let name = SecretName::parse("main", &ns, "api-key").unwrap();
     assert_eq!(direct.get(&name, None).await.unwrap().value.expose(), b"kept-in-openbao");
+}
+
+/// `micronaut.server.ssl` as the platform's Kubernetes example writes it:
+/// the daemon serves TLS from the PKCS#12 key store (`path: file:...`,
+/// password from the environment) on the port given there, and nothing in
+/// plain text.
+#[tokio::test]
+async fn daemon_serves_tls_from_the_platform_key_store_on_its_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let keystore = pki.server_keystore("Platform-Keystore-Password");
+    let port = common::free_port_pair();
+    let config = dir.path().join("application.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "micronaut:\n  server:\n    ssl:\n      enabled: true\n      port: {port}\n      keyStore:\n        \
+             path: file:{}\n        password: ${{KEYSTORE_PASSWORD}}\n        type: PKCS12\n\
+             kestra:\n  secret:\n    type: jdbc\n    jdbc:\n      url: sqlite://{}\n      secret: ${{KESTRA_SECRET_KEY}}\n  \
+             server:\n    termination-grace-period: PT5S\n{}",
+            keystore.display(),
+            dir.path().join("secrets.db").display(),
+            admin_account()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with_env(
+        &["serve", "--config", config.to_str().unwrap()],
+        dir.path(),
+        &[("KEYSTORE_PASSWORD", "Platform-Keystore-Password"), ("KESTRA_SECRET_KEY", KEY)],
+    );
+    assert_eq!(daemon.addr, format!("https://0.0.0.0:{port}"), "{}", daemon.log_text());
+    let channel = tls_channel(&daemon, &pki.ca, None).await.expect("TLS with the platform's key store");
+    let mut client = SecretBrokerClient::with_interceptor(channel, Auth::bearer(ADMIN_TOKEN));
+    put(&mut client, "platform.tls", "k", b"over-tls").await.unwrap();
+    assert_eq!(get_value(&mut client, "platform.tls", "k").await.unwrap(), b"over-tls");
+    let plain = common::connect(&format!("http://127.0.0.1:{port}"), Auth::bearer(ADMIN_TOKEN)).await;
+    if let Ok(mut plain) = plain {
+        assert!(get_value(&mut plain, "platform.tls", "k").await.is_err(), "plain text was served");
+    }
 }

@@ -364,7 +364,11 @@ fn vault_timeout(timeouts: Vec<(String, Value)>) -> Result<(String, Value), Plat
     let mut first = None;
     for (from, value) in timeouts {
         let Some(text) = value.as_str() else { return refuse(from, "must be a duration like 5s or PT5S") };
-        total += super::de::duration::parse(text).map_err(|reason| PlatformError { field: from.clone(), reason })?;
+        let timeout =
+            super::de::duration::parse(text).map_err(|reason| PlatformError { field: from.clone(), reason })?;
+        total = total
+            .checked_add(timeout)
+            .ok_or(PlatformError { field: from.clone(), reason: "is too long a duration" })?;
         first.get_or_insert(from);
     }
     let millis = u64::try_from(total.as_millis()).unwrap_or(u64::MAX);
@@ -718,6 +722,10 @@ mod tests {
         assert_eq!(out.platform_path("secret.read-only"), "kestra.secret.vault.read-only");
         assert_eq!(out.platform_path("secret.vault.timeout"), "kestra.secret.vault.connect-timeout");
         assert_eq!(out.platform_path("secret.vault.userpass.password"), "kestra.secret.vault.password.password");
+        let (field, reason) = refused(
+            "kestra:\n  secret:\n    vault:\n      connect-timeout: P170000000000000D\n      read-timeout: P170000000000000D\n",
+        );
+        assert_eq!((field.as_str(), reason), ("kestra.secret.vault.read-timeout", "is too long a duration"));
     }
 
     #[test]

@@ -268,6 +268,9 @@ enum ConfigCommand {
         #[arg(env = "SECRETD_CONFIG")]
         file: PathBuf,
     },
+    /// Print the platform's configuration file (kestra: at its root) as secretd's own YAML.
+    /// References (${VAR}, file:) are kept as written, never expanded.
+    Convert { file: PathBuf },
 }
 
 #[derive(Args)]
@@ -346,6 +349,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Token { command } => token_command(command).await,
         Command::Access { command: AccessCommand::Explain(args) } => explain(args).await,
+        Command::Config { command: ConfigCommand::Convert { file } } => {
+            let (yaml, ignored) = config::convert_file(&file)?;
+            if !ignored.is_empty() {
+                eprintln!("{}: ignored (secretd has no use for them): {}", file.display(), ignored.join(", "));
+            }
+            print!("{yaml}");
+            Ok(())
+        }
         Command::Config { command: ConfigCommand::Check { file } } => {
             let config = config::load_file(&file)?;
             if let Some((at, backend)) = config.backends_not_built_in().into_iter().next() {

@@ -811,15 +811,17 @@ fn expand(input: &str, env: Env<'_>) -> Result<String, Problem> {
     Ok(out)
 }
 
-/// `timeout: 5s` and friends, through humantime's parser, with an error
-/// that says what a duration looks like instead of quoting the input.
+/// `timeout: 5s` and friends, through humantime's parser, or in ISO-8601
+/// form (`PT15M`, `P1DT2H`, `PT0.5S`) as the platform's files write them,
+/// with an error that says what a duration looks like instead of quoting
+/// the input.
 pub(crate) mod duration {
     use std::{fmt, time::Duration};
 
     use serde::de::{Deserializer, Visitor};
 
-    const EXPECTED: &str = "a duration like 500ms, 30s, 5m or 1h";
-    const REFUSED: &str = "is not a duration, expected one like 500ms, 30s, 5m or 1h";
+    const EXPECTED: &str = "a duration like 500ms, 30s, 5m, 1h or PT15M";
+    const REFUSED: &str = "is not a duration, expected one like 500ms, 30s, 5m, 1h or PT15M";
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         struct DurationVisitor;
@@ -831,10 +833,122 @@ pub(crate) mod duration {
             }
 
             fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
-                humantime::parse_duration(text).map_err(|_| super::reason(REFUSED))
+                parse(text).map_err(super::reason)
             }
         }
         deserializer.deserialize_str(DurationVisitor)
+    }
+
+    /// Either form; the error is a fixed sentence.
+    pub(crate) fn parse(text: &str) -> Result<Duration, &'static str> {
+        let trimmed = text.trim();
+        if trimmed.starts_with('-') {
+            return Err("is negative, a duration must be zero or more");
+        }
+        let body = trimmed.strip_prefix('+').unwrap_or(trimmed);
+        if body.starts_with(['P', 'p']) {
+            return iso8601(&body[1..]);
+        }
+        humantime::parse_duration(trimmed).map_err(|_| REFUSED)
+    }
+
+    /// The part after `P`: `[nD][T[nH][nM][n[.f]S]]`, as Java's
+    /// `Duration.parse` reads it (weeks too). Months and years have no fixed
+    /// length, so `P1M`/`P1Y` are refused rather than guessed.
+    fn iso8601(rest: &str) -> Result<Duration, &'static str> {
+        const AMBIGUOUS: &str =
+            "uses months or years, which have no fixed length: write days (P30D) or hours (PT720H) instead";
+        const OVERFLOW: &str = "is too long a duration";
+        let (date, time) = match rest.find(['T', 't']) {
+            Some(at) => (&rest[..at], Some(&rest[at + 1..])),
+            None => (rest, None),
+        };
+        if date.is_empty() && time.is_none_or(str::is_empty) {
+            return Err(REFUSED);
+        }
+        let mut total = Duration::ZERO;
+        let mut add = |amount: Duration| -> Result<(), &'static str> {
+            total = total.checked_add(amount).ok_or(OVERFLOW)?;
+            Ok(())
+        };
+        // Each designator at most once and in order, as the standard has it.
+        let mut last_date = 0;
+        for (number, unit) in components(date)? {
+            let (rank, seconds) = match unit.to_ascii_uppercase() {
+                'Y' | 'M' => return Err(AMBIGUOUS),
+                'W' => (1, 7 * 86_400),
+                'D' => (2, 86_400),
+                _ => return Err(REFUSED),
+            };
+            if rank <= last_date || number.contains('.') {
+                return Err(REFUSED);
+            }
+            last_date = rank;
+            let whole: u64 = number.parse().map_err(|_| REFUSED)?;
+            add(Duration::from_secs(whole.checked_mul(seconds).ok_or(OVERFLOW)?))?;
+        }
+        if let Some(time) = time {
+            if time.is_empty() {
+                return Err(REFUSED);
+            }
+            let mut last_time = 0;
+            for (number, unit) in components(time)? {
+                let (rank, seconds) = match unit.to_ascii_uppercase() {
+                    'H' => (1, 3600),
+                    'M' => (2, 60),
+                    'S' => (3, 1),
+                    _ => return Err(REFUSED),
+                };
+                if rank <= last_time || (number.contains('.') && rank != 3) {
+                    return Err(REFUSED);
+                }
+                last_time = rank;
+                if rank == 3 {
+                    add(seconds_with_fraction(number)?)?;
+                } else {
+                    let whole: u64 = number.parse().map_err(|_| REFUSED)?;
+                    add(Duration::from_secs(whole.checked_mul(seconds).ok_or(OVERFLOW)?))?;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// `12D3H` as `[("12", 'D'), ("3", 'H')]`; a number without its unit,
+    /// or a unit without its number, is refused.
+    fn components(text: &str) -> Result<Vec<(&str, char)>, &'static str> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for (at, c) in text.char_indices() {
+            if c.is_ascii_digit() || c == '.' || c == ',' {
+                continue;
+            }
+            if at == start || !c.is_ascii_alphabetic() {
+                return Err(REFUSED);
+            }
+            out.push((&text[start..at], c));
+            start = at + c.len_utf8();
+        }
+        if start != text.len() {
+            return Err(REFUSED);
+        }
+        Ok(out)
+    }
+
+    /// `0.5` or `0,5` (ISO allows either mark), to the nanosecond.
+    fn seconds_with_fraction(number: &str) -> Result<Duration, &'static str> {
+        let (whole, fraction) = match number.split_once(['.', ',']) {
+            Some((w, f)) => (w, f),
+            None => (number, ""),
+        };
+        let digits_only = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !digits_only(whole) || !digits_only(fraction) || fraction.len() > 9 {
+            return Err(REFUSED);
+        }
+        let secs: u64 = whole.parse().map_err(|_| REFUSED)?;
+        let nanos: u32 =
+            if fraction.is_empty() { 0 } else { format!("{fraction:0<9}").parse().map_err(|_| REFUSED)? };
+        Ok(Duration::new(secs, nanos))
     }
 }
 
@@ -930,10 +1044,10 @@ mod tests {
         let (field, message) = error(&format!("timeout: 5{CANARY}\n"));
         assert_eq!(
             (field.as_str(), message.as_str()),
-            ("timeout", "is not a duration, expected one like 500ms, 30s, 5m or 1h")
+            ("timeout", "is not a duration, expected one like 500ms, 30s, 5m, 1h or PT15M")
         );
         let (_, message) = error("timeout: 5\n");
-        assert_eq!(message, "found a number, expected a duration like 500ms, 30s, 5m or 1h");
+        assert_eq!(message, "found a number, expected a duration like 500ms, 30s, 5m, 1h or PT15M");
         let (field, message) = error(&format!("addr: {CANARY}\n"));
         assert_eq!(
             (field.as_str(), message.as_str()),
@@ -1018,5 +1132,63 @@ mod tests {
             (field.as_str(), message.as_str()),
             ("token", "found a string, expected a block of settings with the key `token`")
         );
+    }
+
+    #[test]
+    fn iso8601_durations_read_like_the_short_form() {
+        let cases = [
+            ("PT15M", Duration::from_secs(900)),
+            ("PT1M", Duration::from_secs(60)),
+            ("PT0.5S", Duration::from_millis(500)),
+            ("PT0,25S", Duration::from_millis(250)),
+            ("P1D", Duration::from_secs(86_400)),
+            ("P1DT2H", Duration::from_secs(93_600)),
+            ("P2W", Duration::from_secs(14 * 86_400)),
+            ("pt1h30m", Duration::from_secs(5400)),
+            ("PT1H2M3.000000004S", Duration::new(3723, 4)),
+            ("P0D", Duration::ZERO),
+            ("15m", Duration::from_secs(900)),
+            ("60s", Duration::from_secs(60)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(duration::parse(text), Ok(expected), "{text}");
+            let value: Value = serde_norway::from_str(&format!("timeout: {text}\n")).unwrap();
+            let block: Block = from_tree(value, &env).unwrap();
+            assert_eq!(block.timeout, expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn iso8601_refusals_give_a_reason_and_quote_nothing() {
+        let ambiguous = "uses months or years, which have no fixed length: write days (P30D) or hours (PT720H) instead";
+        let refused = "is not a duration, expected one like 500ms, 30s, 5m, 1h or PT15M";
+        let negative = "is negative, a duration must be zero or more";
+        let cases = [
+            ("P1M", ambiguous),
+            ("P1Y", ambiguous),
+            ("P1Y2M3D", ambiguous),
+            ("-PT5M", negative),
+            ("-5m", negative),
+            ("P", refused),
+            ("PT", refused),
+            ("P1DT", refused),
+            ("PT5", refused),
+            ("PTM", refused),
+            ("PT1.5M", refused),
+            ("PT1M1H", refused),
+            ("P1D1D", refused),
+            ("PT1X", refused),
+            ("P1.5D", refused),
+            ("PT1.1234567891S", refused),
+            ("P99999999999999999999D", refused),
+            ("P999999999999999999D", "is too long a duration"),
+        ];
+        for (text, reason) in cases {
+            assert_eq!(duration::parse(text), Err(reason), "{text}");
+        }
+        let (field, message) = error(&format!("timeout: PT5{CANARY}\n"));
+        assert_eq!((field.as_str(), message.as_str()), ("timeout", refused));
+        let (_, message) = error("timeout: P1M\n");
+        assert_eq!(message, ambiguous);
     }
 }

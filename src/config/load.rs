@@ -48,30 +48,93 @@ impl fmt::Display for Problems<'_> {
     }
 }
 
-/// Reads, parses and validates a configuration file.
+/// Reads, parses and validates a configuration file. A platform file
+/// (`kestra:` at its root) is read through [`super::platform`]; the keys
+/// secretd has no use for are logged once, by name.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = read_text(path)?;
+    let (config, ignored) = load_any(&text, path, &|var| std::env::var(var).ok())?;
+    if !ignored.is_empty() {
+        tracing::warn!(
+            file = %path.display(),
+            keys = %ignored.join(", "),
+            "the platform's keys secretd has no use for are ignored"
+        );
+    }
+    Ok(config)
+}
+
+fn read_text(path: &Path) -> Result<String, ConfigError> {
     // A configuration is a few KiB; the bound turns `--config /dev/zero`
     // into an error instead of an out-of-memory abort.
-    let text = super::credential::read_bounded(path, 16 * 1024 * 1024)
-        .map_err(|source| ConfigError::Read { file: path.into(), source })?;
-    load_str(&text, path, &|var| std::env::var(var).ok())
+    super::credential::read_bounded(path, 16 * 1024 * 1024)
+        .map_err(|source| ConfigError::Read { file: path.into(), source })
 }
 
 /// Parses and validates configuration text; `file` is only used in errors.
 pub fn load_str(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let value: Value = serde_norway::from_str(text)
-        .map_err(|e| ConfigError::Syntax { file: file.into(), message: syntax_message(&e) })?;
+    load_any(text, file, env).map(|(config, _)| config)
+}
+
+/// The configuration, and the platform keys it ignored.
+fn load_any(
+    text: &str,
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, Vec<String>), ConfigError> {
+    let value = parse(text, file)?;
+    let (value, converted) = if super::platform::is_platform(&value) {
+        let converted = super::platform::convert(value).map_err(|e| platform_error(file, e))?;
+        (converted.native.clone(), Some(converted))
+    } else {
+        (value, None)
+    };
+    // Errors name the key as the operator wrote it.
+    let written = |native: &str| converted.as_ref().map_or_else(|| native.to_owned(), |c| c.platform_path(native));
     let config: Config = super::de::from_tree(value, env).map_err(|e| ConfigError::Field {
         file: file.into(),
-        field: e.field().to_owned(),
+        field: written(e.field()),
         message: e.to_string(),
     })?;
-    let problems = config.validate();
+    let mut problems = config.validate();
+    for problem in &mut problems {
+        problem.field = written(&problem.field);
+    }
     if problems.is_empty() {
-        Ok(config)
+        Ok((config, converted.map(|c| c.ignored).unwrap_or_default()))
     } else {
         Err(ConfigError::Invalid { file: file.into(), problems })
     }
+}
+
+fn parse(text: &str, file: &Path) -> Result<Value, ConfigError> {
+    serde_norway::from_str(text).map_err(|e| ConfigError::Syntax { file: file.into(), message: syntax_message(&e) })
+}
+
+fn platform_error(file: &Path, e: super::platform::PlatformError) -> ConfigError {
+    let field = if e.field.is_empty() { "(top level)".to_owned() } else { e.field };
+    ConfigError::Field { file: file.into(), field, message: e.reason.to_owned() }
+}
+
+/// A platform file as secretd's native YAML, for `config convert`, with the
+/// keys it ignored. References (`${VAR}`, `file:`) stay as written: nothing
+/// is read from the environment or from files.
+pub fn convert_file(path: &Path) -> Result<(String, Vec<String>), ConfigError> {
+    let value = parse(&read_text(path)?, path)?;
+    if !super::platform::is_platform(&value) {
+        return Err(ConfigError::Field {
+            file: path.into(),
+            field: "(top level)".into(),
+            message: "has no `kestra` key: it is not the platform's file (secretd reads it as it is)".into(),
+        });
+    }
+    let converted = super::platform::convert(value).map_err(|e| platform_error(path, e))?;
+    let yaml = serde_norway::to_string(&converted.native).map_err(|_| ConfigError::Field {
+        file: path.into(),
+        field: "(top level)".into(),
+        message: "the converted configuration cannot be written as YAML".into(),
+    })?;
+    Ok((yaml, converted.ignored))
 }
 
 /// A YAML syntax error in words that cannot hold the input. libyaml's
@@ -375,5 +438,62 @@ mod tests {
         let err =
             load("secret:\n  type: jdbc\n  isolation:\n    denied-services: [executor]\n").unwrap_err().to_string();
         assert!(err.contains("secret.isolation.denied-services"), "{err}");
+    }
+
+    #[test]
+    fn platform_file_errors_name_the_platform_keys() {
+        let err = load("kestra:\n  secret:\n    type: aws-secret-manager\n    aws-secret-manager:\n      region: \"\"\n      prefix: \"a b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kestra.secret.aws-secret-manager.region: must not be empty"), "{err}");
+        assert!(err.contains("kestra.secret.aws-secret-manager.prefix: holds a character"), "{err}");
+        let err =
+            load("kestra:\n  secret:\n    type: jdbc\n    jdbc: {secret: x, url: \"sqlite://x\"}\n    pasword: x\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.starts_with("test.yaml: kestra.secret: unknown field `pasword`"), "{err}");
+        let err = load("kestra:\n  secret:\n    type: memory\n    cache: {expire-after-write: P1M}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("test.yaml: kestra.secret.cache.expire-after-write: uses months or years"), "{err}");
+        let err = load(
+            "kestra:\n  secret:\n    type: vault\n    vault:\n      address: http://v\n      kubernetes: {role: r}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "test.yaml: kestra.secret.vault.kubernetes: is not supported by secretd yet");
+    }
+
+    #[test]
+    fn platform_file_loads_with_iso_durations_and_its_datasource() {
+        let config = load(
+            "datasources:\n  postgres: {url: \"jdbc:postgresql://db:5432/kestra\", username: kestra, password: \"${JDBC_SECRET}\"}\n\
+             kestra:\n  secret:\n    type: jdbc\n    jdbc: {secret: \"${JDBC_SECRET}\"}\n    cache: {enabled: true, maximum-size: 10, expire-after-write: PT15M}\n  \
+             server: {termination-grace-period: PT1M}\n  repository: {type: postgres}\n",
+        )
+        .unwrap();
+        assert_eq!(config.secret.cache.expire_after_write.as_secs(), 900);
+        assert_eq!(config.server.termination_grace_period.as_secs(), 60);
+        let url = config.secret.jdbc.as_ref().unwrap().url.expose_secret().to_owned();
+        assert_eq!(url, format!("postgres://kestra:{SECRET}@db:5432/kestra"));
+        assert!(!format!("{config:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn platform_file_errors_quote_no_value() {
+        let canary = "Zq7CanaryXw93kLt";
+        let cases = [
+            format!("kestra:\n  secret:\n    type: azure-key-vault\n    azure-key-vault: {{vault-name: \"{canary}/x\"}}\n"),
+            format!("datasources:\n  h2: {{url: \"jdbc:h2:{canary}\"}}\nkestra:\n  secret: {{type: jdbc, jdbc: {{}}}}\n"),
+            format!("datasources:\n  p: {{url: \"{canary}\"}}\nkestra:\n  secret: {{type: jdbc, jdbc: {{}}}}\n"),
+            format!("kestra:\n  secret:\n    type: vault\n    vault: {{address: a, connect-timeout: 1s, read-timeout: \"{canary}\"}}\n"),
+            format!("micronaut:\n  server:\n    ssl: {{port: \"{canary}\"}}\nkestra: {{secret: {{type: memory}}}}\n"),
+            format!("kestra:\n  server:\n    liveness: {{interval: \"{canary}\"}}\n  secret: {{type: memory}}\n"),
+        ];
+        for text in cases {
+            let err = load(&text).unwrap_err().to_string();
+            assert!(!err.contains(canary), "the error quotes the input: {err}\n--- from:\n{text}");
+            assert!(err.starts_with("test.yaml: "), "{err}");
+        }
     }
 }

@@ -13,6 +13,7 @@ mod credential;
 pub(crate) mod de;
 mod dev;
 mod load;
+pub mod platform;
 mod resilience;
 mod security;
 
@@ -35,7 +36,7 @@ pub use crate::backends::{
 };
 pub use credential::{Credential, CredentialFileError};
 pub use dev::{dev_config, DevPaths};
-pub use load::{load_file, load_str, plaintext_credentials, ConfigError};
+pub use load::{convert_file, load_file, load_str, plaintext_credentials, ConfigError};
 pub(crate) use resilience::check_rate;
 use resilience::{default_refresh_ahead, default_refresh_rate_limit, default_stale_if_error};
 pub use resilience::{CircuitBreakerConfig, RateLimitConfig};

@@ -68,6 +68,13 @@ struct Aim<'a> {
     subkey: Option<&'a str>,
 }
 
+impl<'a> Aim<'a> {
+    /// A call on one secret, as a whole (a write or a delete).
+    fn secret(tenant: &'a str, namespace: &'a str, key: &'a str) -> Self {
+        Self { tenant: Some(tenant), namespace: Some(namespace), key: Some(key), version: None, subkey: None }
+    }
+}
+
 impl Services {
     /// Takes the call's place in the audit queue (waiting asynchronously,
     /// and bounded, when the audit sink falls behind: see `audit`), then
@@ -387,13 +394,7 @@ impl SecretBroker for Services {
         let mut trail = Trail::default();
         let put = self.broker.put(&caller, r, value, to_tags(req.tags), &req.description, &mut trail);
         let result = context.scope(put).await;
-        let aim = Aim {
-            tenant: Some(&req.tenant),
-            namespace: Some(&req.namespace),
-            key: Some(&req.key),
-            version: None,
-            subkey: None,
-        };
+        let aim = Aim::secret(&req.tenant, &req.namespace, &req.key);
         self.audit(&mut slot, &caller, "PutSecret", aim, &trail, status::outcome_code(&result));
         Ok(Response::new(proto::PutSecretResponse { version: result?.to_string() }))
     }
@@ -408,13 +409,7 @@ impl SecretBroker for Services {
         let r = Ref { tenant: &req.tenant, namespace: &req.namespace, key: &req.key, version: "", subkey: "" };
         let mut trail = Trail::default();
         let result = context.scope(self.broker.delete(&caller, r, &mut trail)).await;
-        let aim = Aim {
-            tenant: Some(&req.tenant),
-            namespace: Some(&req.namespace),
-            key: Some(&req.key),
-            version: None,
-            subkey: None,
-        };
+        let aim = Aim::secret(&req.tenant, &req.namespace, &req.key);
         self.audit(&mut slot, &caller, "DeleteSecret", aim, &trail, status::outcome_code(&result));
         result?;
         Ok(Response::new(proto::DeleteSecretResponse {}))
@@ -544,13 +539,7 @@ impl AccessAdmin for Services {
             },
             Err(_) => admin_trail(&result),
         };
-        let aim = Aim {
-            tenant: Some(&req.tenant),
-            namespace: Some(&req.namespace),
-            key: Some(&req.key),
-            version: None,
-            subkey: None,
-        };
+        let aim = Aim::secret(&req.tenant, &req.namespace, &req.key);
         self.audit(&mut slot, &admin, "ExplainAccess", aim, &trail, status::outcome_code(&result));
         let (principal, explained) = result?;
         Ok(Response::new(proto::ExplainAccessResponse {

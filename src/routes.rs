@@ -121,6 +121,15 @@ pub struct Routes {
 }
 
 impl Routes {
+    /// Whether any backend has an isolation of its own: without one, no
+    /// lookup needs to walk the routes for it (the common case, on every
+    /// read).
+    pub fn any_isolation(&self) -> bool {
+        self.routes.iter().any(|r| !r.denied_services.is_empty())
+    }
+}
+
+impl Routes {
     /// One backend for everything.
     pub fn single(route: Route) -> Self {
         Self { routes: vec![route], table: RouteTable::default() }

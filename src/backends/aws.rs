@@ -240,3 +240,88 @@ impl AwsConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(extra: &str) -> AwsConfig {
+        serde_norway::from_str(&format!("region: us-east-1\n{extra}")).unwrap()
+    }
+
+    fn problems(extra: &str) -> Vec<(String, &'static str)> {
+        let mut found = Vec::new();
+        block(extra).validate("secret.aws-secret-manager", &mut |field, reason| found.push((field.to_owned(), reason)));
+        found
+    }
+
+    #[test]
+    fn role_arns_of_every_partition_pass_and_other_shapes_do_not() {
+        for arn in [
+            "arn:aws:iam::123456789012:role/kestra",
+            "arn:aws-cn:iam::123456789012:role/path/to/kestra",
+            "arn:aws-us-gov:iam::123456789012:role/a+b=c,d.e@f_g-h",
+        ] {
+            assert!(is_role_arn(arn), "{arn}");
+        }
+        for arn in [
+            "arn",
+            "arn:aws:iam::12345678901:role/short-account",
+            "arn:aws:iam::123456789012:user/not-a-role",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:sts::123456789012:role/kestra",
+            "arn:gcp:iam::123456789012:role/kestra",
+            "arn:aws:iam:us-east-1:123456789012:role/kestra",
+            "arn:aws:iam::123456789012:role/has space",
+        ] {
+            assert!(!is_role_arn(arn), "{arn}");
+        }
+    }
+
+    #[test]
+    fn a_full_sts_block_passes() {
+        assert_eq!(
+            problems(
+                "sts-role-arn: arn:aws:iam::123456789012:role/kestra\nsts-role-external-id: ext-id\n\
+                 sts-role-session-name: kestra@prod\nsts-role-session-duration: PT12H\n\
+                 sts-endpoint-override: https://sts.us-east-1.amazonaws.com\n"
+            ),
+            []
+        );
+        let config = block("sts-role-arn: arn:aws:iam::123456789012:role/k\nsts-role-session-duration: PT15M\n");
+        assert_eq!(config.sts_role_session_duration, std::time::Duration::from_secs(900));
+        assert_eq!(config.sts_role_session_name, "secretd");
+    }
+
+    #[test]
+    fn each_bad_sts_key_is_named_without_its_value() {
+        let arn = "sts-role-arn: arn:aws:iam::123456789012:role/kestra\n";
+        let cases = [
+            ("sts-role-arn: arn:aws:iam::1234:role/SECRETCANARY\n".to_owned(), "sts-role-arn"),
+            (format!("{arn}sts-role-session-duration: PT14M59S\n"), "sts-role-session-duration"),
+            (format!("{arn}sts-role-session-duration: PT12H0.5S\n"), "sts-role-session-duration"),
+            (format!("{arn}sts-role-session-name: x\n"), "sts-role-session-name"),
+            (format!("{arn}sts-role-session-name: {}\n", "n".repeat(65)), "sts-role-session-name"),
+            (format!("{arn}sts-role-session-name: SECRET CANARY\n"), "sts-role-session-name"),
+            (format!("{arn}sts-role-external-id: x\n"), "sts-role-external-id"),
+            (format!("{arn}sts-role-external-id: {}\n", "e".repeat(1225)), "sts-role-external-id"),
+            (format!("{arn}sts-endpoint: sts.example.com\n"), "sts-endpoint"),
+            ("sts-role-external-id: SECRETCANARY\n".to_owned(), "sts-role-external-id"),
+            ("sts-endpoint-override: http://127.0.0.1:1\n".to_owned(), "sts-endpoint"),
+            ("sts-role-session-duration: PT2H\n".to_owned(), "sts-role-session-duration"),
+        ];
+        for (yaml, key) in cases {
+            let found = problems(&yaml);
+            assert_eq!(found.len(), 1, "{yaml}: {found:?}");
+            assert_eq!(found[0].0, format!("secret.aws-secret-manager.{key}"), "{yaml}");
+            assert!(!found[0].1.contains("CANARY"), "{yaml}: {}", found[0].1);
+        }
+    }
+
+    #[test]
+    fn debug_leaves_out_the_external_id() {
+        let config = block("sts-role-arn: arn:aws:iam::123456789012:role/k\nsts-role-external-id: SECRETCANARY\n");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("SECRETCANARY") && shown.contains("ExternalId(<redacted>)"), "{shown}");
+    }
+}

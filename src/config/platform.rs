@@ -752,7 +752,6 @@ mod tests {
     #[test]
     fn keys_not_supported_yet_are_refused_by_name() {
         let cases = [
-            ("aws-secret-manager:\n      sts-role-arn: arn", "kestra.secret.aws-secret-manager.sts-role-arn"),
             ("vault:\n      kubernetes: {role: r}", "kestra.secret.vault.kubernetes"),
             ("vault:\n      engine-version: 1", "kestra.secret.vault.engine-version"),
             (

@@ -200,6 +200,32 @@ async fn daemon_serves_the_aws_example_against_moto() {
     assert_eq!(direct.get(&name, None).await.unwrap().value.expose(), b"from-the-platform-file");
 }
 
+/// A bad `sts-*` key is named as the platform file writes it, without its
+/// value.
+#[test]
+fn bad_sts_keys_are_named_by_their_platform_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("application.yml");
+    std::fs::write(
+        &path,
+        "kestra:\n  secret:\n    type: aws-secret-manager\n    aws-secret-manager:\n      region: us-east-1\n      \
+         sts-role-arn: arn:aws:iam::123456789012:role/k\n      sts-endpoint-override: sts.example.CANARY\n      \
+         sts-role-session-duration: PT13H\n",
+    )
+    .unwrap();
+    let out = secretd(&["config", "check", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let at = "kestra.secret.aws-secret-manager";
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        format!(
+            "error: {}: {at}.sts-role-session-duration: must be 15 minutes (PT15M) to 12 hours (PT12H); \
+             {at}.sts-endpoint-override: must start with http:// or https://",
+            path.display()
+        )
+    );
+}
+
 /// The STS example against moto (`endpoint-override` and
 /// `sts-endpoint-override` both moto): the daemon assumes the role, and
 /// moto files what it writes under the role's account, where a client with

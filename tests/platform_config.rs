@@ -1,8 +1,8 @@
 //! The platform's own configuration files (`kestra:` at the root) given to
 //! secretd as they are: every example of its docs under
 //! `tests/fixtures/platform/` through `secretd config check`, `config
-//! convert`, and a daemon started on the AWS example against moto and on
-//! the Vault example against OpenBao.
+//! convert`, and a daemon started on the AWS examples (static keys, and an
+//! assumed STS role) against moto and on the Vault example against OpenBao.
 //!
 //! The servers come from `scripts/test.sh`; without them a daemon test
 //! fails under `CI=true` and otherwise says loudly that it skipped.
@@ -61,6 +61,7 @@ fn text(bytes: &[u8]) -> String {
 fn every_platform_example_passes_config_check_or_names_what_is_not_supported() {
     let expected: &[(&str, Option<&str>)] = &[
         ("aws-secret-manager.yaml", None),
+        ("aws-sts.yaml", None),
         ("azure-key-vault.yaml", None),
         ("google-secret-manager.yaml", None),
         ("elasticsearch.yaml", None),
@@ -71,7 +72,6 @@ fn every_platform_example_passes_config_check_or_names_what_is_not_supported() {
         ("vault.yaml", None),
         ("ssl-standalone.yaml", Some("micronaut.server.ssl.trustStore: is not supported by secretd yet")),
         ("vault-kubernetes.yaml", Some("kestra.secret.vault.kubernetes: is not supported by secretd yet")),
-        ("aws-sts.yaml", Some("kestra.secret.aws-secret-manager.sts-role-arn: is not supported by secretd yet")),
     ];
     let mut on_disk: Vec<String> = std::fs::read_dir(fixture(""))
         .unwrap()
@@ -198,6 +198,89 @@ async fn daemon_serves_the_aws_example_against_moto() {
     let direct = secretd_aws::AwsStore::connect(options).await.unwrap();
     let name = SecretName::parse("main", &ns, "db-password").unwrap();
     assert_eq!(direct.get(&name, None).await.unwrap().value.expose(), b"from-the-platform-file");
+}
+
+/// A bad `sts-*` key is named as the platform file writes it, without its
+/// value.
+#[test]
+fn bad_sts_keys_are_named_by_their_platform_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("application.yml");
+    std::fs::write(
+        &path,
+        "kestra:\n  secret:\n    type: aws-secret-manager\n    aws-secret-manager:\n      region: us-east-1\n      \
+         sts-role-arn: arn:aws:iam::123456789012:role/k\n      sts-endpoint-override: sts.example.CANARY\n      \
+         sts-role-session-duration: PT13H\n",
+    )
+    .unwrap();
+    let out = secretd(&["config", "check", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let at = "kestra.secret.aws-secret-manager";
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        format!(
+            "error: {}: {at}.sts-role-session-duration: must be 15 minutes (PT15M) to 12 hours (PT12H); \
+             {at}.sts-endpoint-override: must start with http:// or https://",
+            path.display()
+        )
+    );
+}
+
+/// The STS example against moto (`endpoint-override` and
+/// `sts-endpoint-override` both moto): the daemon assumes the role, and
+/// moto files what it writes under the role's account, where a client with
+/// the same role reads it and one with the base keys finds nothing.
+#[tokio::test]
+async fn daemon_serves_the_sts_example_through_the_assumed_role() {
+    let Some(endpoint) = env("SECRETD_TEST_AWS_ENDPOINT") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(fixture("aws-sts.yaml")).unwrap();
+    let config = dir.path().join("application.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "{example}      endpoint-override: ${{SECRETD_TEST_AWS_ENDPOINT}}\n      \
+             sts-endpoint-override: ${{SECRETD_TEST_AWS_ENDPOINT}}\n{}",
+            admin_account()
+        ),
+    )
+    .unwrap();
+    let mut environment: Vec<(&str, &str)> = CREDENTIALS.to_vec();
+    environment.push(("SECRETD_TEST_AWS_ENDPOINT", &endpoint));
+    let daemon = Daemon::start_with_env(
+        &["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        dir.path(),
+        &environment,
+    );
+    let ns = format!("platform.sts{}", rand::random::<u32>());
+    let mut client = daemon.client().await;
+    put(&mut client, &ns, "db-password", b"through-the-role").await.unwrap();
+    assert_eq!(get_value(&mut client, &ns, "db-password").await.unwrap(), b"through-the-role");
+    // The SDK's own debug lines name the access key id, an identifier AWS
+    // prints in its consoles too; the secret key never shows.
+    for (var, value) in CREDENTIALS.iter().filter(|(var, _)| *var != "AWS_ACCESS_KEY_ID") {
+        assert!(!daemon.log_text().contains(value), "{var} was logged:\n{}", daemon.log_text());
+    }
+
+    let connect = |role: Option<secretd_aws::AssumeRole>| {
+        let mut options = secretd_aws::AwsOptions::new("us-east-1");
+        options.endpoint = Some(endpoint.clone());
+        options.credentials = Some(secretd_aws::StaticCredentials {
+            access_key_id: secrecy::SecretString::from("AKIDPLATFORMFIXTURE").into(),
+            secret_access_key: secrecy::SecretString::from("x").into(),
+            session_token: None,
+        });
+        options.assume_role = role;
+        secretd_aws::AwsStore::connect(options)
+    };
+    let mut role = secretd_aws::AssumeRole::new("arn:aws:iam::210987654321:role/kestra");
+    role.sts_endpoint = Some(endpoint.clone());
+    let through_role = connect(Some(role)).await.unwrap();
+    let base = connect(None).await.unwrap();
+    let name = SecretName::parse("main", &ns, "db-password").unwrap();
+    assert_eq!(through_role.get(&name, None).await.unwrap().value.expose(), b"through-the-role");
+    let missing = base.get(&name, None).await.expect_err("the base keys' account holds nothing");
+    assert_eq!(missing.kind(), secretd_core::ErrorKind::NotFound);
 }
 
 /// The Vault example against OpenBao: token auth, `root-engine` as the

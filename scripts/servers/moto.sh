@@ -13,7 +13,9 @@ set -euo pipefail
 ensure_pip 'moto[server]==5.2.5'
 port=$(free_port)
 log="$SERVER_LOG_DIR/moto-$port.log"
-setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" </dev/null >"$log" 2>&1 &
+# The request recorder (/moto-api/recorder/*, used by the STS tests) writes
+# beside the log, not into the working directory.
+MOTO_RECORDER_FILEPATH="$SERVER_LOG_DIR/moto-$port.recording" setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" </dev/null >"$log" 2>&1 &
 pid=$!
 wait_http "http://127.0.0.1:$port/moto-api/" "$pid" "$log"
 say "moto on 127.0.0.1:$port (pid $pid, log $log)"

@@ -1,5 +1,6 @@
 //! `secret.aws-secret-manager`: AWS Secrets Manager, in the platform's
-//! shape (`access-key-id`, `secret-key-id`, `session-token`).
+//! shape (`access-key-id`, `secret-key-id`, `session-token`, and the
+//! `sts-role-*` keys of an assumed role).
 
 use async_trait::async_trait;
 
@@ -34,7 +35,66 @@ backend_block! {
         /// Delete at once, without a recovery window.
         #[serde(default)]
         pub force_delete: bool,
+        /// A role to assume through STS: the credentials above (or the
+        /// default chain) sign only `AssumeRole`, and the role's temporary
+        /// credentials sign the Secrets Manager calls.
+        #[serde(default, deserialize_with = "empty_is_none")]
+        pub sts_role_arn: Option<String>,
+        /// What the role's trust policy may require as `sts:ExternalId`.
+        #[serde(default)]
+        pub sts_role_external_id: Option<ExternalId>,
+        #[serde(default = "default_session_name")]
+        pub sts_role_session_name: String,
+        /// How long each set of temporary credentials lasts (15m to 12h).
+        #[serde(default = "default_session_duration", with = "crate::config::de::duration")]
+        pub sts_role_session_duration: std::time::Duration,
+        /// Another STS endpoint than the region's; `endpoint` is for
+        /// Secrets Manager only.
+        #[serde(alias = "sts-endpoint-override", default, deserialize_with = "empty_is_none")]
+        pub sts_endpoint: Option<String>,
     }
+}
+
+/// The role's external id. AWS does not treat it as a secret, but it is
+/// often a shared one: it stays out of `Debug` all the same.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+pub struct ExternalId(String);
+
+impl std::fmt::Debug for ExternalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExternalId(<redacted>)")
+    }
+}
+
+/// AWS's own default session length.
+fn default_session_duration() -> std::time::Duration {
+    std::time::Duration::from_secs(3600)
+}
+
+fn default_session_name() -> String {
+    "secretd".into()
+}
+
+/// `arn:<partition>:iam::<12 digits>:role/<path and name>`, in any of
+/// AWS's partitions (`aws`, `aws-cn`, `aws-us-gov`, ...).
+fn is_role_arn(arn: &str) -> bool {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let partition_ok = partition.starts_with("aws")
+        && partition.len() <= 16
+        && partition.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    let name = resource.strip_prefix("role/").unwrap_or_default();
+    let name_ok = !name.is_empty()
+        && !name.ends_with('/')
+        && name.len() <= 512
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c));
+    partition_ok && account_ok && name_ok
 }
 
 fn default_name_prefix() -> String {
@@ -76,6 +136,7 @@ impl BackendBlock for AwsConfig {
         if self.endpoint.as_deref().is_some_and(|e| !is_http_url(e)) {
             bad(&format!("{at}.endpoint"), "must start with http:// or https://");
         }
+        self.validate_sts(at, bad);
     }
 
     fn write_only_settings(&self) -> Vec<&'static str> {
@@ -103,7 +164,7 @@ impl BackendBlock for AwsConfig {
 
     #[cfg(feature = "aws")]
     async fn build(&self, at: &str) -> Result<BuiltStore, BackendError> {
-        use secretd_aws::{AwsOptions, AwsStore, DeletePolicy, NamePrefix, StaticCredentials};
+        use secretd_aws::{AssumeRole, AwsOptions, AwsStore, DeletePolicy, NamePrefix, StaticCredentials};
         let mut options = AwsOptions::new(self.region.clone());
         options.endpoint = self.endpoint.clone();
         options.credentials = match (&self.access_key_id, &self.secret_key_id) {
@@ -114,6 +175,14 @@ impl BackendBlock for AwsConfig {
             }),
             _ => None,
         };
+        if let Some(arn) = &self.sts_role_arn {
+            let mut role = AssumeRole::new(arn.clone());
+            role.external_id = self.sts_role_external_id.as_ref().map(|ExternalId(id)| id.clone());
+            role.session_name = self.sts_role_session_name.clone();
+            role.session_duration = self.sts_role_session_duration;
+            role.sts_endpoint = self.sts_endpoint.clone();
+            options.assume_role = Some(role);
+        }
         options.kms_key_id = self.kms_key_id.clone();
         options.name_prefix =
             NamePrefix::new(&self.name_prefix).map_err(|e| BackendError::start(&format!("{at}.name-prefix"), e))?;
@@ -126,5 +195,133 @@ impl BackendBlock for AwsConfig {
         options.max_attempts = 1;
         let store = AwsStore::connect(options).await.map_err(|e| BackendError::start(at, e))?;
         Ok(BuiltStore::plain(store))
+    }
+}
+
+impl AwsConfig {
+    /// The `sts-role-*` keys: each is checked alone, and the others need
+    /// `sts-role-arn`.
+    fn validate_sts(&self, at: &str, bad: &mut dyn FnMut(&str, &'static str)) {
+        if let Some(arn) = &self.sts_role_arn {
+            if !is_role_arn(arn) {
+                bad(&format!("{at}.sts-role-arn"), "must be a role ARN: arn:aws:iam::<12-digit account>:role/<name>");
+            }
+        }
+        let name = &self.sts_role_session_name;
+        if !(2..=64).contains(&name.chars().count())
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+        {
+            bad(&format!("{at}.sts-role-session-name"), "must be 2 to 64 of A-Z a-z 0-9 _ + = , . @ -");
+        }
+        let duration = self.sts_role_session_duration;
+        if duration < std::time::Duration::from_secs(15 * 60) || duration > std::time::Duration::from_secs(12 * 3600) {
+            bad(&format!("{at}.sts-role-session-duration"), "must be 15 minutes (PT15M) to 12 hours (PT12H)");
+        }
+        if let Some(ExternalId(id)) = &self.sts_role_external_id {
+            if !(2..=1224).contains(&id.chars().count())
+                || !id.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
+            {
+                bad(&format!("{at}.sts-role-external-id"), "must be 2 to 1224 of A-Z a-z 0-9 _ + = , . @ : / -");
+            }
+        }
+        if self.sts_endpoint.as_deref().is_some_and(|e| !is_http_url(e)) {
+            bad(&format!("{at}.sts-endpoint"), "must start with http:// or https://");
+        }
+        if self.sts_role_arn.is_none() {
+            let set = [
+                ("sts-role-external-id", self.sts_role_external_id.is_some()),
+                ("sts-role-session-name", self.sts_role_session_name != default_session_name()),
+                ("sts-role-session-duration", self.sts_role_session_duration != default_session_duration()),
+                ("sts-endpoint", self.sts_endpoint.is_some()),
+            ];
+            for (key, _) in set.iter().filter(|(_, set)| *set) {
+                bad(&format!("{at}.{key}"), "needs sts-role-arn");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(extra: &str) -> AwsConfig {
+        serde_norway::from_str(&format!("region: us-east-1\n{extra}")).unwrap()
+    }
+
+    fn problems(extra: &str) -> Vec<(String, &'static str)> {
+        let mut found = Vec::new();
+        block(extra).validate("secret.aws-secret-manager", &mut |field, reason| found.push((field.to_owned(), reason)));
+        found
+    }
+
+    #[test]
+    fn role_arns_of_every_partition_pass_and_other_shapes_do_not() {
+        for arn in [
+            "arn:aws:iam::123456789012:role/kestra",
+            "arn:aws-cn:iam::123456789012:role/path/to/kestra",
+            "arn:aws-us-gov:iam::123456789012:role/a+b=c,d.e@f_g-h",
+        ] {
+            assert!(is_role_arn(arn), "{arn}");
+        }
+        for arn in [
+            "arn",
+            "arn:aws:iam::12345678901:role/short-account",
+            "arn:aws:iam::123456789012:user/not-a-role",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:sts::123456789012:role/kestra",
+            "arn:gcp:iam::123456789012:role/kestra",
+            "arn:aws:iam:us-east-1:123456789012:role/kestra",
+            "arn:aws:iam::123456789012:role/has space",
+        ] {
+            assert!(!is_role_arn(arn), "{arn}");
+        }
+    }
+
+    #[test]
+    fn a_full_sts_block_passes() {
+        assert_eq!(
+            problems(
+                "sts-role-arn: arn:aws:iam::123456789012:role/kestra\nsts-role-external-id: ext-id\n\
+                 sts-role-session-name: kestra@prod\nsts-role-session-duration: PT12H\n\
+                 sts-endpoint-override: https://sts.us-east-1.amazonaws.com\n"
+            ),
+            []
+        );
+        let config = block("sts-role-arn: arn:aws:iam::123456789012:role/k\nsts-role-session-duration: PT15M\n");
+        assert_eq!(config.sts_role_session_duration, std::time::Duration::from_secs(900));
+        assert_eq!(config.sts_role_session_name, "secretd");
+    }
+
+    #[test]
+    fn each_bad_sts_key_is_named_without_its_value() {
+        let arn = "sts-role-arn: arn:aws:iam::123456789012:role/kestra\n";
+        let cases = [
+            ("sts-role-arn: arn:aws:iam::1234:role/SECRETCANARY\n".to_owned(), "sts-role-arn"),
+            (format!("{arn}sts-role-session-duration: PT14M59S\n"), "sts-role-session-duration"),
+            (format!("{arn}sts-role-session-duration: PT12H0.5S\n"), "sts-role-session-duration"),
+            (format!("{arn}sts-role-session-name: x\n"), "sts-role-session-name"),
+            (format!("{arn}sts-role-session-name: {}\n", "n".repeat(65)), "sts-role-session-name"),
+            (format!("{arn}sts-role-session-name: SECRET CANARY\n"), "sts-role-session-name"),
+            (format!("{arn}sts-role-external-id: x\n"), "sts-role-external-id"),
+            (format!("{arn}sts-role-external-id: {}\n", "e".repeat(1225)), "sts-role-external-id"),
+            (format!("{arn}sts-endpoint: sts.example.com\n"), "sts-endpoint"),
+            ("sts-role-external-id: SECRETCANARY\n".to_owned(), "sts-role-external-id"),
+            ("sts-endpoint-override: http://127.0.0.1:1\n".to_owned(), "sts-endpoint"),
+            ("sts-role-session-duration: PT2H\n".to_owned(), "sts-role-session-duration"),
+        ];
+        for (yaml, key) in cases {
+            let found = problems(&yaml);
+            assert_eq!(found.len(), 1, "{yaml}: {found:?}");
+            assert_eq!(found[0].0, format!("secret.aws-secret-manager.{key}"), "{yaml}");
+            assert!(!found[0].1.contains("CANARY"), "{yaml}: {}", found[0].1);
+        }
+    }
+
+    #[test]
+    fn debug_leaves_out_the_external_id() {
+        let config = block("sts-role-arn: arn:aws:iam::123456789012:role/k\nsts-role-external-id: SECRETCANARY\n");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("SECRETCANARY") && shown.contains("ExternalId(<redacted>)"), "{shown}");
     }
 }

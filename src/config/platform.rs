@@ -13,7 +13,7 @@
 //! Three kinds of platform key: those that map onto a secretd setting; those
 //! secretd has no use for (`kestra.queue`, `kestra.storage`, ...), listed
 //! in [`Converted::ignored`] by name; and those whose meaning secretd cannot
-//! honour yet (`sts-role-arn`, Vault's `kubernetes` auth, ...), which are
+//! honour yet (Vault's `kubernetes` auth, ...), which are
 //! refused, since ignoring them would change who can read what.
 
 use serde_norway::{Mapping, Value};
@@ -246,14 +246,8 @@ fn backend_block(
 ) -> Result<Mapping, PlatformError> {
     let (renames, unsupported): (&[(&str, &str)], &[&str]) = match backend {
         "aws-secret-manager" => (
-            &[("prefix", "name-prefix"), ("endpoint-override", "endpoint")],
-            &[
-                "sts-role-arn",
-                "sts-role-external-id",
-                "sts-role-session-name",
-                "sts-role-session-duration",
-                "sts-endpoint-override",
-            ],
+            &[("prefix", "name-prefix"), ("endpoint-override", "endpoint"), ("sts-endpoint-override", "sts-endpoint")],
+            &[],
         ),
         "azure-key-vault" => (
             &[("key-vault-uri", "vault-url"), ("prefix", "name-prefix")],
@@ -684,6 +678,33 @@ mod tests {
     }
 
     #[test]
+    fn aws_sts_role_keys_keep_their_names_and_lead_back() {
+        let out = converted(
+            "kestra:\n  secret:\n    type: aws-secret-manager\n    aws-secret-manager:\n      region: eu-west-1\n      \
+             sts-role-arn: arn:aws:iam::123456789012:role/kestra\n      sts-role-external-id: ext-1\n      \
+             sts-role-session-name: kestra-secrets\n      sts-role-session-duration: PT1H\n      \
+             sts-endpoint-override: https://sts.eu-west-1.amazonaws.com\n",
+        );
+        assert_eq!(
+            out.native,
+            native(
+                "secret:\n  type: aws-secret-manager\n  aws-secret-manager:\n    region: eu-west-1\n    \
+                 sts-role-arn: arn:aws:iam::123456789012:role/kestra\n    sts-role-external-id: ext-1\n    \
+                 sts-role-session-name: kestra-secrets\n    sts-role-session-duration: PT1H\n    \
+                 sts-endpoint: https://sts.eu-west-1.amazonaws.com\n"
+            )
+        );
+        assert_eq!(
+            out.platform_path("secret.aws-secret-manager.sts-endpoint"),
+            "kestra.secret.aws-secret-manager.sts-endpoint-override"
+        );
+        assert_eq!(
+            out.platform_path("secret.aws-secret-manager.sts-role-session-duration"),
+            "kestra.secret.aws-secret-manager.sts-role-session-duration"
+        );
+    }
+
+    #[test]
     fn azure_vault_name_and_identities() {
         let out = converted(
             "kestra:\n  secret:\n    type: azure-key-vault\n    azure-key-vault:\n      vault-name: my-vault\n      \
@@ -731,7 +752,6 @@ mod tests {
     #[test]
     fn keys_not_supported_yet_are_refused_by_name() {
         let cases = [
-            ("aws-secret-manager:\n      sts-role-arn: arn", "kestra.secret.aws-secret-manager.sts-role-arn"),
             ("vault:\n      kubernetes: {role: r}", "kestra.secret.vault.kubernetes"),
             ("vault:\n      engine-version: 1", "kestra.secret.vault.engine-version"),
             (

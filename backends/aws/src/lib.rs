@@ -25,6 +25,13 @@
 //!   once (`force-delete`); either way the secret reads as missing from
 //!   then on, and a later put restores it with the new value and tags.
 //!
+//! # Credentials
+//! Static keys or the SDK's default chain sign every call; with
+//! [`AssumeRole`] they sign only STS `AssumeRole`, and the role's temporary
+//! credentials sign the Secrets Manager calls. aws-config's
+//! `AssumeRoleProvider` fetches those, and the client's identity cache asks
+//! it again before they expire.
+//!
 //! # Writes
 //! A new secret is created with its value and tags in one call. An
 //! existing one gets its new version first and its tags second (Secrets
@@ -37,8 +44,8 @@ pub mod names;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region};
-use aws_credential_types::provider::ProvideCredentials;
+use aws_config::{retry::RetryConfig, sts::AssumeRoleProvider, timeout::TimeoutConfig, BehaviorVersion, Region};
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_secretsmanager::{
     config::Credentials,
     operation::describe_secret::DescribeSecretOutput,
@@ -97,6 +104,49 @@ impl StaticCredentials {
     }
 }
 
+/// A role to assume through STS before calling Secrets Manager (the
+/// platform's `sts-role-*` keys). Its `Debug` leaves out the external id.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct AssumeRole {
+    /// `arn:<partition>:iam::<account>:role/<name>`.
+    pub role_arn: String,
+    /// What the role's trust policy may require (`sts:ExternalId`).
+    pub external_id: Option<String>,
+    /// The session's name, seen in the role's CloudTrail entries.
+    pub session_name: String,
+    /// How long each set of temporary credentials lasts (15 minutes to 12
+    /// hours, within the role's own maximum).
+    pub session_duration: Duration,
+    /// Another STS endpoint than the region's (a VPC endpoint, a test
+    /// server). The store's `endpoint` is for Secrets Manager only.
+    pub sts_endpoint: Option<String>,
+}
+
+impl AssumeRole {
+    pub fn new(role_arn: impl Into<String>) -> Self {
+        Self {
+            role_arn: role_arn.into(),
+            external_id: None,
+            session_name: "secretd".into(),
+            session_duration: Duration::from_secs(3600),
+            sts_endpoint: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for AssumeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssumeRole")
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &self.external_id.as_ref().map(|_| "<set>"))
+            .field("session_name", &self.session_name)
+            .field("session_duration", &self.session_duration)
+            .field("sts_endpoint", &self.sts_endpoint)
+            .finish()
+    }
+}
+
 /// How a deleted secret goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeletePolicy {
@@ -118,6 +168,9 @@ pub struct AwsOptions {
     /// `None`: the SDK's default credential chain (environment, profile,
     /// web identity, ECS, instance metadata).
     pub credentials: Option<StaticCredentials>,
+    /// A role whose temporary credentials sign the Secrets Manager calls;
+    /// `credentials` (or the default chain) then sign only `AssumeRole`.
+    pub assume_role: Option<AssumeRole>,
     /// The KMS key new secrets are encrypted with; `None` for the account's
     /// default `aws/secretsmanager` key.
     pub kms_key_id: Option<String>,
@@ -135,6 +188,7 @@ impl AwsOptions {
             region: region.into(),
             endpoint: None,
             credentials: None,
+            assume_role: None,
             kms_key_id: None,
             name_prefix: NamePrefix::new("secretd/").unwrap_or_else(|_| unreachable!("a valid prefix")),
             delete: DeletePolicy::RecoveryWindow(30),
@@ -180,15 +234,19 @@ impl AwsStore {
                     .operation_timeout(options.timeout * options.max_attempts.max(1))
                     .build(),
             );
-        if let Some(endpoint) = &options.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
         if let Some(creds) = &options.credentials {
             loader = loader.credentials_provider(creds.clone());
         }
-        let config = loader.load().await;
+        let base = loader.load().await;
+        let mut config = aws_sdk_secretsmanager::config::Builder::from(&base);
+        if let Some(endpoint) = &options.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        if let Some(role) = &options.assume_role {
+            config = config.credentials_provider(SharedCredentialsProvider::new(assumed_role(&base, role).await));
+        }
         Ok(Self {
-            client: Client::new(&config),
+            client: Client::from_conf(config.build()),
             prefix: options.name_prefix,
             kms_key_id: options.kms_key_id,
             delete: options.delete,
@@ -534,6 +592,24 @@ impl SecretStore for AwsStore {
             .map_err(|e| error::map(e, "checking Secrets Manager's health"))?;
         Ok(())
     }
+}
+
+/// The provider of `role`'s temporary credentials, which asks STS with the
+/// base configuration's credentials, at `role.sts_endpoint` if given
+/// (else where the base configuration sends STS calls).
+async fn assumed_role(base: &aws_config::SdkConfig, role: &AssumeRole) -> AssumeRoleProvider {
+    let mut sts = base.to_builder();
+    if let Some(endpoint) = &role.sts_endpoint {
+        sts.set_endpoint_url(Some(endpoint.clone()));
+    }
+    let mut builder = AssumeRoleProvider::builder(&role.role_arn)
+        .configure(&sts.build())
+        .session_name(&role.session_name)
+        .session_length(role.session_duration);
+    if let Some(id) = &role.external_id {
+        builder = builder.external_id(id);
+    }
+    builder.build().await
 }
 
 /// Both calls of a read at once: one round trip instead of two.

@@ -916,9 +916,12 @@ fn init_logging() {
     // secret included, and four lines per refused connection during an
     // outage) at ERROR; secretd reports what matters itself. They stay off
     // unless SECRETD_LOG names them.
-    let quiet = ",rustify=off,vaultrs=off";
+    // The AWS SDK's debug lines name the access key id it signs with (and
+    // the one an assumed role got): a credential, so they stop at info.
+    let quiet = ",rustify=off,vaultrs=off,aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_config=info,\
+                 aws_sigv4=info,aws_credential_types=info";
     let directives = match std::env::var("SECRETD_LOG") {
-        Ok(own) if own.contains("rustify") || own.contains("vaultrs") => own,
+        Ok(own) if own.contains("rustify") || own.contains("vaultrs") || own.contains("aws_") => own,
         Ok(own) => format!("{own}{quiet}"),
         Err(_) => format!("info{quiet}"),
     };

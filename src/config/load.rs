@@ -457,11 +457,21 @@ mod tests {
             .to_string();
         assert!(err.starts_with("test.yaml: kestra.secret.cache.expire-after-write: uses months or years"), "{err}");
         let err = load(
-            "kestra:\n  secret:\n    type: vault\n    vault:\n      address: http://v\n      kubernetes: {role: r}\n",
+            "kestra:\n  secret:\n    type: vault\n    vault:\n      address: http://v\n      kubernetes: {role: r, jwt-path: x}\n",
         )
         .unwrap_err()
         .to_string();
-        assert_eq!(err, "test.yaml: kestra.secret.vault.kubernetes: is not supported by secretd yet");
+        assert!(err.starts_with("test.yaml: kestra.secret.vault.kubernetes: unknown field `jwt-path`"), "{err}");
+        let err = load(
+            "kestra:\n  secret:\n    type: vault\n    vault:\n      address: http://v\n      kubernetes: {role: r}\n      \
+             token: {token: t}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("kestra.secret.vault: needs exactly one of token, userpass, approle or kubernetes"),
+            "{err}"
+        );
     }
 
     #[test]

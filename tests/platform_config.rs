@@ -2,7 +2,8 @@
 //! secretd as they are: every example of its docs under
 //! `tests/fixtures/platform/` through `secretd config check`, `config
 //! convert`, and a daemon started on the AWS examples (static keys, and an
-//! assumed STS role) against moto and on the Vault example against OpenBao.
+//! assumed STS role) against moto and on the Vault examples (token and
+//! Kubernetes auth) against OpenBao.
 //!
 //! The servers come from `scripts/test.sh`; without them a daemon test
 //! fails under `CI=true` and otherwise says loudly that it skipped.
@@ -70,8 +71,8 @@ fn every_platform_example_passes_config_check_or_names_what_is_not_supported() {
         ("security-settings.yaml", None),
         ("ssl-kubernetes.yaml", None),
         ("vault.yaml", None),
+        ("vault-kubernetes.yaml", None),
         ("ssl-standalone.yaml", Some("micronaut.server.ssl.trustStore: is not supported by secretd yet")),
-        ("vault-kubernetes.yaml", Some("kestra.secret.vault.kubernetes: is not supported by secretd yet")),
     ];
     let mut on_disk: Vec<String> = std::fs::read_dir(fixture(""))
         .unwrap()
@@ -107,7 +108,14 @@ fn every_platform_example_passes_config_check_or_names_what_is_not_supported() {
 #[test]
 fn convert_prints_native_yaml_with_references_as_written() {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["jdbc.yaml", "vault.yaml", "security-settings.yaml", "azure-key-vault.yaml", "ssl-kubernetes.yaml"] {
+    for name in [
+        "jdbc.yaml",
+        "vault.yaml",
+        "vault-kubernetes.yaml",
+        "security-settings.yaml",
+        "azure-key-vault.yaml",
+        "ssl-kubernetes.yaml",
+    ] {
         let out = secretd(&["config", "convert", fixture(name).to_str().unwrap()]);
         assert!(out.status.success(), "{name}: {}", text(&out.stderr));
         let yaml = text(&out.stdout);
@@ -146,6 +154,11 @@ fn convert_prints_native_yaml_with_references_as_written() {
     assert_eq!(block["path-prefix"].as_str(), Some("kestra"));
     // connect-timeout + read-timeout: the longest a whole call may take.
     assert_eq!(block["timeout"].as_str(), Some("15000ms"));
+
+    let kubernetes = text(&secretd(&["config", "convert", fixture("vault-kubernetes.yaml").to_str().unwrap()]).stdout);
+    let tree: serde_norway::Value = serde_norway::from_str(&kubernetes).unwrap();
+    let block = &tree["secret"]["vault"]["kubernetes"];
+    assert_eq!((block["path"].as_str(), block["role"].as_str()), (Some("kubernetes"), Some("kestra")));
 
     let native = dir.path().join("native.yaml");
     std::fs::write(&native, "secret:\n  type: memory\n").unwrap();
@@ -317,6 +330,107 @@ async fn daemon_serves_the_vault_example_against_openbao() {
     let direct = secretd_vault::VaultStore::connect(options).await.unwrap();
     let name = SecretName::parse("main", &ns, "api-key").unwrap();
     assert_eq!(direct.get(&name, None).await.unwrap().value.expose(), b"kept-in-openbao");
+}
+
+/// One Vault API call with curl, as the root token: the JSON answer, if any.
+fn vault_api(addr: &str, token: &str, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-s", "-X", method, "-H", &format!("X-Vault-Token: {token}"), "-d", &body.to_string()])
+        .arg(format!("{addr}/v1/{path}"))
+        .output()
+        .expect("curl");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// A service account JWT (ES256) for `subject` and `audience`, and the PEM
+/// public key that verifies it.
+fn service_account_token(subject: &str, audience: &str) -> (String, String) {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let rng = ring::rand::SystemRandom::new();
+    let signer = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key.serialize_der(), &rng).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let header = serde_json::json!({"alg": "ES256", "typ": "JWT"});
+    let claims = serde_json::json!({"sub": subject, "aud": [audience], "iat": now, "nbf": now, "exp": now + 3600});
+    let signed =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let signature = signer.sign(&rng, signed.as_bytes()).unwrap();
+    (format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref())), key.public_key_pem())
+}
+
+/// The Vault Kubernetes example against OpenBao. OpenBao's `kubernetes`
+/// method needs a Kubernetes API to review the token, so the example's
+/// `path` points at a `jwt` mount trusting a key made here: the login
+/// request (`{role, jwt}` to `auth/<path>/login`) is the same, and what is
+/// tested is secretd reading the token file and logging in with it.
+#[tokio::test]
+async fn daemon_serves_the_vault_kubernetes_example_against_openbao() {
+    let (Some(address), Some(root)) = (env("SECRETD_TEST_VAULT_ADDR"), env("SECRETD_TEST_VAULT_TOKEN")) else {
+        return;
+    };
+    let suffix = format!("{:08x}", rand::random::<u32>());
+    let (mount, role, policy) = (format!("k8s-jwt-{suffix}"), format!("kestra-{suffix}"), "secretd-platform-k8s");
+    let (subject, audience) = ("system:serviceaccount:kestra:kestra", "https://vault.platform.test");
+    let (jwt, public_key) = service_account_token(subject, audience);
+    vault_api(&address, &root, "POST", &format!("sys/auth/{mount}"), serde_json::json!({"type": "jwt"}));
+    vault_api(
+        &address,
+        &root,
+        "POST",
+        &format!("auth/{mount}/config"),
+        serde_json::json!({"jwt_validation_pubkeys": [public_key]}),
+    );
+    vault_api(
+        &address,
+        &root,
+        "PUT",
+        &format!("sys/policies/acl/{policy}"),
+        serde_json::json!({"policy": r#"path "secret/data/secretd/*" { capabilities = ["create", "read", "update", "delete", "list"] }
+            path "secret/metadata/secretd/*" { capabilities = ["create", "read", "update", "delete", "list"] }"#}),
+    );
+    vault_api(
+        &address,
+        &root,
+        "POST",
+        &format!("auth/{mount}/role/{role}"),
+        serde_json::json!({"role_type": "jwt", "user_claim": "sub", "bound_subject": subject,
+            "bound_audiences": [audience], "token_policies": [policy], "token_ttl": "1h"}),
+    );
+    let configured = vault_api(&address, &root, "GET", &format!("auth/{mount}/role/{role}"), serde_json::json!({}));
+    assert_eq!(configured["data"]["bound_subject"].as_str(), Some(subject), "{configured}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{jwt}\n")).unwrap();
+    let example = std::fs::read_to_string(fixture("vault-kubernetes.yaml")).unwrap();
+    let example = example
+        .replace("path: kubernetes", &format!("path: {mount}"))
+        .replace("role: kestra", &format!("role: {role}\n        token-file: {}", token_file.display()));
+    assert!(example.contains(&mount) && example.contains("token-file"), "the fixture changed shape:\n{example}");
+    let config = dir.path().join("application.yml");
+    std::fs::write(&config, format!("{example}{}", admin_account())).unwrap();
+    let mut environment: Vec<(&str, &str)> =
+        CREDENTIALS.iter().copied().filter(|(k, _)| !k.starts_with("VAULT_")).collect();
+    environment.push(("VAULT_ADDR", &address));
+    let daemon = Daemon::start_with_env(
+        &["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        dir.path(),
+        &environment,
+    );
+
+    let ns = format!("platform.k8s{}", rand::random::<u32>());
+    let mut client = daemon.client().await;
+    put(&mut client, &ns, "api-key", b"kept-via-kubernetes-auth").await.unwrap();
+    assert_eq!(get_value(&mut client, &ns, "api-key").await.unwrap(), b"kept-via-kubernetes-auth");
+    assert!(!daemon.log_text().contains(&jwt), "the service account token was logged");
+
+    let auth = secretd_vault::VaultAuth::Token(secrecy::SecretString::from(root).into());
+    let mut options = secretd_vault::VaultOptions::new(address, auth);
+    options.path_prefix = secretd_vault::PathPrefix::new("secretd").unwrap();
+    let direct = secretd_vault::VaultStore::connect(options).await.unwrap();
+    let name = SecretName::parse("main", &ns, "api-key").unwrap();
+    assert_eq!(direct.get(&name, None).await.unwrap().value.expose(), b"kept-via-kubernetes-auth");
 }
 
 /// `micronaut.server.ssl` as the platform's Kubernetes example writes it:

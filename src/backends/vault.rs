@@ -1,5 +1,6 @@
 //! `secret.vault`: HashiCorp Vault (or OpenBao) KV v2. Key names follow the
-//! platform's own configuration (`token`, `userpass`, `approle`), with its
+//! platform's own configuration (`token`, `userpass`, `approle`,
+//! `kubernetes`), with its
 //! older spellings (`password`, `app-role`) accepted as aliases.
 
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ backend_block! {
         pub userpass: Option<VaultUserpassAuth>,
         #[serde(alias = "app-role")]
         pub approle: Option<VaultAppRoleAuth>,
+        pub kubernetes: Option<VaultKubernetesAuth>,
     }
 }
 
@@ -47,7 +49,10 @@ fn default_path_prefix() -> String {
 impl VaultConfig {
     /// How many auth blocks are set; exactly one must be.
     pub fn auth_methods(&self) -> usize {
-        usize::from(self.token.is_some()) + usize::from(self.userpass.is_some()) + usize::from(self.approle.is_some())
+        usize::from(self.token.is_some())
+            + usize::from(self.userpass.is_some())
+            + usize::from(self.approle.is_some())
+            + usize::from(self.kubernetes.is_some())
     }
 }
 
@@ -86,6 +91,29 @@ fn default_approle_mount() -> String {
     "approle".into()
 }
 
+/// Vault's Kubernetes auth: the pod's service account token, re-read at
+/// every login because the kubelet rotates it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VaultKubernetesAuth {
+    pub role: String,
+    /// Where the Kubernetes method is mounted.
+    #[serde(default = "default_kubernetes_mount", alias = "path")]
+    pub mount: String,
+    #[serde(default = "default_service_account_token_file")]
+    pub token_file: PathBuf,
+}
+
+fn default_kubernetes_mount() -> String {
+    "kubernetes".into()
+}
+
+fn default_service_account_token_file() -> PathBuf {
+    "/var/run/secrets/kubernetes.io/serviceaccount/token".into()
+}
+
+const AUTH_METHODS: &str = "needs exactly one of token, userpass, approle or kubernetes";
+
 /// The same rule the Vault store applies, checked here so `config check`
 /// reports it without connecting.
 fn check_path_prefix(raw: &str) -> Result<(), &'static str> {
@@ -107,7 +135,15 @@ impl BackendBlock for VaultConfig {
             bad(&format!("{at}.address"), "must start with http:// or https://");
         }
         if self.auth_methods() != 1 {
-            bad(at, "needs exactly one of token, userpass or approle");
+            bad(at, AUTH_METHODS);
+        }
+        if let Some(kubernetes) = &self.kubernetes {
+            if kubernetes.role.trim().is_empty() {
+                bad(&format!("{at}.kubernetes.role"), "must not be empty");
+            }
+            if kubernetes.mount.trim_matches('/').is_empty() {
+                bad(&format!("{at}.kubernetes.mount"), "must not be empty");
+            }
         }
         if self.mount.trim_matches('/').is_empty() {
             bad(&format!("{at}.mount"), "must not be empty");
@@ -145,19 +181,24 @@ impl BackendBlock for VaultConfig {
     #[cfg(feature = "vault")]
     async fn build(&self, at: &str) -> Result<BuiltStore, BackendError> {
         use secretd_vault::{PathPrefix, VaultAuth, VaultOptions, VaultStore};
-        let auth = match (&self.token, &self.userpass, &self.approle) {
-            (Some(token), None, None) => VaultAuth::Token(token.token.source()),
-            (None, Some(up), None) => VaultAuth::Userpass {
+        let auth = match (&self.token, &self.userpass, &self.approle, &self.kubernetes) {
+            (Some(token), None, None, None) => VaultAuth::Token(token.token.source()),
+            (None, Some(up), None, None) => VaultAuth::Userpass {
                 mount: up.mount.clone(),
                 username: up.username.clone(),
                 password: up.password.source(),
             },
-            (None, None, Some(ar)) => VaultAuth::AppRole {
+            (None, None, Some(ar), None) => VaultAuth::AppRole {
                 mount: ar.mount.clone(),
                 role_id: secrecy::ExposeSecret::expose_secret(ar.role_id.secret()).to_owned(),
                 secret_id: ar.secret_id.source(),
             },
-            _ => return Err(BackendError::start(at, "needs exactly one of token, userpass or approle")),
+            (None, None, None, Some(k8s)) => VaultAuth::Kubernetes {
+                mount: k8s.mount.trim_matches('/').to_owned(),
+                role: k8s.role.clone(),
+                token_file: k8s.token_file.clone(),
+            },
+            _ => return Err(BackendError::start(at, AUTH_METHODS)),
         };
         let mut options = VaultOptions::new(self.address.clone(), auth);
         options.mount = self.mount.clone();

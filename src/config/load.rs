@@ -294,6 +294,37 @@ mod tests {
     }
 
     #[test]
+    fn vault_kubernetes_defaults_and_checks() {
+        let config =
+            load("secret:\n  type: vault\n  vault:\n    address: http://v:8200\n    kubernetes: {role: secretd}\n")
+                .unwrap();
+        let kubernetes = config.secret.vault.unwrap().kubernetes.unwrap();
+        assert_eq!((kubernetes.role.as_str(), kubernetes.mount.as_str()), ("secretd", "kubernetes"));
+        assert_eq!(kubernetes.token_file, Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token"));
+        let config = load(
+            "secret:\n  type: vault\n  vault:\n    address: http://v:8200\n    \
+             kubernetes: {role: r, path: k8s/prod, token-file: /run/sa/token}\n",
+        )
+        .unwrap();
+        let kubernetes = config.secret.vault.unwrap().kubernetes.unwrap();
+        assert_eq!(
+            (kubernetes.mount.as_str(), kubernetes.token_file.as_path()),
+            ("k8s/prod", Path::new("/run/sa/token"))
+        );
+        let err = load(
+            "secret:\n  type: vault\n  vault:\n    address: http://v:8200\n    kubernetes: {role: \" \", mount: /}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("secret.vault.kubernetes.role: must not be empty"), "{err}");
+        assert!(err.contains("secret.vault.kubernetes.mount: must not be empty"), "{err}");
+        let err = load("secret:\n  type: vault\n  vault:\n    address: http://v:8200\n    kubernetes: {mount: k}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("secret.vault.kubernetes: missing field `role`"), "{err}");
+    }
+
+    #[test]
     fn full_file() {
         let config = load(
             "server:\n  listen: 127.0.0.1:9999\nsecret:\n  type: jdbc\n  jdbc:\n    url: sqlite://x.db\n    secret: ${JDBC_SECRET}\n    tags:\n      application: prod\n  cache:\n    maximum-size: 10\n    expire-after-write: 5m\n  isolation:\n    enabled: true\n    denied-services: [EXECUTOR]\n",
@@ -457,11 +488,21 @@ mod tests {
             .to_string();
         assert!(err.starts_with("test.yaml: kestra.secret.cache.expire-after-write: uses months or years"), "{err}");
         let err = load(
-            "kestra:\n  secret:\n    type: vault\n    vault:\n      address: http://v\n      kubernetes: {role: r}\n",
+            "kestra:\n  secret:\n    type: vault\n    vault:\n      address: http://v\n      kubernetes: {role: r, jwt-path: x}\n",
         )
         .unwrap_err()
         .to_string();
-        assert_eq!(err, "test.yaml: kestra.secret.vault.kubernetes: is not supported by secretd yet");
+        assert!(err.starts_with("test.yaml: kestra.secret.vault.kubernetes: unknown field `jwt-path`"), "{err}");
+        let err = load(
+            "kestra:\n  secret:\n    type: vault\n    vault:\n      address: http://v\n      kubernetes: {role: r}\n      \
+             token: {token: t}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("kestra.secret.vault: needs exactly one of token, userpass, approle or kubernetes"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! Three kinds of platform key: those that map onto a secretd setting; those
 //! secretd has no use for (`kestra.queue`, `kestra.storage`, ...), listed
 //! in [`Converted::ignored`] by name; and those whose meaning secretd cannot
-//! honour yet (Vault's `kubernetes` auth, ...), which are
+//! honour yet (Vault's `engine-version: 1`, ...), which are
 //! refused, since ignoring them would change who can read what.
 
 use serde_norway::{Mapping, Value};
@@ -261,7 +261,7 @@ fn backend_block(
                 ("password", "userpass"),
                 ("app-role", "approle"),
             ],
-            &["kubernetes"],
+            &[],
         ),
         _ => (&[], &[]),
     };
@@ -750,9 +750,21 @@ mod tests {
     }
 
     #[test]
+    fn vault_kubernetes_auth_passes_to_the_native_block() {
+        let out = converted(
+            "kestra:\n  secret:\n    type: vault\n    vault:\n      address: http://v:8200\n      \
+             kubernetes: {path: k8s, role: kestra}\n",
+        );
+        assert_eq!(
+            out.native,
+            native("secret:\n  type: vault\n  vault:\n    address: http://v:8200\n    kubernetes: {path: k8s, role: kestra}\n")
+        );
+        assert_eq!(out.platform_path("secret.vault.kubernetes.role"), "kestra.secret.vault.kubernetes.role");
+    }
+
+    #[test]
     fn keys_not_supported_yet_are_refused_by_name() {
         let cases = [
-            ("vault:\n      kubernetes: {role: r}", "kestra.secret.vault.kubernetes"),
             ("vault:\n      engine-version: 1", "kestra.secret.vault.engine-version"),
             (
                 "azure-key-vault:\n      managed-identity-resource-id: x",

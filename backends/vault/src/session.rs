@@ -1,10 +1,10 @@
 //! A logged-in Vault client that stays logged in.
 //!
-//! secretd logs in once at start (token, userpass or AppRole) and then keeps
-//! the token alive: before two thirds of its lease have passed, the next
-//! call renews it (a plain token) or logs in again (userpass, AppRole, whose
-//! credentials can always make a fresh token, even past the token's max
-//! TTL). A token that dies anyway (revoked, or the server restarted) shows as
+//! secretd logs in once at start (token, userpass, AppRole or Kubernetes)
+//! and then keeps the token alive: before two thirds of its lease have
+//! passed, the next call renews it (a plain token) or logs in again
+//! (userpass, AppRole, Kubernetes, whose credentials can always make a fresh
+//! token, even past the token's max TTL). A token that dies anyway (revoked, or the server restarted) shows as
 //! a 403; the call that sees it logs in again and is tried once more.
 //!
 //! The client in use is swapped atomically; calls in flight keep the one
@@ -14,11 +14,12 @@
 
 use std::{
     future::Future,
+    path::{Path, PathBuf},
     sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::{zeroize::Zeroizing, ExposeSecret, SecretString};
 use secretd_core::{retry, CredentialSource, ErrorKind, RetryPolicy, StoreError};
 use vaultrs::{
     client::{Client, VaultClient, VaultClientSettingsBuilder},
@@ -38,6 +39,9 @@ pub enum VaultAuth {
     Userpass { mount: String, username: String, password: CredentialSource },
     /// `auth/<mount>/login` with a role id and a secret id.
     AppRole { mount: String, role_id: String, secret_id: CredentialSource },
+    /// `auth/<mount>/login` with a role and the pod's service account JWT,
+    /// read from `token_file` at every login because the kubelet rotates it.
+    Kubernetes { mount: String, role: String, token_file: PathBuf },
 }
 
 impl VaultAuth {
@@ -46,6 +50,7 @@ impl VaultAuth {
             VaultAuth::Token(_) => "token",
             VaultAuth::Userpass { .. } => "userpass",
             VaultAuth::AppRole { .. } => "approle",
+            VaultAuth::Kubernetes { .. } => "kubernetes",
         }
     }
 }
@@ -60,6 +65,12 @@ impl std::fmt::Debug for VaultAuth {
             VaultAuth::AppRole { mount, role_id, .. } => {
                 f.debug_struct("AppRole").field("mount", mount).field("role_id", role_id).finish_non_exhaustive()
             }
+            VaultAuth::Kubernetes { mount, role, token_file } => f
+                .debug_struct("Kubernetes")
+                .field("mount", mount)
+                .field("role", role)
+                .field("token_file", token_file)
+                .finish(),
         }
     }
 }
@@ -227,7 +238,7 @@ async fn log_in(connection: &Connection, auth: &VaultAuth, generation: u64) -> R
         VaultAuth::Token(source) => {
             let token = source.current()?;
             let client = client(connection, token.expose_secret())?;
-            let info = vaultrs::token::lookup_self(&client).await.map_err(|e| map(e, &what))?;
+            let info = vaultrs::token::lookup_self(&client).await.map_err(|e| refused_login(e, &what))?;
             let lease = if info.renewable.unwrap_or(false) { info.ttl } else { 0 };
             return Ok(Login {
                 client,
@@ -241,7 +252,7 @@ async fn log_in(connection: &Connection, auth: &VaultAuth, generation: u64) -> R
             let password = password.current()?;
             let info = vaultrs::auth::userpass::login(&anonymous, mount, username, password.expose_secret())
                 .await
-                .map_err(|e| map(e, &what))?;
+                .map_err(|e| refused_login(e, &what))?;
             (info.client_token, info.lease_duration)
         }
         VaultAuth::AppRole { mount, role_id, secret_id } => {
@@ -249,13 +260,51 @@ async fn log_in(connection: &Connection, auth: &VaultAuth, generation: u64) -> R
             let secret_id = secret_id.current()?;
             let info = vaultrs::auth::approle::login(&anonymous, mount, role_id, secret_id.expose_secret())
                 .await
-                .map_err(|e| map(e, &what))?;
+                .map_err(|e| refused_login(e, &what))?;
+            (info.client_token, info.lease_duration)
+        }
+        VaultAuth::Kubernetes { mount, role, token_file } => {
+            let anonymous = client(connection, "")?;
+            let jwt = service_account_token(token_file)?;
+            let info = vaultrs::auth::kubernetes::login(&anonymous, mount, role, jwt.expose_secret())
+                .await
+                .map_err(|e| refused_login(e, &what))?;
             (info.client_token, info.lease_duration)
         }
     };
     let token = SecretString::from(token);
     let client = client(connection, token.expose_secret())?;
     Ok(Login { client, given_token: None, refresh_at: refresh_at(Duration::from_secs(lease)), generation })
+}
+
+/// Vault answers a login it refuses (wrong password, a JWT it cannot
+/// verify, an unknown role) with 400: that is a denial, not a bad name.
+fn refused_login(e: ClientError, what: &str) -> StoreError {
+    let e = map(e, what);
+    if e.kind() == ErrorKind::InvalidName {
+        StoreError::new(ErrorKind::PermissionDenied, e.to_string())
+    } else {
+        e
+    }
+}
+
+/// The service account JWT as the kubelet last wrote it. Errors name the
+/// file and what is wrong with it, never its content.
+fn service_account_token(path: &Path) -> Result<SecretString, StoreError> {
+    let raw = std::fs::read(path).map(Zeroizing::new).map_err(|e| {
+        StoreError::new(
+            ErrorKind::PermissionDenied,
+            format!("cannot read the kubernetes service account token file {}: {}", path.display(), e.kind()),
+        )
+    })?;
+    let jwt = std::str::from_utf8(&raw).map(str::trim).unwrap_or_default();
+    if jwt.is_empty() {
+        return Err(StoreError::new(
+            ErrorKind::PermissionDenied,
+            format!("the kubernetes service account token file {} is empty or not text", path.display()),
+        ));
+    }
+    Ok(SecretString::from(jwt.to_owned()))
 }
 
 /// Renews an operator-given token; past its max TTL nothing can be done but

@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod kubernetes;
+
 use std::time::Duration;
 
 use secrecy::SecretString;

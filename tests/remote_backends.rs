@@ -123,8 +123,7 @@ async fn vault_losing_its_token_is_unavailable_not_permission_denied() {
         .and_then(|rest| rest.strip_suffix(')'))
         .unwrap_or_else(|| panic!("no correlation id in {message:?}"));
     assert_eq!(err.metadata().get("secretd-correlation-id").and_then(|v| v.to_str().ok()), Some(id));
-    let logged = daemon.log_text();
-    let line = logged.lines().find(|l| l.contains(id)).unwrap_or_else(|| panic!("{id} is not in the daemon's log"));
+    let line = daemon.log_line(id).unwrap_or_else(|| panic!("{id} is not in the daemon's log"));
     assert!(line.contains("vault answered 403"), "the log line of {id} holds Vault's answer: {line}");
 }
 

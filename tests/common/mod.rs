@@ -213,6 +213,22 @@ impl Daemon {
     pub fn log_text(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
+
+    /// The first log line holding `needle`, waiting up to 5 s for it: the
+    /// daemon's stderr is read by a thread of its own, so a line written
+    /// just before an answer may reach the test just after it.
+    pub fn log_line(&self, needle: &str) -> Option<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(line) = self.logs.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return Some(line.clone());
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Daemon {

@@ -348,6 +348,23 @@ fn time(dt: Option<&DateTime>) -> SystemTime {
     dt.and_then(|d| SystemTime::try_from(*d).ok()).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
+/// A listed secret's latest metadata, named `name`; none while it has no
+/// `AWSCURRENT` version (a create still in flight).
+fn listed_metadata(entry: &aws_sdk_secretsmanager::types::SecretListEntry, name: SecretName) -> Option<SecretMetadata> {
+    let version = entry
+        .secret_versions_to_stages()?
+        .iter()
+        .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+        .map(|(id, _)| id.clone())?;
+    Some(SecretMetadata {
+        name,
+        version: Version(version),
+        tags: tags_of(entry.tags()),
+        created_at: time(entry.created_date()),
+        updated_at: time(entry.last_changed_date().or(entry.created_date())),
+    })
+}
+
 fn tags_of(tags: &[Tag]) -> Tags {
     tags.iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect()
 }
@@ -490,22 +507,8 @@ impl SecretStore for AwsStore {
                 if entry.deleted_date().is_some() || after.as_ref().is_some_and(|a| &key <= a) {
                     continue;
                 }
-                let tags = tags_of(entry.tags());
-                if !tags.contains_all(filter) {
-                    continue;
-                }
-                let current = entry
-                    .secret_versions_to_stages()
-                    .and_then(|m| m.iter().find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT")))
-                    .map(|(id, _)| id.clone());
-                let Some(version) = current else { continue };
-                items.push(SecretMetadata {
-                    name: SecretName::new(tenant.clone(), namespace.clone(), key),
-                    version: Version(version),
-                    tags,
-                    created_at: time(entry.created_date()),
-                    updated_at: time(entry.last_changed_date().or(entry.created_date())),
-                });
+                let name = SecretName::new(tenant.clone(), namespace.clone(), key);
+                items.extend(listed_metadata(entry, name).filter(|m| m.tags.contains_all(filter)));
             }
         }
         items.sort_by(|a, b| a.name.key.cmp(&b.name.key));
@@ -529,18 +532,7 @@ impl SecretStore for AwsStore {
                 {
                     continue;
                 }
-                let current = entry
-                    .secret_versions_to_stages()
-                    .and_then(|m| m.iter().find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT")))
-                    .map(|(id, _)| id.clone());
-                let Some(version) = current else { continue };
-                items.push(SecretMetadata {
-                    name,
-                    version: Version(version),
-                    tags: tags_of(entry.tags()),
-                    created_at: time(entry.created_date()),
-                    updated_at: time(entry.last_changed_date().or(entry.created_date())),
-                });
+                items.extend(listed_metadata(entry, name));
             }
         }
         items.sort_by(|a, b| a.name.cmp(&b.name));
